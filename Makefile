@@ -1,0 +1,64 @@
+# iotauth — one entry point for contributors and CI.
+#   make run    the whole product locally on 127.0.0.1 (no AWS account needed)
+#   make test   lint, type-check, validate and build the SAM app, run every test
+#   make bench  benchmarks that print figures
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Lambda runs python3.13: use pyenv's 3.13 when there is one, else whatever python3 is.
+PYTHON ?= $(shell PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null || command -v python3.13 || command -v python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# aws-sam-cli pins many packages; it lives in a venv of its own so it cannot clash with moto.
+SAM_VENV := .tools/sam
+SAM := $(CURDIR)/$(SAM_VENV)/bin/sam
+export PATH := $(BIN):$(PATH)
+export SAM_CLI_TELEMETRY := 0
+export AWS_SAM_CLI_TELEMETRY := 0
+
+.PHONY: help dev run test lint typecheck validate build pytest bench invoke browser-deps clean
+
+help:
+	@echo "make run    start the local stack (gateway, signer, chat page) on 127.0.0.1"
+	@echo "make test   the whole suite: ruff, mypy, sam validate --lint, cfn-lint, sam build, pytest"
+	@echo "make bench  benchmarks"
+	@echo "make invoke FN=AuthorizerFunction EVENT=events/authorizer/connect-mqtt.json"
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+$(SAM_VENV)/.installed:
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install -q 'aws-sam-cli>=1.120,<2'
+	@touch $@
+
+dev: $(VENV)/.installed $(SAM_VENV)/.installed
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed
+	$(BIN)/mypy
+
+validate: $(VENV)/.installed $(SAM_VENV)/.installed
+	$(SAM) validate --lint
+	$(BIN)/cfn-lint template.yaml
+
+build: $(VENV)/.installed $(SAM_VENV)/.installed
+	$(SAM) build --cached
+
+pytest: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+test: lint typecheck validate build pytest
+
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf .aws-sam .mypy_cache .pytest_cache .ruff_cache

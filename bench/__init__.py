@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`). Each module has a ``main()`` that prints its figures."""

@@ -1,0 +1,20 @@
+"""Run every benchmark in one process run: `python -m bench [name ...]`."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+SUITES = ("bench.authorizer", "bench.signer")
+
+
+def main(argv: list[str]) -> int:
+    wanted = [f"bench.{a}" for a in argv] or list(SUITES)
+    for name in wanted:
+        print(f"== {name}", flush=True)
+        importlib.import_module(name).main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

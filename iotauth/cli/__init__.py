@@ -1,0 +1,60 @@
+"""The ``iotauth`` command.
+
+Each group of subcommands lives in its own module and registers itself through a
+``register(subparsers)`` function listed in ``_COMMAND_MODULES``. Errors a user can fix are
+raised as :class:`CommandError` and printed as one line on stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["CommandError", "main"]
+
+# Imported lazily per command so `iotauth sign-url` does not pay for boto3 or amqtt.
+_COMMAND_MODULES = (
+    "iotauth.cli.devices",  # devices …, authorize
+    "iotauth.cli.signing",  # sign-url, aliyun-credentials
+    "iotauth.cli.local",  # local
+)
+
+
+class CommandError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="iotauth",
+        description="Certificate-free, identity-scoped MQTT access to AWS IoT Core.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that group is not written yet / not installed
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except CommandError as exc:
+        print(f"iotauth: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
