@@ -35,9 +35,7 @@ _PRODUCT_KEY = re.compile(r"[A-Za-z0-9]{1,32}")
 _DEVICE_NAME = re.compile(r"[A-Za-z0-9_.@:-]{1,64}")
 
 
-def sign_content(
-    client_id: str, device_name: str, product_key: str, timestamp: str | None
-) -> str:
+def sign_content(client_id: str, device_name: str, product_key: str, timestamp: str | None) -> str:
     pairs = {"clientId": client_id, "deviceName": device_name, "productKey": product_key}
     if timestamp is not None:
         pairs["timestamp"] = timestamp
@@ -81,11 +79,13 @@ def parse_mqtt_client_id(mqtt_client_id: str) -> AliyunClientId | None:
     items = rest.split(",") if rest else []
     if not all(_PARAM.fullmatch(item) for item in items):
         return None
-    params = tuple(tuple(item.split("=", 1)) for item in items)
+    params: tuple[tuple[str, str], ...] = tuple(
+        (key, value) for key, _, value in (item.partition("=") for item in items)
+    )
     keys = [k for k, _ in params]
     if len(set(keys)) != len(keys):
         return None
-    values = dict(params)
+    values: dict[str, str] = dict(params)
     signmethod = values.get("signmethod", "").lower()
     if signmethod not in SIGN_METHODS:
         return None
@@ -94,7 +94,7 @@ def parse_mqtt_client_id(mqtt_client_id: str) -> AliyunClientId | None:
         securemode=values.get("securemode"),
         signmethod=signmethod,
         timestamp=values.get("timestamp"),
-        params=params,  # type: ignore[arg-type]
+        params=params,
     )
 
 

@@ -137,9 +137,7 @@ class PolicySet:
         for st in self._statements:
             if st.effect == "Deny" and not st.understood:
                 # A Deny we cannot read fully is taken at its widest.
-                if not st.actions or any(
-                    _wildcard(a, True).fullmatch(action) for a in st.actions
-                ):
+                if not st.actions or any(_wildcard(a, True).fullmatch(action) for a in st.actions):
                     return Decision.EXPLICIT_DENY
                 continue
             if not st.understood:

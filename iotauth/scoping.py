@@ -44,7 +44,7 @@ MAX_GRANT_CHARS = 256
 # Topic names and filters an administrator may grant: MQTT wildcards '+'/'#' and the IAM
 # wildcard '*' are allowed on purpose (the grant is the administrator's choice), policy
 # variables are not.
-_GRANT = re.compile(r"[A-Za-z0-9_.@:&/*+#$-]{1,%d}" % MAX_GRANT_CHARS)
+_GRANT = re.compile(rf"[A-Za-z0-9_.@:&/*+#$-]{{1,{MAX_GRANT_CHARS}}}")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}|local")
 _ACCOUNT = re.compile(r"\d{12}")
 _PARTITION = re.compile(r"aws(-[a-z]+)*")
@@ -204,8 +204,7 @@ def policy_documents(scope: Scope, arn: ArnContext) -> list[str]:
         documents.append(_dump(current))
     if len(documents) > MAX_POLICY_DOCUMENTS:
         raise PolicyTooLarge(
-            f"the grants need {len(documents)} policy documents; IoT accepts "
-            f"{MAX_POLICY_DOCUMENTS}"
+            f"the grants need {len(documents)} policy documents; IoT accepts {MAX_POLICY_DOCUMENTS}"
         )
     return documents
 
