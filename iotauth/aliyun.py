@@ -12,11 +12,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 __all__ = [
     "SIGN_METHODS",
     "AliyunClientId",
+    "MqttCredentials",
+    "mqtt_credentials",
     "parse_mqtt_client_id",
     "parse_username",
     "sign",
@@ -33,6 +36,13 @@ MAX_CLIENT_ID = 64
 _PARAM = re.compile(r"[A-Za-z0-9_]{1,32}=[A-Za-z0-9_.-]{1,64}")
 _PRODUCT_KEY = re.compile(r"[A-Za-z0-9]{1,32}")
 _DEVICE_NAME = re.compile(r"[A-Za-z0-9_.@:-]{1,64}")
+# What may stand before the '|': no '|', ',', '=' or white space, which would change the
+# meaning of the extension parameters.
+_CLIENT_ID = re.compile(r"[A-Za-z0-9_.@:&-]+")
+_REGION = re.compile(r"[a-z]{2}-[a-z]+(-\d{1,2})?")
+_INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+_TIMESTAMP = re.compile(r"\d{1,20}")
+_SCHEMES = {2: "wss", 3: "ws"}  # securemode 2 = WebSocket over TLS, 3 = plain WebSocket
 
 
 def sign_content(client_id: str, device_name: str, product_key: str, timestamp: str | None) -> str:
@@ -106,3 +116,90 @@ def parse_username(username: str) -> tuple[str, str] | None:
     if not _PRODUCT_KEY.fullmatch(product_key):
         return None
     return device_name, product_key
+
+
+@dataclass(frozen=True, slots=True)
+class MqttCredentials:
+    """What an MQTT client needs to connect to Aliyun IoT over WebSocket."""
+
+    url: str
+    client_id: str  # the full mqttClientId, ``id|securemode=…,signmethod=…,timestamp=…|``
+    username: str
+    password: str = field(repr=False)
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "url": self.url,
+            "clientId": self.client_id,
+            "username": self.username,
+            "password": self.password,
+        }
+
+
+def mqtt_credentials(
+    product_key: str,
+    device_name: str,
+    device_secret: str,
+    client_id: str,
+    *,
+    timestamp: int | str | None = None,
+    signmethod: str = "hmacsha1",
+    securemode: int = 2,
+    region: str = "cn-shanghai",
+    instance_id: str | None = None,
+) -> MqttCredentials:
+    """The ws/wss connect parameters of an Aliyun IoT device (REFERENCE §7).
+
+    ``timestamp`` defaults to the current time in milliseconds (Aliyun's documentation;
+    linkkit sends seconds). ``securemode`` 2 gives ``wss://`` and 3 ``ws://``, port 443 both.
+    The host is the legacy public ``<productKey>.iot-as-mqtt.<region>.aliyuncs.com``, or
+    ``<instanceId>.mqtt.iothub.aliyuncs.com`` when ``instance_id`` is given (region is then
+    not used). Raises ValueError on invalid input.
+    """
+    if not isinstance(product_key, str) or not _PRODUCT_KEY.fullmatch(product_key):
+        raise ValueError("invalid product key: 1-32 letters and digits")
+    if not isinstance(device_name, str) or not _DEVICE_NAME.fullmatch(device_name):
+        raise ValueError("invalid device name: 1-64 letters, digits and _ . @ : -")
+    if not isinstance(device_secret, str) or not device_secret:
+        raise ValueError("the device secret must be a non-empty string")
+    if not isinstance(client_id, str) or not client_id:
+        raise ValueError("the client id must be a non-empty string")
+    if len(client_id) > MAX_CLIENT_ID:
+        raise ValueError(f"the client id must be at most {MAX_CLIENT_ID} characters")
+    if not _CLIENT_ID.fullmatch(client_id):
+        raise ValueError("invalid client id: letters, digits and _ . @ : & - only")
+    method = signmethod.lower() if isinstance(signmethod, str) else ""
+    if method not in SIGN_METHODS:
+        raise ValueError(f"unknown signmethod {signmethod!r}; use one of {sorted(SIGN_METHODS)}")
+    scheme = _SCHEMES.get(securemode) if not isinstance(securemode, bool) else None
+    if scheme is None:
+        raise ValueError("securemode must be 2 (wss) or 3 (ws)")
+    if timestamp is None:
+        timestamp = str(time.time_ns() // 1_000_000)
+    elif isinstance(timestamp, bool) or not isinstance(timestamp, int | str):
+        raise ValueError("timestamp must be digits")
+    timestamp = str(timestamp)
+    if not _TIMESTAMP.fullmatch(timestamp):
+        raise ValueError("timestamp must be digits")
+    if instance_id is not None:
+        if not isinstance(instance_id, str) or not _INSTANCE_ID.fullmatch(instance_id):
+            raise ValueError("invalid instance id")
+        host = f"{instance_id}.mqtt.iothub.aliyuncs.com"
+    else:
+        if not isinstance(region, str) or not _REGION.fullmatch(region):
+            raise ValueError(f"invalid region: {region!r}")
+        host = f"{product_key}.iot-as-mqtt.{region}.aliyuncs.com"
+    password = sign(
+        device_secret,
+        client_id=client_id,
+        device_name=device_name,
+        product_key=product_key,
+        timestamp=timestamp,
+        signmethod=method,
+    )
+    return MqttCredentials(
+        url=f"{scheme}://{host}:443",
+        client_id=f"{client_id}|securemode={securemode},signmethod={method},timestamp={timestamp}|",
+        username=f"{device_name}&{product_key}",
+        password=password,
+    )
