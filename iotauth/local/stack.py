@@ -1,0 +1,784 @@
+"""The whole product on 127.0.0.1: ``iotauth local`` / ``make run``, and the tests' fixture.
+
+Python API (used by the end-to-end and browser tests)::
+
+    from iotauth.local.stack import LocalPorts, LocalStack
+
+    with LocalStack(LocalPorts.any_free()) as stack:   # or stack.start() / stack.stop()
+        info = stack.info
+        info.page_url          # the chat page, e.g. http://127.0.0.1:8000/
+        info.signer_url        # GET this with "Authorization: Bearer <dev token>"
+        info.dev_tokens        # {"alice": "...", "bob": "..."}: stand-ins for JWTs
+        info.gateway_ws_url    # ws://127.0.0.1:P/mqtt
+        info.authorizer_name   # for "?x-amz-customauthorizer-name=<name>"
+        info.tcp_port, info.tls_port, info.ca_cert_path
+        info.devices           # {"sensor-1": "<secret>", "sensor-2": "<secret>"}
+
+Port 0 means "any free port". What runs, in process:
+
+- moto's server (DynamoDB, IAM, STS) on ``aws_endpoint_url``, with the credential table
+  created by :meth:`iotauth.store.DynamoDBStore.create_table` (as ``iotauth devices
+  create-table`` does), two demo devices with generated secrets, and the IoT client role the
+  signer assumes;
+- the local gateway (:mod:`iotauth.local.gateway`) calling the real authorizer handler
+  (``authorizer/app.py``) and verifying presigned URLs against the credentials moto's STS
+  issued, enforcing the session policy they were issued with;
+- the real signer handler (``signer/app.py``) behind a small HTTP server that plays API
+  Gateway: a development bearer token becomes the JWT claim ``sub``, CORS for the page;
+- the chat page from ``web/`` with ``/config.json`` and ``/vendor/mqtt.min.js``.
+
+The handlers read standard AWS and ``IOTAUTH_*`` environment variables: they are set while
+the stack runs (endpoint → moto, fake credentials) and restored by :meth:`LocalStack.stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import errno
+import hmac
+import importlib.util
+import json
+import logging
+import mimetypes
+import os
+import secrets
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType, TracebackType
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from iotauth.local.certs import generate_certificates
+from iotauth.local.gateway import GatewayConfig, LocalGateway
+from iotauth.local.iot_events import AUTHORIZER_NAME_PARAMETER
+from iotauth.scoping import ArnContext
+
+__all__ = ["LocalPorts", "LocalStack", "PortInUse", "StackInfo", "banner"]
+
+log = logging.getLogger("iotauth.local")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+AUTHORIZER_NAME = "iotauth-authorizer"
+TABLE_NAME = "iotauth-local"
+CLIENT_ROLE_NAME = "iotauth-iot-client"
+CHAT_ROOM = "chat/lobby"
+DEMO_DEVICES = ("sensor-1", "sensor-2")
+DEMO_USERS = ("alice", "bob")
+_FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+class PortInUse(RuntimeError):
+    """A configured port is taken; the message is one line naming the port and its flag."""
+
+
+@dataclass(frozen=True, slots=True)
+class LocalPorts:
+    """Ports on 127.0.0.1 (0: any free port). Field names match the ``--*-port`` flags."""
+
+    web: int = 8000
+    signer: int = 8001
+    aws: int = 5005
+    mqtt: int = 1883
+    mqtts: int = 8883
+    ws: int = 8083
+
+    @classmethod
+    def any_free(cls) -> LocalPorts:
+        return cls(web=0, signer=0, aws=0, mqtt=0, mqtts=0, ws=0)
+
+
+@dataclass(frozen=True, slots=True)
+class StackInfo:
+    page_url: str
+    signer_url: str
+    dev_tokens: dict[str, str]
+    gateway_ws_url: str
+    authorizer_name: str
+    tcp_port: int
+    tls_port: int
+    ca_cert_path: Path
+    devices: dict[str, str]
+    ws_port: int
+    aws_endpoint_url: str
+    table_name: str
+    region: str
+    client_role_arn: str
+    chat_room: str
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """``/config.json`` for the chat page (local mode: the dev tokens are included)."""
+        return {
+            "mode": "local",
+            "signerUrl": self.signer_url,
+            "gatewayWsUrl": (
+                f"{self.gateway_ws_url}?{AUTHORIZER_NAME_PARAMETER}={self.authorizer_name}"
+            ),
+            "authorizerName": self.authorizer_name,
+            "room": self.chat_room,
+            "devTokens": dict(self.dev_tokens),
+        }
+
+
+# --- ports ------------------------------------------------------------------------------
+
+
+def _check_free(port: int, flag: str) -> None:
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise PortInUse(f"port {port} ({flag}) is already in use") from None
+            raise PortInUse(f"cannot listen on 127.0.0.1:{port} ({flag}): {exc}") from None
+
+
+# --- moto -------------------------------------------------------------------------------
+
+
+class _MotoServer:
+    """moto's server, bound in the calling thread (so a busy port is an error, not a hang)."""
+
+    def __init__(self, port: int) -> None:
+        from moto.moto_server.werkzeug_app import (  # noqa: PLC0415 - heavy, local only
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server  # noqa: PLC0415
+
+        self._server = make_server(
+            "127.0.0.1",
+            port,
+            DomainDispatcherApplication(create_backend_app),
+            threaded=True,
+            request_handler=MotoRequestHandler,
+        )
+        self.port: int = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="iotauth-moto", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+class _IssuedCredentials:
+    """Looks up the STS credentials moto issued: what IoT Core knows from AWS IAM."""
+
+    def __init__(self, role_arn: str, region: str) -> None:
+        self._role_arn = role_arn
+        self._region = region
+
+    def _assumed_role(self, access_key: str) -> Any:
+        from moto.sts.models import sts_backends  # noqa: PLC0415
+
+        role = sts_backends[ACCOUNT]["aws"].get_assumed_role_from_access_key(access_key)
+        if role is None or role.role_arn != self._role_arn:
+            return None
+        expiration = role.expiration
+        now = dt.datetime.now(dt.UTC)
+        if expiration.tzinfo is None:
+            now = now.replace(tzinfo=None)
+        return role if now < expiration else None
+
+    def verify(self, path: str, host: str) -> list[str] | None:
+        """The session policy of the credentials that signed this request, if valid."""
+        from iotauth.sigv4 import verify_presigned_url  # noqa: PLC0415
+
+        found: dict[str, Any] = {}
+
+        def secret(access_key: str) -> str | None:
+            role = self._assumed_role(access_key)
+            if role is None:
+                return None
+            found["role"] = role
+            return str(role.secret_access_key)
+
+        def token(access_key: str) -> str | None:
+            role = self._assumed_role(access_key)
+            return None if role is None else str(role.session_token)
+
+        access_key = verify_presigned_url(
+            f"ws://{host}{path}", host, self._region, secret, expected_token=token
+        )
+        role = found.get("role")
+        if access_key is None or role is None or role.access_key_id != access_key:
+            return None
+        # The effective permissions are the session policy (∩ the role's, which is wider).
+        if not isinstance(role.policy, str) or not role.policy:
+            return None
+        return [role.policy]
+
+
+# --- the handlers -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _LambdaContext:
+    """Enough of a Lambda context for Powertools and the handlers."""
+
+    function_name: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int = 256
+    function_version: str = "$LATEST"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = "/aws/lambda/local"
+    log_stream_name: str = "local"
+    timeout_seconds: float = 5.0
+    _started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        left = self.timeout_seconds - (time.monotonic() - self._started)
+        return max(0, int(left * 1000))
+
+
+def _function_arn(name: str) -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+
+
+def _load_handler(folder: str) -> Callable[[Any, Any], Any]:
+    """``<repo>/<folder>/app.py``'s ``lambda_handler``, loaded as a private module copy."""
+    path = REPO_ROOT / folder / "app.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run the local stack from a source checkout")
+    spec = importlib.util.spec_from_file_location(f"_iotauth_local_{folder}_app", path)
+    assert spec is not None and spec.loader is not None
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    handler: Callable[[Any, Any], Any] = module.lambda_handler
+    return handler
+
+
+def _http_api_event(
+    method: str, path: str, query: str, headers: Mapping[str, str], sub: str
+) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload 2.0) event, after its JWT authorizer let ``sub`` in."""
+    now = time.time()
+    lowered = {k.lower(): v for k, v in headers.items() if k.lower() != "authorization"}
+    return {
+        "version": "2.0",
+        "routeKey": f"{method} {path}",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": lowered,
+        "requestContext": {
+            "accountId": ACCOUNT,
+            "apiId": "local",
+            "authorizer": {"jwt": {"claims": {"sub": sub}, "scopes": None}},
+            "domainName": lowered.get("host", "127.0.0.1"),
+            "domainPrefix": "local",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": lowered.get("user-agent", ""),
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": f"{method} {path}",
+            "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "timeEpoch": int(now * 1000),
+        },
+        "isBase64Encoded": False,
+    }
+
+
+# --- HTTP: the signer's API and the page --------------------------------------------------
+
+
+class _QuietHandler(BaseHTTPRequestHandler):
+    server_version = "iotauth-local"
+    sys_version = ""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Request lines only (no headers: they hold bearer tokens).
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Content-Type-Options", "nosniff")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+class _SignerApi(_QuietHandler):
+    """Plays API Gateway in front of the signer: JWT check (dev tokens), CORS, the route."""
+
+    stack: ClassVar[LocalStack]
+
+    def _cors(self) -> dict[str, str]:
+        origin = self.headers.get("Origin")
+        if origin and origin in self.stack.allowed_origins:
+            return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+        return {}
+
+    def do_OPTIONS(self) -> None:
+        cors = self._cors()
+        if cors:
+            cors |= {
+                "Access-Control-Allow-Methods": "GET, OPTIONS",
+                "Access-Control-Allow-Headers": "authorization, content-type",
+                "Access-Control-Max-Age": "600",
+            }
+        self._send(HTTPStatus.NO_CONTENT, b"", headers=cors)
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        if url.path != "/mqtt-url":
+            self._send(HTTPStatus.NOT_FOUND, b'{"message":"Not Found"}', headers=self._cors())
+            return
+        sub = self.stack.user_for(self.headers.get("Authorization", ""))
+        if sub is None:
+            self._send(HTTPStatus.UNAUTHORIZED, b'{"message":"Unauthorized"}', headers=self._cors())
+            return
+        event = _http_api_event("GET", url.path, url.query, dict(self.headers.items()), sub)
+        try:
+            response = self.stack.call_signer(event)
+            status = int(response.get("statusCode", 502))
+            body = response.get("body") or ""
+            headers = {str(k): str(v) for k, v in (response.get("headers") or {}).items()}
+        except Exception as exc:  # API Gateway's answer to a failing integration
+            log.warning("signer failed with %s", type(exc).__name__)
+            status, body, headers = 500, '{"message":"Internal Server Error"}', {}
+        for name in list(headers):
+            if name.lower() in {"content-length", "connection", "transfer-encoding"}:
+                del headers[name]
+        content_type = headers.pop("Content-Type", headers.pop("content-type", "application/json"))
+        lowered = {k.lower() for k in headers}
+        headers |= {k: v for k, v in self._cors().items() if k.lower() not in lowered}
+        self._send(status, body.encode("utf-8"), content_type, headers)
+
+    do_HEAD = do_GET  # noqa: N815 - http.server's naming
+
+
+class _WebPage(_QuietHandler):
+    """The chat page: files of ``web/``, ``/config.json`` and ``/vendor/mqtt.min.js``."""
+
+    stack: ClassVar[LocalStack]
+    _STATIC: ClassVar[frozenset[str]] = frozenset(
+        {".html", ".js", ".css", ".png", ".svg", ".ico", ".webmanifest"}
+    )
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        no_store = {"Cache-Control": "no-store"}
+        if path == "/config.json":
+            body = json.dumps(self.stack.info.config, indent=2).encode()
+            self._send(HTTPStatus.OK, body, headers=no_store)
+            return
+        root = self.stack.web_root
+        if path == "/vendor/mqtt.min.js":
+            file = root / "node_modules" / "mqtt" / "dist" / "mqtt.min.js"
+            if not file.is_file():
+                text = b"mqtt.js is not installed: run `make web-deps` (npm ci in web/)\n"
+                self._send(HTTPStatus.NOT_FOUND, text, "text/plain; charset=utf-8")
+                return
+        else:
+            relative = "index.html" if path in ("", "/") else path.lstrip("/")
+            file = (root / relative).resolve()
+            parts = Path(relative).parts
+            if (
+                not file.is_relative_to(root.resolve())
+                or any(p.startswith(".") or p == "node_modules" for p in parts)
+                or file.suffix not in self._STATIC
+                or not file.is_file()
+            ):
+                self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
+                return
+        content_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        if content_type.startswith("text/") or content_type.endswith("javascript"):
+            content_type += "; charset=utf-8"
+        self._send(HTTPStatus.OK, file.read_bytes(), content_type, no_store)
+
+    do_HEAD = do_GET  # noqa: N815 - http.server's naming
+
+
+def _serve_http(handler: type[_QuietHandler], port: int, flag: str) -> ThreadingHTTPServer:
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(f"port {port} ({flag}) is already in use") from None
+        raise
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name=f"iotauth-{flag}", daemon=True).start()
+    return server
+
+
+# --- the stack ----------------------------------------------------------------------------
+
+
+class LocalStack:
+    """Everything ``make run`` starts. Start in a few seconds; stop releases every port."""
+
+    def __init__(
+        self,
+        ports: LocalPorts | None = None,
+        web_root: Path | None = None,
+        *,
+        authorizer_name: str = AUTHORIZER_NAME,
+    ) -> None:
+        self.ports = ports or LocalPorts()
+        self.web_root = (web_root or REPO_ROOT / "web").resolve()
+        self.authorizer_name = authorizer_name
+        self._info: StackInfo | None = None
+        self._cleanup: list[Callable[[], None]] = []
+        self._saved_env: dict[str, str | None] = {}
+        self._signer: Callable[[Any, Any], Any] | None = None
+        self._authorizer: Callable[[Any, Any], Any] | None = None
+        self._dev_tokens: dict[str, str] = {}
+        self.allowed_origins: frozenset[str] = frozenset()
+
+    @property
+    def info(self) -> StackInfo:
+        if self._info is None:
+            raise RuntimeError("the local stack is not running")
+        return self._info
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> StackInfo:
+        if self._info is not None:
+            return self._info
+        ports = self.ports
+        for port, flag in (
+            (ports.web, "--web-port"),
+            (ports.signer, "--signer-port"),
+            (ports.aws, "--aws-port"),
+            (ports.mqtt, "--mqtt-port"),
+            (ports.mqtts, "--mqtts-port"),
+            (ports.ws, "--ws-port"),
+        ):
+            _check_free(port, flag)
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> StackInfo:
+        ports = self.ports
+        workdir = Path(tempfile.mkdtemp(prefix="iotauth-local-"))
+        self._cleanup.append(lambda: shutil.rmtree(workdir, ignore_errors=True))
+
+        try:
+            moto = _MotoServer(ports.aws)
+        except OSError as exc:
+            raise PortInUse(f"port {ports.aws} (--aws-port) is already in use: {exc}") from None
+        self._cleanup.append(moto.stop)
+        aws_url = f"http://127.0.0.1:{moto.port}"
+        self._set_env(
+            {
+                **_FAKE_CREDENTIALS,
+                "AWS_SESSION_TOKEN": None,
+                "AWS_PROFILE": None,
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+                "AWS_ENDPOINT_URL": aws_url,
+                "IOTAUTH_TABLE": TABLE_NAME,
+                "POWERTOOLS_METRICS_DISABLED": "true",
+                "POWERTOOLS_DEV": None,
+            }
+        )
+        devices, role_arn = self._provision(aws_url)
+
+        certificates = generate_certificates(workdir / "tls")
+        self._authorizer = _load_handler("authorizer")
+        gateway = LocalGateway(
+            GatewayConfig(
+                authorizer=self._call_authorizer,
+                authorizer_name=self.authorizer_name,
+                arn=ArnContext("aws", REGION, ACCOUNT),
+                certificates=certificates,
+                presigned=_IssuedCredentials(role_arn, REGION).verify,
+                tcp_port=ports.mqtt,
+                tls_port=ports.mqtts,
+                ws_port=ports.ws,
+            )
+        )
+        gateway_ports = self._start_gateway(gateway)
+
+        # Handler classes bound to this stack (two stacks may run in one process).
+        page_handler = type("WebPage", (_WebPage,), {"stack": self})
+        signer_handler = type("SignerApi", (_SignerApi,), {"stack": self})
+        web = _serve_http(page_handler, ports.web, "--web-port")
+        self._cleanup.append(lambda: _close_http(web))
+        signer = _serve_http(signer_handler, ports.signer, "--signer-port")
+        self._cleanup.append(lambda: _close_http(signer))
+        web_port, signer_port = web.server_address[1], signer.server_address[1]
+        self.allowed_origins = frozenset(
+            {f"http://127.0.0.1:{web_port}", f"http://localhost:{web_port}"}
+        )
+
+        ws_url = f"ws://127.0.0.1:{gateway_ports.ws}/mqtt"
+        self._set_env(
+            {
+                "IOTAUTH_CLIENT_ROLE_ARN": role_arn,
+                # The signer signs for the local gateway: ws:// on 127.0.0.1.
+                "IOTAUTH_IOT_ENDPOINT": f"ws://127.0.0.1:{gateway_ports.ws}",
+                "IOTAUTH_WEB_PUBLISH": CHAT_ROOM,
+                "IOTAUTH_WEB_SUBSCRIBE": CHAT_ROOM,
+                "IOTAUTH_ALLOWED_ORIGINS": ",".join(sorted(self.allowed_origins)),
+            }
+        )
+        try:
+            self._signer = _load_handler("signer")
+        except FileNotFoundError as exc:
+            log.warning("%s: the signer answers 503", exc)
+        self._dev_tokens = {user: f"dev-{secrets.token_urlsafe(24)}" for user in DEMO_USERS}
+        self._info = StackInfo(
+            page_url=f"http://127.0.0.1:{web_port}/",
+            signer_url=f"http://127.0.0.1:{signer_port}/mqtt-url",
+            dev_tokens=dict(self._dev_tokens),
+            gateway_ws_url=ws_url,
+            authorizer_name=self.authorizer_name,
+            tcp_port=gateway_ports.tcp,
+            tls_port=gateway_ports.tls,
+            ca_cert_path=certificates.ca_cert,
+            devices=devices,
+            ws_port=gateway_ports.ws,
+            aws_endpoint_url=aws_url,
+            table_name=TABLE_NAME,
+            region=REGION,
+            client_role_arn=role_arn,
+            chat_room=CHAT_ROOM,
+        )
+        return self._info
+
+    def stop(self) -> None:
+        """Stop everything started so far (safe to call twice)."""
+        self._info = None
+        while self._cleanup:
+            step = self._cleanup.pop()
+            try:
+                step()
+            except Exception:  # keep stopping the rest
+                log.exception("error while stopping the local stack")
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+
+    # -- pieces -----------------------------------------------------------------------
+
+    def _set_env(self, values: Mapping[str, str | None]) -> None:
+        for name, value in values.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    def _provision(self, aws_url: str) -> tuple[dict[str, str], str]:
+        """The credential table, the demo devices and the IoT client role, in moto."""
+        import boto3  # noqa: PLC0415
+
+        from iotauth.credentials import generate_secret, hash_generated_secret  # noqa: PLC0415
+        from iotauth.records import IdentityRecord  # noqa: PLC0415
+        from iotauth.store import DynamoDBStore  # noqa: PLC0415
+
+        session = boto3.session.Session(
+            aws_access_key_id=_FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=_FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=REGION,
+        )
+        store = DynamoDBStore(TABLE_NAME, client=session.client("dynamodb", endpoint_url=aws_url))
+        store.create_table()
+        devices: dict[str, str] = {}
+        now = int(time.time())
+        for name in DEMO_DEVICES:
+            secret = generate_secret()
+            store.add_identity(
+                IdentityRecord(
+                    username=name,
+                    kind="secret",
+                    verifier=hash_generated_secret(secret),
+                    publish=(CHAT_ROOM,),
+                    subscribe=(CHAT_ROOM,),
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            devices[name] = secret
+
+        iam = session.client("iam", endpoint_url=aws_url)
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+        role = iam.create_role(
+            RoleName=CLIENT_ROLE_NAME,
+            AssumeRolePolicyDocument=json.dumps(trust),
+            MaxSessionDuration=3600,
+        )
+        iam.put_role_policy(
+            RoleName=CLIENT_ROLE_NAME,
+            PolicyName="web-clients",
+            PolicyDocument=json.dumps(_client_role_policy()),
+        )
+        return devices, str(role["Role"]["Arn"])
+
+    def _start_gateway(self, gateway: LocalGateway) -> Any:
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="iotauth-gateway", daemon=True)
+        thread.start()
+
+        def stop_loop() -> None:
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(gateway.stop(), loop).result(timeout=10)
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(loop.shutdown_default_executor(), loop).result(
+                    timeout=10
+                )
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=5)
+            loop.close()
+
+        self._cleanup.append(stop_loop)
+        try:
+            return asyncio.run_coroutine_threadsafe(gateway.start(), loop).result(timeout=10)
+        except Exception as exc:
+            if isinstance(exc.__cause__, OSError) or "address already in use" in str(exc):
+                raise PortInUse(f"a gateway port is already in use: {exc}") from None
+            raise
+
+    def _call_authorizer(self, event: dict[str, Any]) -> Any:
+        assert self._authorizer is not None
+        context = _LambdaContext(AUTHORIZER_NAME, _function_arn(AUTHORIZER_NAME))
+        return self._authorizer(event, context)
+
+    def call_signer(self, event: dict[str, Any]) -> dict[str, Any]:
+        if self._signer is None:
+            return {"statusCode": 503, "body": '{"message":"signer not available"}'}
+        context = _LambdaContext(
+            "iotauth-signer", _function_arn("iotauth-signer"), timeout_seconds=10
+        )
+        response: dict[str, Any] = self._signer(event, context)
+        return response
+
+    def user_for(self, authorization: str) -> str | None:
+        """The user whose development token is in ``Authorization: Bearer …``, if any."""
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
+        found = None
+        for user, expected in self._dev_tokens.items():
+            if hmac.compare_digest(expected.encode(), token.strip().encode()):
+                found = user
+        return found
+
+
+def _close_http(server: ThreadingHTTPServer) -> None:
+    server.shutdown()
+    server.server_close()
+
+
+def _client_role_policy() -> dict[str, Any]:
+    """The IoT client role's own policy, as in template.yaml (IotClientRole)."""
+    arn = ArnContext("aws", REGION, ACCOUNT)
+    shared = CHAT_ROOM.split("/", 1)[0]
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "iot:Connect",
+                "Resource": arn.resource("client", "web-*"),
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["iot:Publish", "iot:Receive"],
+                "Resource": [
+                    arn.resource("topic", "web-*/*"),
+                    arn.resource("topic", f"{shared}/*"),
+                ],
+            },
+            {
+                "Effect": "Allow",
+                "Action": "iot:Subscribe",
+                "Resource": [
+                    arn.resource("topicfilter", "web-*/*"),
+                    arn.resource("topicfilter", f"{shared}/*"),
+                ],
+            },
+        ],
+    }
+
+
+def banner(info: StackInfo) -> str:
+    """What ``iotauth local`` prints once everything is up."""
+    suffix = f"?{AUTHORIZER_NAME_PARAMETER}={info.authorizer_name}"
+    width = max(len(n) for n in [*info.devices, *info.dev_tokens])
+    lines = [
+        "iotauth local stack: everything runs on 127.0.0.1; nothing talks to AWS.",
+        "",
+        f"  Chat page         {info.page_url}",
+        f"  Signer            GET {info.signer_url}  (Authorization: Bearer <dev token>)",
+        f"  MQTT over TCP     127.0.0.1:{info.tcp_port}",
+        f'  MQTT over TLS     127.0.0.1:{info.tls_port}  (ALPN "mqtt", CA {info.ca_cert_path})',
+        f"  MQTT over WS      {info.gateway_ws_url}",
+        f"  AWS (moto)        {info.aws_endpoint_url}  (table {info.table_name})",
+        "",
+        f"Devices: username{suffix} / secret (shown once, gone when the stack stops):",
+        *(f"  {name:<{width}}  {secret}" for name, secret in info.devices.items()),
+        "",
+        "Browser users: development bearer tokens standing in for a JWT:",
+        *(f"  {user:<{width}}  {token}" for user, token in info.dev_tokens.items()),
+        "",
+        f"Every identity may publish and subscribe to {info.chat_room!r} and its own",
+        "'<name>/…' topics (browser users: 'web-<name>/…').",
+        "Press Ctrl-C to stop.",
+    ]
+    return "\n".join(lines)
