@@ -1,0 +1,267 @@
+"""The authorizer's decision: a connect request, a store, a clock, settings → a Decision.
+
+No AWS calls of its own (the store is an interface) and no logging: the handler logs the
+decision's ``reason``, which is a fixed, secret-free string.
+
+Order of checks, chosen so that timing and lock state say nothing about which identities
+exist:
+
+1. Malformed event, missing username/password/client id, or a username that no identity
+   could have → deny without touching the store.
+2. One read fetches the identity and its lockout counter. Locked → deny (even the right
+   password), without verifying.
+3. Verify. The cost depends only on the request's shape (:mod:`iotauth.credentials`;
+   Aliyun usernames always cost one HMAC), never on whether the identity exists.
+4. Failure → count it (unknown users too) and deny. Success → clear the counter.
+5. Then status, client-id binding, timestamp, policy size. A client id that is not the
+   identity's, or any unsafe client id, is refused: it could never widen access anyway,
+   because the policy names only the identity's own client ids, as literals.
+
+Aliyun timestamps: the documented unit is milliseconds, but the linkkit SDK sends
+seconds, so a timestamp of at most 10 digits is read as seconds (10 digits of
+milliseconds would be before 1970-04-27) and a longer one as milliseconds.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from iotauth import aliyun
+from iotauth.credentials import verify_password
+from iotauth.event import ConnectRequest
+from iotauth.lockout import LockoutPolicy, LockoutState, after_failure, is_locked
+from iotauth.names import InvalidName, is_safe_client_id, principal_id_for, validate_username
+from iotauth.records import MAX_DURATION, MAX_MQTT_CLIENT_ID, MIN_DURATION, IdentityRecord
+from iotauth.scoping import ArnContext, PolicyTooLarge, policy_documents
+from iotauth.store import CredentialStore, StoreError
+
+__all__ = ["Decision", "Settings", "authenticate"]
+
+_DUMMY_ALIYUN_SECRET = b"\x00" * 32
+_SAVE_ATTEMPTS = 3
+
+
+def _clamp(value: int) -> int:
+    return min(MAX_DURATION, max(MIN_DURATION, value))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    table: str
+    lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
+    aliyun_max_skew_seconds: int = 900
+    disconnect_after_seconds: int = 86400
+    refresh_after_seconds: int = 300
+
+    def __post_init__(self) -> None:
+        if not self.table:
+            raise ValueError("IOTAUTH_TABLE is required")
+        if not 1 <= self.aliyun_max_skew_seconds <= 86400:
+            raise ValueError("IOTAUTH_ALIYUN_MAX_SKEW_SECONDS must be 1-86400")
+        for value in (self.disconnect_after_seconds, self.refresh_after_seconds):
+            if not MIN_DURATION <= value <= MAX_DURATION:
+                raise ValueError(f"session durations must be {MIN_DURATION}-{MAX_DURATION}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """From ``IOTAUTH_*`` variables; raises ValueError on a missing or invalid value."""
+        env = os.environ if env is None else env
+
+        def number(name: str, default: int) -> int:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                return int(raw)
+            except ValueError:
+                raise ValueError(f"{name} must be an integer") from None
+
+        return cls(
+            table=env.get("IOTAUTH_TABLE", "").strip(),
+            lockout=LockoutPolicy(
+                threshold=number("IOTAUTH_LOCKOUT_THRESHOLD", 5),
+                window_seconds=number("IOTAUTH_LOCKOUT_WINDOW_SECONDS", 900),
+                lockout_seconds=number("IOTAUTH_LOCKOUT_SECONDS", 900),
+            ),
+            aliyun_max_skew_seconds=number("IOTAUTH_ALIYUN_MAX_SKEW_SECONDS", 900),
+            disconnect_after_seconds=number("IOTAUTH_DISCONNECT_AFTER_SECONDS", 86400),
+            refresh_after_seconds=number("IOTAUTH_REFRESH_AFTER_SECONDS", 300),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    reason: str  # "allowed" or why not: fixed strings, safe to log and to use as a metric
+    username: str | None = None
+    principal_id: str | None = None
+    policy_documents: tuple[str, ...] = ()
+    disconnect_after: int = 0
+    refresh_after: int = 0
+
+    def response(self) -> dict[str, object]:
+        """The authorizer's response to IoT Core (REFERENCE §2)."""
+        if not self.allowed:
+            return {"isAuthenticated": False}
+        return {
+            "isAuthenticated": True,
+            "principalId": self.principal_id,
+            "policyDocuments": list(self.policy_documents),
+            "disconnectAfterInSeconds": self.disconnect_after,
+            "refreshAfterInSeconds": self.refresh_after,
+        }
+
+
+def _deny(reason: str, username: str | None = None) -> Decision:
+    return Decision(allowed=False, reason=reason, username=username)
+
+
+def _is_aliyun_username(username: str) -> bool:
+    return "&" in username
+
+
+def _username_is_possible(username: str) -> bool:
+    if _is_aliyun_username(username):
+        return aliyun.parse_username(username) is not None
+    try:
+        validate_username(username)
+    except InvalidName:
+        return False
+    return True
+
+
+def _verify_aliyun(
+    request: ConnectRequest, parsed: aliyun.AliyunClientId, record: IdentityRecord | None
+) -> bool:
+    """One HMAC whatever the record; True only for the right signature of an aliyun record."""
+    assert request.username is not None and request.password is not None
+    device = aliyun.parse_username(request.username)
+    assert device is not None
+    device_name, product_key = device
+    secret = record.device_secret if record is not None and record.kind == "aliyun" else None
+    real = secret is not None
+    key = secret.encode("utf-8") if secret is not None else _DUMMY_ALIYUN_SECRET
+    content = aliyun.sign_content(parsed.client_id, device_name, product_key, parsed.timestamp)
+    digest = hmac.new(key, content.encode("utf-8"), aliyun.SIGN_METHODS[parsed.signmethod])
+    presented = request.password.lower()
+    return hmac.compare_digest(digest.hexdigest().encode("ascii"), presented) and real
+
+
+def _aliyun_timestamp_ok(timestamp: str, now: float, max_skew: int) -> bool:
+    if not timestamp.isdigit() or len(timestamp) > 16:
+        return False
+    value = int(timestamp)
+    seconds = value if len(timestamp) <= 10 else value / 1000
+    return abs(now - seconds) <= max_skew
+
+
+def _record_failure(
+    store: CredentialStore, username: str, state: LockoutState | None, now: int, s: Settings
+) -> None:
+    for _ in range(_SAVE_ATTEMPTS):
+        previous = state.version if state is not None else 0
+        if store.save_lockout(username, after_failure(state, now, s.lockout), s.lockout, previous):
+            return
+        state = store.lookup(username).lockout  # lost a race: count on top of the winner
+    raise StoreError("could not record a failed attempt")
+
+
+def authenticate(
+    request: ConnectRequest,
+    store: CredentialStore,
+    *,
+    now: float,
+    settings: Settings,
+    arn: ArnContext,
+) -> Decision:
+    """Decide one connection attempt. Raises only on programming errors; store errors deny."""
+    if request.problem is not None:
+        return _deny("malformed")
+    username, password, client_id = request.username, request.password, request.client_id
+    if not username or password is None:
+        return _deny("missing-credentials")
+    if not client_id:
+        return _deny("missing-client-id")
+    if not _username_is_possible(username):
+        return _deny("malformed-username")
+    aliyun_id: aliyun.AliyunClientId | None = None
+    if _is_aliyun_username(username):
+        aliyun_id = aliyun.parse_mqtt_client_id(client_id)
+        if aliyun_id is None:
+            return _deny("malformed-client-id", username)
+
+    try:
+        return _decide(request, store, now, settings, arn, aliyun_id)
+    except StoreError:
+        return _deny("store-error", username)
+
+
+def _decide(  # noqa: PLR0917 — private; called once, positionally
+    request: ConnectRequest,
+    store: CredentialStore,
+    precise_now: float,
+    settings: Settings,
+    arn: ArnContext,
+    aliyun_id: aliyun.AliyunClientId | None,
+) -> Decision:
+    username, password, client_id = request.username, request.password, request.client_id
+    assert username is not None and password is not None and client_id is not None
+    now = int(precise_now)
+    found = store.lookup(username)
+    if is_locked(found.lockout, now):
+        return _deny("locked", username)
+
+    record = found.record
+    if aliyun_id is not None:
+        ok = _verify_aliyun(request, aliyun_id, record)
+    else:
+        expected_kind = record is not None and record.kind in ("secret", "password")
+        ok = verify_password(password, record.verifier if record and expected_kind else None)
+        ok = ok and expected_kind
+    if not ok or record is None:
+        _record_failure(store, username, found.lockout, now, settings)
+        if found.invalid_record:
+            return _deny("invalid-record", username)
+        return _deny("unknown-identity" if record is None else "bad-password", username)
+    if found.lockout is not None:
+        store.clear_lockout(username)
+
+    if record.status != "active":
+        return _deny("disabled", username)
+    if aliyun_id is not None:
+        if aliyun_id.client_id not in record.allowed_client_ids() or not is_safe_client_id(
+            aliyun_id.client_id
+        ):
+            return _deny("client-id-not-allowed", username)
+        if len(client_id) > MAX_MQTT_CLIENT_ID:
+            return _deny("malformed-client-id", username)
+        if aliyun_id.timestamp is None:
+            if not record.allow_no_timestamp:
+                return _deny("timestamp-missing", username)
+        elif not _aliyun_timestamp_ok(
+            aliyun_id.timestamp, precise_now, settings.aliyun_max_skew_seconds
+        ):
+            return _deny("timestamp-out-of-range", username)
+    elif client_id not in record.allowed_client_ids() or not is_safe_client_id(client_id):
+        return _deny("client-id-not-allowed", username)
+
+    try:
+        documents = policy_documents(record.scope_for(client_id), arn)
+    except PolicyTooLarge:
+        return _deny("policy-too-large", username)
+    except InvalidName:  # a stored grant that is no longer valid
+        return _deny("invalid-record", username)
+    disconnect = record.disconnect_after or settings.disconnect_after_seconds
+    refresh = record.refresh_after or settings.refresh_after_seconds
+    return Decision(
+        allowed=True,
+        reason="allowed",
+        username=username,
+        principal_id=principal_id_for(username),
+        policy_documents=tuple(documents),
+        disconnect_after=_clamp(disconnect),
+        refresh_after=_clamp(refresh),
+    )

@@ -1,0 +1,191 @@
+"""The AWS IoT Core custom-authorizer event, parsed into a typed :class:`ConnectRequest`.
+
+The event is what IoT Core sends to the Lambda (REFERENCE §1), not the shape of the
+TestInvokeAuthorizer API:
+
+- ``protocolData.mqtt.username`` keeps the query suffix the SDKs append
+  (``alice?x-amz-customauthorizer-name=UserPass&SDK=PythonV2&Version=1.22.0``): it is split
+  on the first ``?``;
+- ``protocolData.mqtt.password`` is base64 of arbitrary bytes;
+- ``protocolData.mqtt.clientId``, ``protocolData.tls.serverName`` and
+  ``protocolData.http`` (WebSocket upgrade headers and query string) appear only when the
+  connection has them.
+
+:func:`parse_connect_event` never raises: any input that is not a well-formed event gives a
+request whose ``problem`` says why (a short, fixed string that is safe to log).
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from base64 import b64decode
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["MAX_PASSWORD_BYTES", "ConnectRequest", "parse_connect_event"]
+
+#: Longest password accepted (decoded). MQTT allows 65,535 bytes; nothing legitimate here
+#: comes close, and scrypt over megabytes would be a cheap denial of service.
+MAX_PASSWORD_BYTES = 1024
+_MAX_USERNAME_CHARS = 1024  # with its query suffix
+_MAX_CLIENT_ID_CHARS = 256  # IoT Core caps client ids at 128 bytes; leave room to say no
+_MAX_HTTP_CHARS = 8 * 1024  # IoT forwards at most 8 KB of HTTP data
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_CONNECTION_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+_PROTOCOLS = frozenset({"tls", "http", "mqtt"})
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectRequest:
+    """One connection attempt, as IoT Core describes it. Holds the password: never log it."""
+
+    problem: str | None = None  # why the event is malformed; None when it is well-formed
+    connection_id: str | None = None  # connectionMetadata.id, safe as a log correlation id
+    protocols: frozenset[str] = frozenset()
+    username: str | None = None  # without the query suffix
+    username_params: Mapping[str, str] = field(default_factory=dict)
+    password: bytes | None = field(default=None, repr=False)
+    client_id: str | None = None
+    server_name: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    query: Mapping[str, str] = field(default_factory=dict)
+    signature_verified: bool = False
+
+    @property
+    def authorizer_name(self) -> str | None:
+        """The ``x-amz-customauthorizer-name`` of the username or the WebSocket URL."""
+        return self.username_params.get("x-amz-customauthorizer-name") or self.query.get(
+            "x-amz-customauthorizer-name"
+        )
+
+    @property
+    def sdk(self) -> str | None:
+        return self.username_params.get("SDK")
+
+
+def _query(text: str) -> dict[str, str]:
+    """``a=1&b=2`` → {"a": "1", "b": "2"}: first value wins, no percent-decoding needed
+    (the parameters IoT and the SDKs add are plain ASCII)."""
+    params: dict[str, str] = {}
+    for item in text.split("&"):
+        if not item:
+            continue
+        key, _, value = item.partition("=")
+        params.setdefault(key, value)
+    return params
+
+
+def _optional_str(section: Mapping[str, Any], key: str, limit: int) -> str | None:
+    value = section.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise _Malformed(f"{key}-invalid")
+    return value
+
+
+def _section(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = parent.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _Malformed(f"{key}-invalid")
+    return value
+
+
+class _Malformed(Exception):
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
+def _decode_password(encoded: str | None) -> bytes | None:
+    if encoded is None:
+        return None
+    if len(encoded) > (MAX_PASSWORD_BYTES * 4) // 3 + 4 or not _BASE64.fullmatch(encoded):
+        raise _Malformed("password-invalid")
+    try:
+        return b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise _Malformed("password-invalid") from None
+
+
+def _headers(http: Mapping[str, Any]) -> dict[str, str]:
+    raw = http.get("headers")
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise _Malformed("headers-invalid")
+    headers: dict[str, str] = {}
+    total = 0
+    for key, value in raw.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise _Malformed("headers-invalid")
+        total += len(key) + len(value)
+        if total > _MAX_HTTP_CHARS:
+            raise _Malformed("headers-invalid")
+        headers[key.lower()] = value
+    return headers
+
+
+def _parse(event: object) -> ConnectRequest:
+    if not isinstance(event, Mapping):
+        raise _Malformed("event-not-object")
+    metadata = _section(event, "connectionMetadata")
+    connection_id = metadata.get("id")
+    if not isinstance(connection_id, str) or not _CONNECTION_ID.fullmatch(connection_id):
+        connection_id = None  # only a well-shaped id is used, and only for logs
+
+    protocols_raw = event.get("protocols", [])
+    if not isinstance(protocols_raw, list) or not all(
+        isinstance(p, str) and p in _PROTOCOLS for p in protocols_raw
+    ):
+        raise _Malformed("protocols-invalid")
+    signature_verified = event.get("signatureVerified", False)
+    if not isinstance(signature_verified, bool):
+        raise _Malformed("signature-verified-invalid")
+
+    data = _section(event, "protocolData")
+    tls = _section(data, "tls")
+    http = _section(data, "http")
+    mqtt = _section(data, "mqtt")
+
+    raw_username = _optional_str(mqtt, "username", _MAX_USERNAME_CHARS)
+    username: str | None = None
+    username_params: dict[str, str] = {}
+    if raw_username is not None:
+        username, _, suffix = raw_username.partition("?")
+        username_params = _query(suffix)
+    query_string = _optional_str(http, "queryString", _MAX_HTTP_CHARS) or ""
+    return ConnectRequest(
+        problem=None,
+        connection_id=connection_id,
+        protocols=frozenset(protocols_raw),
+        username=username or None,
+        username_params=username_params,
+        password=_decode_password(_optional_str(mqtt, "password", _MAX_USERNAME_CHARS * 8)),
+        client_id=_optional_str(mqtt, "clientId", _MAX_CLIENT_ID_CHARS),
+        server_name=_optional_str(tls, "serverName", 253),
+        headers=_headers(http),
+        query=_query(query_string.removeprefix("?")),
+        signature_verified=signature_verified,
+    )
+
+
+def parse_connect_event(event: object) -> ConnectRequest:
+    """Parse an IoT custom-authorizer event; never raises."""
+    try:
+        return _parse(event)
+    except _Malformed as exc:
+        connection_id = None
+        if isinstance(event, Mapping):
+            metadata = event.get("connectionMetadata")
+            if isinstance(metadata, Mapping):
+                cid = metadata.get("id")
+                if isinstance(cid, str) and _CONNECTION_ID.fullmatch(cid):
+                    connection_id = cid
+        return ConnectRequest(problem=exc.problem, connection_id=connection_id)
+    except Exception:  # fail closed on anything unforeseen (odd Mapping subclasses …)
+        return ConnectRequest(problem="event-unreadable")

@@ -1,0 +1,71 @@
+"""Brute-force lockout rules (pure; the store keeps the state).
+
+``threshold`` failures within ``window_seconds`` of the first one lock the username for
+``lockout_seconds``. While locked, every attempt is refused — the right password too —
+and not counted. A success clears the counter. Unknown usernames are counted exactly like
+known ones, so the lock state says nothing about whether an identity exists.
+
+The window is fixed (it starts at the first failure), which makes the state small and the
+rule easy to state: at most ``threshold - 1`` guesses per window, then a lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+__all__ = ["LockoutPolicy", "LockoutState", "after_failure", "is_locked"]
+
+# TTL deletion is lazy (DynamoDB may keep an expired item for a while); the rules below
+# never trust an expired state, the slack only keeps the table tidy.
+_TTL_SLACK_SECONDS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class LockoutPolicy:
+    threshold: int = 5
+    window_seconds: int = 900
+    lockout_seconds: int = 900
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.threshold <= 1000:
+            raise ValueError("lockout threshold must be 1-1000")
+        if not 1 <= self.window_seconds <= 86400 or not 1 <= self.lockout_seconds <= 86400:
+            raise ValueError("lockout durations must be 1-86400 seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class LockoutState:
+    failures: int
+    window_start: int  # epoch seconds of the first failure of the window
+    locked_until: int | None = None  # epoch seconds
+    version: int = 0  # for optimistic concurrency in the store
+
+    def expires_at(self, policy: LockoutPolicy) -> int:
+        """When the state stops mattering (the store's TTL)."""
+        end = max(self.window_start + policy.window_seconds, self.locked_until or 0)
+        return end + _TTL_SLACK_SECONDS
+
+
+def is_locked(state: LockoutState | None, now: int) -> bool:
+    return state is not None and state.locked_until is not None and now < state.locked_until
+
+
+def after_failure(state: LockoutState | None, now: int, policy: LockoutPolicy) -> LockoutState:
+    """The state after one more failed attempt at ``now``."""
+    fresh = (
+        state is None
+        or now >= state.window_start + policy.window_seconds
+        or now < state.window_start  # clock went backwards: do not trust the old window
+        or (state.locked_until is not None and now >= state.locked_until)
+    )
+    if fresh or state is None:
+        failures, window_start = 1, now
+        version = state.version + 1 if state is not None else 1
+    else:
+        failures, window_start, version = state.failures + 1, state.window_start, state.version + 1
+    locked_until = now + policy.lockout_seconds if failures >= policy.threshold else None
+    new = LockoutState(failures, window_start, locked_until, version)
+    if state is not None and state.locked_until is not None and not fresh:
+        # Still locked (callers do not count attempts during a lock; be safe if they do).
+        new = replace(new, locked_until=max(state.locked_until, locked_until or 0))
+    return new

@@ -1,0 +1,385 @@
+"""Where identities and lockout counters live: a small interface, DynamoDB and in-memory.
+
+The authorizer needs three things (:class:`CredentialStore`): read an identity and its
+lockout counter in one round trip, write a counter (optimistically, by version) and clear
+it. The CLI additionally creates, lists, updates and removes identities
+(:class:`IdentityAdmin`).
+
+DynamoDB calls have explicit timeouts and few retries so that a slow, throttled or
+unreachable table makes the authorizer deny well inside IoT's 5-second budget: connect
+0.5 s, read 0.7 s, two attempts in botocore's ``standard`` mode (DynamoDB's non-throttling
+backoff is 25 ms, throttling backoff at most 1 s), so one failing call ends in ≤ ~1.5 s.
+The authorizer stops at the first store error. boto3 is imported only when a client is
+first needed (cold-start cost), and the client is created once per store.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from iotauth.lockout import LockoutPolicy, LockoutState
+from iotauth.records import (
+    IDENTITY_PREFIX,
+    IdentityRecord,
+    InvalidRecord,
+    identity_key,
+    lockout_key,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+__all__ = [
+    "CredentialStore",
+    "DynamoDBStore",
+    "IdentityAdmin",
+    "IdentityExists",
+    "IdentityNotFound",
+    "Lookup",
+    "MemoryStore",
+    "StoreError",
+    "TableMissing",
+]
+
+CONNECT_TIMEOUT = 0.5
+READ_TIMEOUT = 0.7
+MAX_ATTEMPTS = 2
+
+
+class StoreError(Exception):
+    """The store could not answer (error, throttle, timeout). The message is safe to log."""
+
+
+class TableMissing(StoreError):
+    pass
+
+
+class IdentityExists(StoreError):
+    pass
+
+
+class IdentityNotFound(StoreError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """An identity (None when unknown), whether its item was unreadable, and its counter."""
+
+    record: IdentityRecord | None
+    lockout: LockoutState | None
+    invalid_record: bool = False
+
+
+class CredentialStore(Protocol):
+    def lookup(self, username: str) -> Lookup: ...
+
+    def save_lockout(
+        self, username: str, state: LockoutState, policy: LockoutPolicy, previous_version: int
+    ) -> bool:
+        """Write ``state`` if the stored version is still ``previous_version`` (0: none)."""
+        ...
+
+    def clear_lockout(self, username: str) -> None: ...
+
+
+class IdentityAdmin(CredentialStore, Protocol):
+    def create_table(self) -> None: ...
+
+    def ensure_table(self) -> None: ...
+
+    def get_identity(self, username: str) -> IdentityRecord | None: ...
+
+    def add_identity(self, record: IdentityRecord) -> None: ...
+
+    def replace_identity(self, record: IdentityRecord) -> None: ...
+
+    def remove_identity(self, username: str) -> None: ...
+
+    def list_identities(self) -> list[IdentityRecord]: ...
+
+
+def _lockout_from_item(item: dict[str, Any]) -> LockoutState:
+    try:
+        locked = item.get("lockedUntil")
+        return LockoutState(
+            failures=int(item["failures"]["N"]),
+            window_start=int(item["windowStart"]["N"]),
+            locked_until=int(locked["N"]) if locked else None,
+            version=int(item["version"]["N"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        # An unreadable counter must not unlock anyone: treat it as a current lock.
+        return LockoutState(failures=0, window_start=0, locked_until=2**62, version=-1)
+
+
+def _lockout_item(username: str, state: LockoutState, policy: LockoutPolicy) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "pk": {"S": lockout_key(username)},
+        "failures": {"N": str(state.failures)},
+        "windowStart": {"N": str(state.window_start)},
+        "version": {"N": str(state.version)},
+        "expiresAt": {"N": str(state.expires_at(policy))},
+    }
+    if state.locked_until is not None:
+        item["lockedUntil"] = {"N": str(state.locked_until)}
+    return item
+
+
+class DynamoDBStore:
+    """The table named by ``IOTAUTH_TABLE``, through the low-level DynamoDB client."""
+
+    def __init__(self, table: str, client: DynamoDBClient | None = None) -> None:
+        self.table = table
+        self._client = client
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> DynamoDBClient:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._new_client()
+        return self._client
+
+    @staticmethod
+    def _new_client() -> DynamoDBClient:
+        import boto3  # noqa: PLC0415 — deferred: most of the cold-start cost
+        from botocore.config import Config  # noqa: PLC0415
+
+        config = Config(
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
+            retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+        )
+        return boto3.client("dynamodb", config=config)
+
+    def _call(self, operation: str, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+        try:
+            return getattr(self.client, operation)(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "ResourceNotFoundException":
+                raise TableMissing(f"table {self.table!r} does not exist") from None
+            if code == "ConditionalCheckFailedException":
+                raise _Conflict from None
+            raise StoreError(f"DynamoDB {operation} failed: {code or 'error'}") from None
+        except BotoCoreError as exc:
+            raise StoreError(f"DynamoDB {operation} failed: {type(exc).__name__}") from None
+
+    # -- what the authorizer uses -------------------------------------------------------
+    def lookup(self, username: str) -> Lookup:
+        keys = [{"pk": {"S": identity_key(username)}}, {"pk": {"S": lockout_key(username)}}]
+        response = self._call(
+            "batch_get_item",
+            RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}},
+        )
+        if response.get("UnprocessedKeys"):
+            raise StoreError("DynamoDB batch_get_item left keys unprocessed")
+        record: IdentityRecord | None = None
+        lockout: LockoutState | None = None
+        invalid = False
+        for item in response.get("Responses", {}).get(self.table, []):
+            key = item.get("pk", {}).get("S", "")
+            if key == identity_key(username):
+                try:
+                    record = IdentityRecord.from_item(item)
+                except InvalidRecord:
+                    invalid = True
+            elif key == lockout_key(username):
+                lockout = _lockout_from_item(item)
+        return Lookup(record=record, lockout=lockout, invalid_record=invalid)
+
+    def save_lockout(
+        self, username: str, state: LockoutState, policy: LockoutPolicy, previous_version: int
+    ) -> bool:
+        if previous_version:
+            condition = {
+                "ConditionExpression": "#v = :v",
+                "ExpressionAttributeNames": {"#v": "version"},
+                "ExpressionAttributeValues": {":v": {"N": str(previous_version)}},
+            }
+        else:
+            condition = {"ConditionExpression": "attribute_not_exists(pk)"}
+        try:
+            self._call(
+                "put_item",
+                TableName=self.table,
+                Item=_lockout_item(username, state, policy),
+                **condition,
+            )
+        except _Conflict:
+            return False
+        return True
+
+    def clear_lockout(self, username: str) -> None:
+        self._call("delete_item", TableName=self.table, Key={"pk": {"S": lockout_key(username)}})
+
+    # -- administration (CLI) -----------------------------------------------------------
+    def create_table(self) -> None:
+        """The same schema as the template: ``pk`` (S), on-demand, TTL on ``expiresAt``."""
+        from botocore.exceptions import ClientError  # noqa: PLC0415
+
+        try:
+            self.client.create_table(
+                TableName=self.table,
+                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                BillingMode="PAY_PER_REQUEST",
+                SSESpecification={"Enabled": True},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ResourceInUseException":
+                raise StoreError(f"table {self.table!r} already exists") from None
+            raise StoreError(f"could not create table {self.table!r}: {exc}") from None
+        self.client.get_waiter("table_exists").wait(
+            TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+        )
+        self._call(
+            "update_time_to_live",
+            TableName=self.table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"},
+        )
+
+    def ensure_table(self) -> None:
+        self._call("describe_table", TableName=self.table)
+
+    def get_identity(self, username: str) -> IdentityRecord | None:
+        response = self._call(
+            "get_item",
+            TableName=self.table,
+            Key={"pk": {"S": identity_key(username)}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return IdentityRecord.from_item(item) if item else None
+
+    def add_identity(self, record: IdentityRecord) -> None:
+        try:
+            self._call(
+                "put_item",
+                TableName=self.table,
+                Item=record.validate().to_item(),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except _Conflict:
+            raise IdentityExists(f"identity {record.username!r} already exists") from None
+
+    def replace_identity(self, record: IdentityRecord) -> None:
+        try:
+            self._call(
+                "put_item",
+                TableName=self.table,
+                Item=record.validate().to_item(),
+                ConditionExpression="attribute_exists(pk)",
+            )
+        except _Conflict:
+            raise IdentityNotFound(f"no identity {record.username!r}") from None
+
+    def remove_identity(self, username: str) -> None:
+        try:
+            self._call(
+                "delete_item",
+                TableName=self.table,
+                Key={"pk": {"S": identity_key(username)}},
+                ConditionExpression="attribute_exists(pk)",
+            )
+        except _Conflict:
+            raise IdentityNotFound(f"no identity {username!r}") from None
+        self.clear_lockout(username)
+
+    def list_identities(self) -> list[IdentityRecord]:
+        return list(self._scan())
+
+    def _scan(self) -> Iterator[IdentityRecord]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "FilterExpression": "begins_with(pk, :p)",
+            "ExpressionAttributeValues": {":p": {"S": IDENTITY_PREFIX}},
+        }
+        records = []
+        while True:
+            page = self._call("scan", **kwargs)
+            for item in page.get("Items", []):
+                try:
+                    records.append(IdentityRecord.from_item(item))
+                except InvalidRecord:
+                    continue
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        yield from sorted(records, key=lambda r: r.username)
+
+
+class _Conflict(Exception):
+    """A conditional write lost (internal)."""
+
+
+class MemoryStore:
+    """An in-memory store with the same behaviour, for unit tests and benchmarks."""
+
+    def __init__(self) -> None:
+        self.identities: dict[str, IdentityRecord] = {}
+        self.lockouts: dict[str, LockoutState] = {}
+        self.fail_with: StoreError | None = None  # set to simulate an outage
+        self.calls = 0
+
+    def _touch(self) -> None:
+        self.calls += 1
+        if self.fail_with is not None:
+            raise self.fail_with
+
+    def lookup(self, username: str) -> Lookup:
+        self._touch()
+        return Lookup(self.identities.get(username), self.lockouts.get(username))
+
+    def save_lockout(
+        self, username: str, state: LockoutState, policy: LockoutPolicy, previous_version: int
+    ) -> bool:
+        self._touch()
+        current = self.lockouts.get(username)
+        if (current.version if current else 0) != previous_version:
+            return False
+        self.lockouts[username] = state
+        return True
+
+    def clear_lockout(self, username: str) -> None:
+        self._touch()
+        self.lockouts.pop(username, None)
+
+    def create_table(self) -> None:
+        self._touch()
+
+    def ensure_table(self) -> None:
+        self._touch()
+
+    def get_identity(self, username: str) -> IdentityRecord | None:
+        self._touch()
+        return self.identities.get(username)
+
+    def add_identity(self, record: IdentityRecord) -> None:
+        self._touch()
+        if record.username in self.identities:
+            raise IdentityExists(f"identity {record.username!r} already exists")
+        self.identities[record.username] = record.validate()
+
+    def replace_identity(self, record: IdentityRecord) -> None:
+        self._touch()
+        if record.username not in self.identities:
+            raise IdentityNotFound(f"no identity {record.username!r}")
+        self.identities[record.username] = record.validate()
+
+    def remove_identity(self, username: str) -> None:
+        self._touch()
+        if self.identities.pop(username, None) is None:
+            raise IdentityNotFound(f"no identity {username!r}")
+        self.lockouts.pop(username, None)
+
+    def list_identities(self) -> list[IdentityRecord]:
+        self._touch()
+        return sorted(self.identities.values(), key=lambda r: r.username)

@@ -1,0 +1,317 @@
+"""The authorizer's decision against the in-memory store (no AWS)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from iotauth.authenticate import Settings
+from iotauth.lockout import LockoutPolicy
+from iotauth.names import principal_id_for
+from iotauth.policy import PolicySet
+from iotauth.store import MemoryStore, StoreError
+from tests.authorizer_support import (
+    ARN,
+    NOW,
+    SETTINGS,
+    add_aliyun_identity,
+    add_password_identity,
+    add_secret_identity,
+    aliyun_event,
+    connect_event,
+    decide,
+)
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+def test_generated_secret_allows_with_scoped_policy(store: MemoryStore) -> None:
+    secret = add_secret_identity(store, "alice")
+    decision = decide(store, connect_event("alice", secret, "alice"))
+    assert decision.allowed and decision.reason == "allowed"
+    response = decision.response()
+    assert response["isAuthenticated"] is True
+    assert response["principalId"] == principal_id_for("alice")
+    assert response["disconnectAfterInSeconds"] == 86400
+    assert response["refreshAfterInSeconds"] == 300
+    documents = response["policyDocuments"]
+    assert isinstance(documents, list) and all(isinstance(d, str) for d in documents)
+    policy = PolicySet(documents)
+    assert policy.allows("iot:Connect", ARN.resource("client", "alice"))
+    assert policy.allows("iot:Publish", ARN.resource("topic", "alice/telemetry"))
+    assert policy.allows("iot:Subscribe", ARN.resource("topicfilter", "alice/#"))
+    text = json.dumps(documents)
+    assert secret not in text and "iot:*" not in text and '"*"' not in text
+
+
+def test_deny_response_is_only_is_authenticated_false(store: MemoryStore) -> None:
+    add_secret_identity(store, "alice")
+    decision = decide(store, connect_event("alice", "iotsk_" + "B" * 43, "alice"))
+    assert decision.response() == {"isAuthenticated": False}
+    assert decision.reason == "bad-password"
+
+
+def test_chosen_password(store: MemoryStore) -> None:
+    add_password_identity(store, "bob", "a long chosen password")
+    assert decide(store, connect_event("bob", "a long chosen password", "bob")).allowed
+    assert decide(store, connect_event("bob", "another password!", "bob")).reason == "bad-password"
+
+
+def test_kind_mismatch_is_bad_password(store: MemoryStore) -> None:
+    secret = add_secret_identity(store, "alice")
+    add_aliyun_identity(store, "dev1", "pk1", secret)
+    # The generated secret presented to a password record, the device secret as a password.
+    assert not decide(
+        store, connect_event("dev1&pk1", secret, "pk1&dev1|signmethod=hmacsha1|")
+    ).allowed
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        ({"protocols": 1}, "malformed"),
+        (connect_event(None, "x", "alice"), "missing-credentials"),
+        (connect_event("alice", None, "alice"), "missing-credentials"),
+        (connect_event("alice", "pw", None), "missing-client-id"),
+        (connect_event("alice", "pw", ""), "missing-client-id"),
+        (connect_event("al ice", "pw", "alice"), "malformed-username"),
+        (connect_event("web-x", "pw", "web-x"), "malformed-username"),
+        (connect_event("dev&pk", "pw", "plain-id"), "malformed-client-id"),
+    ],
+)
+def test_malformed_requests_deny_without_store(
+    store: MemoryStore, event: object, reason: str
+) -> None:
+    decision = decide(store, event)
+    assert not decision.allowed and decision.reason == reason
+    assert store.calls == 0
+
+
+def test_unknown_user_is_denied_and_counted(store: MemoryStore) -> None:
+    decision = decide(store, connect_event("ghost", "iotsk_" + "C" * 43, "ghost"))
+    assert decision.reason == "unknown-identity"
+    assert store.lockouts["ghost"].failures == 1
+
+
+def test_disabled_identity(store: MemoryStore) -> None:
+    secret = add_secret_identity(store, "alice")
+    store.identities["alice"] = replace(store.identities["alice"], status="disabled")
+    assert decide(store, connect_event("alice", secret, "alice")).reason == "disabled"
+
+
+@pytest.mark.parametrize(
+    "client_id", ["bob", "alice*", "*", "+", "#", "alice/x", "$alice", "alice?", "ALICE", "alice "]
+)
+def test_client_id_bound_to_identity(store: MemoryStore, client_id: str) -> None:
+    secret = add_secret_identity(store, "alice")
+    add_secret_identity(store, "bob")
+    decision = decide(store, connect_event("alice", secret, client_id))
+    assert decision.reason == "client-id-not-allowed"
+
+
+def test_listed_client_ids(store: MemoryStore) -> None:
+    secret = add_secret_identity(store, "alice", client_ids=("alice-1", "alice-2"))
+    assert decide(store, connect_event("alice", secret, "alice-2")).allowed
+    # Listing ids replaces the default.
+    assert not decide(store, connect_event("alice", secret, "alice")).allowed
+    decision = decide(store, connect_event("alice", secret, "alice-1"))
+    policy = PolicySet(decision.policy_documents)
+    assert policy.allows("iot:Connect", ARN.resource("client", "alice-1"))
+    assert not policy.allows("iot:Connect", ARN.resource("client", "alice-2"))  # narrowed
+
+
+def test_record_durations_and_grants(store: MemoryStore) -> None:
+    secret = add_secret_identity(
+        store,
+        "alice",
+        subscribe=("broadcast/news",),
+        publish=("$aws/things/alice/shadow/update",),
+        disconnect_after=3600,
+        refresh_after=600,
+    )
+    decision = decide(store, connect_event("alice", secret, "alice"))
+    assert (decision.disconnect_after, decision.refresh_after) == (3600, 600)
+    policy = PolicySet(decision.policy_documents)
+    assert policy.allows("iot:Subscribe", ARN.resource("topicfilter", "broadcast/news"))
+    assert policy.allows("iot:Receive", ARN.resource("topic", "broadcast/news"))
+    assert not policy.allows("iot:Publish", ARN.resource("topic", "broadcast/news"))
+    assert policy.allows("iot:Publish", ARN.resource("topic", "$aws/things/alice/shadow/update"))
+
+
+def test_lockout_after_five_failures_even_right_password(store: MemoryStore) -> None:
+    secret = add_secret_identity(store, "alice")
+    wrong = connect_event("alice", "iotsk_" + "D" * 43, "alice")
+    for i in range(5):
+        assert decide(store, wrong, now=NOW + i).reason == "bad-password"
+    assert decide(store, connect_event("alice", secret, "alice"), now=NOW + 10).reason == "locked"
+    assert decide(store, connect_event("alice", secret, "alice"), now=NOW + 4 + 900).allowed
+    assert "alice" not in store.lockouts  # success resets
+
+
+def test_success_resets_count(store: MemoryStore) -> None:
+    secret = add_secret_identity(store, "alice")
+    wrong = connect_event("alice", "iotsk_" + "D" * 43, "alice")
+    for i in range(4):
+        decide(store, wrong, now=NOW + i)
+    assert decide(store, connect_event("alice", secret, "alice"), now=NOW + 5).allowed
+    for i in range(4):
+        assert decide(store, wrong, now=NOW + 6 + i).reason == "bad-password"
+
+
+def test_unknown_users_lock_like_known_ones(store: MemoryStore) -> None:
+    add_secret_identity(store, "alice")
+    for name in ("alice", "ghost"):
+        reasons = [
+            decide(store, connect_event(name, "iotsk_" + "E" * 43, name), now=NOW + i).reason
+            for i in range(6)
+        ]
+        assert reasons[-1] == "locked"
+        assert sum(r == "locked" for r in reasons) == 1
+
+
+def test_configurable_lockout(store: MemoryStore) -> None:
+    settings = replace(
+        SETTINGS, lockout=LockoutPolicy(threshold=2, window_seconds=60, lockout_seconds=300)
+    )
+    wrong = connect_event("ghost", "iotsk_" + "E" * 43, "ghost")
+    assert decide(store, wrong, settings=settings).reason == "unknown-identity"
+    assert decide(store, wrong, settings=settings).reason == "unknown-identity"
+    assert decide(store, wrong, settings=settings).reason == "locked"
+
+
+def test_concurrent_failure_is_counted_on_top(store: MemoryStore) -> None:
+    """A lost race on the counter re-reads and counts again (optimistic versioning)."""
+    add_secret_identity(store, "alice")
+    original = store.save_lockout
+    raced = {"done": False}
+
+    def racing_save(username, state, policy, previous_version):  # type: ignore[no-untyped-def]
+        if not raced["done"]:
+            raced["done"] = True
+            original(username, state, policy, previous_version)  # another request wins
+        return original(username, state, policy, previous_version)
+
+    store.save_lockout = racing_save  # type: ignore[method-assign]
+    decide(store, connect_event("alice", "iotsk_" + "F" * 43, "alice"))
+    assert store.lockouts["alice"].failures == 2
+
+
+def test_store_error_denies(store: MemoryStore) -> None:
+    secret = add_secret_identity(store, "alice")
+    store.fail_with = StoreError("throttled")
+    decision = decide(store, connect_event("alice", secret, "alice"))
+    assert not decision.allowed and decision.reason == "store-error"
+
+
+def test_settings_from_env() -> None:
+    settings = Settings.from_env(
+        {
+            "IOTAUTH_TABLE": "t",
+            "IOTAUTH_LOCKOUT_THRESHOLD": "3",
+            "IOTAUTH_REFRESH_AFTER_SECONDS": "600",
+        }
+    )
+    assert settings.lockout.threshold == 3 and settings.refresh_after_seconds == 600
+    for bad in (
+        {},
+        {"IOTAUTH_TABLE": "t", "IOTAUTH_REFRESH_AFTER_SECONDS": "299"},
+        {"IOTAUTH_TABLE": "t", "IOTAUTH_DISCONNECT_AFTER_SECONDS": "86401"},
+        {"IOTAUTH_TABLE": "t", "IOTAUTH_LOCKOUT_THRESHOLD": "five"},
+    ):
+        with pytest.raises(ValueError):
+            Settings.from_env(bad)
+
+
+# -- Aliyun ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signmethod", ["hmacsha1", "hmacsha256", "hmacmd5"])
+@pytest.mark.parametrize("upper", [False, True])
+def test_aliyun_signed(store: MemoryStore, signmethod: str, upper: bool) -> None:
+    add_aliyun_identity(store, "sensor1", "pk1", "s3cret")
+    event = aliyun_event("sensor1", "pk1", "s3cret", signmethod=signmethod, upper=upper)
+    decision = decide(store, event)
+    assert decision.allowed, decision.reason
+    policy = PolicySet(decision.policy_documents)
+    full_client_id = event["protocolData"]["mqtt"]["clientId"]
+    assert policy.allows("iot:Connect", ARN.resource("client", full_client_id))
+    assert not policy.allows("iot:Connect", ARN.resource("client", "pk1&sensor1"))
+    assert policy.allows("iot:Publish", ARN.resource("topic", "/pk1/sensor1/user/update"))
+    assert policy.allows("iot:Subscribe", ARN.resource("topicfilter", "/sys/pk1/sensor1/thing/#"))
+    assert not policy.allows("iot:Publish", ARN.resource("topic", "/pk1/sensor2/user/update"))
+
+
+def test_aliyun_linkkit_seconds_and_default_ids(store: MemoryStore) -> None:
+    add_aliyun_identity(store, "sensor1", "pk1", "s3cret")
+    assert decide(store, aliyun_event("sensor1", "pk1", "s3cret", timestamp=str(NOW))).allowed
+    assert decide(store, aliyun_event("sensor1", "pk1", "s3cret", client_id="sensor1")).allowed
+    denied = decide(store, aliyun_event("sensor1", "pk1", "s3cret", client_id="other"))
+    assert denied.reason == "client-id-not-allowed"
+
+
+def test_aliyun_listed_client_id(store: MemoryStore) -> None:
+    add_aliyun_identity(store, "sensor1", "pk1", "s3cret", client_ids=("AA-BB-CC-DD-EE-FF",))
+    assert decide(
+        store, aliyun_event("sensor1", "pk1", "s3cret", client_id="AA-BB-CC-DD-EE-FF")
+    ).allowed
+
+
+@pytest.mark.parametrize("skew", [-901, 901, 10**6])
+def test_aliyun_stale_timestamp(store: MemoryStore, skew: int) -> None:
+    add_aliyun_identity(store, "sensor1", "pk1", "s3cret")
+    event = aliyun_event("sensor1", "pk1", "s3cret", timestamp=str((NOW + skew) * 1000))
+    assert decide(store, event).reason == "timestamp-out-of-range"
+
+
+def test_aliyun_timestamp_within_skew(store: MemoryStore) -> None:
+    add_aliyun_identity(store, "sensor1", "pk1", "s3cret")
+    event = aliyun_event("sensor1", "pk1", "s3cret", timestamp=str((NOW - 899) * 1000))
+    assert decide(store, event).allowed
+
+
+def test_aliyun_no_timestamp_needs_opt_in(store: MemoryStore) -> None:
+    add_aliyun_identity(store, "sensor1", "pk1", "s3cret")
+    add_aliyun_identity(store, "sensor2", "pk1", "s3cret", allow_no_timestamp=True)
+    assert decide(store, aliyun_event("sensor1", "pk1", "s3cret", timestamp=None)).reason == (
+        "timestamp-missing"
+    )
+    assert decide(store, aliyun_event("sensor2", "pk1", "s3cret", timestamp=None)).allowed
+
+
+def test_aliyun_wrong_secret_and_unknown_device_counted(store: MemoryStore) -> None:
+    add_aliyun_identity(store, "sensor1", "pk1", "s3cret")
+    assert decide(store, aliyun_event("sensor1", "pk1", "wrong")).reason == "bad-password"
+    assert decide(store, aliyun_event("sensor9", "pk1", "s3cret")).reason == "unknown-identity"
+    assert store.lockouts["sensor1&pk1"].failures == 1
+    assert store.lockouts["sensor9&pk1"].failures == 1
+
+
+def test_aliyun_signature_binds_client_id(store: MemoryStore) -> None:
+    """A signature for one client id does not work with another."""
+    add_aliyun_identity(store, "sensor1", "pk1", "s3cret", client_ids=("other",))
+    event = aliyun_event("sensor1", "pk1", "s3cret")
+    mqtt = event["protocolData"]["mqtt"]
+    mqtt["clientId"] = mqtt["clientId"].replace("pk1&sensor1|", "other|")
+    assert decide(store, event).reason == "bad-password"
+
+
+@pytest.mark.parametrize(
+    "client_id",
+    [
+        "pk1&sensor1|securemode=2,signmethod=hmacsha1,timestamp=1*|",
+        "pk1&sensor1|securemode=2,signmethod=hmacsha9|",
+        "pk1&sensor1|securemode=2,signmethod=hmacsha1",
+        "pk1&sensor1|securemode=2,signmethod=hmacsha1,x=${iot:ClientId}|",
+        "pk1&*|securemode=2,signmethod=hmacsha1|",
+        "p/k|signmethod=hmacsha1|",
+    ],
+)
+def test_aliyun_malformed_client_ids(store: MemoryStore, client_id: str) -> None:
+    add_aliyun_identity(store, "sensor1", "pk1", "s3cret", allow_no_timestamp=True)
+    event = connect_event("sensor1&pk1", "00" * 20, client_id)
+    assert not decide(store, event).allowed
