@@ -1,0 +1,271 @@
+"""The signer Lambda end to end in-process, with STS and IoT served by moto."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from iotauth.names import web_username
+from iotauth.policy import PolicySet
+from iotauth.sigv4 import verify_presigned_url
+
+SUB = "0f6c1d2e-3a4b-4c5d-8e9f-0a1b2c3d4e5f"  # the sub claim of events/signer/mqtt-url.json
+ORIGIN = "https://app.example.com"
+REGION = "us-east-1"  # the region of the shared FakeLambdaContext's function ARN
+ACCOUNT = "123456789012"
+
+
+@pytest.fixture
+def signer_app(
+    moto_aws: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
+    """``signer.app`` with fresh container state, and a spy on what STS is asked and returns."""
+    import boto3
+
+    import signer.app as app_module
+    from iotauth import aws_adapters
+
+    role = boto3.client("iam").create_role(
+        RoleName="iotauth-web-client",
+        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+    )["Role"]["Arn"]
+    monkeypatch.setenv("IOTAUTH_CLIENT_ROLE_ARN", role)
+    monkeypatch.setenv("IOTAUTH_IOT_ENDPOINT", "")
+    monkeypatch.setenv("IOTAUTH_WEB_PUBLISH", "chat/lobby")
+    monkeypatch.setenv("IOTAUTH_WEB_SUBSCRIBE", "chat/lobby")
+    monkeypatch.setenv("IOTAUTH_ALLOWED_ORIGINS", f"{ORIGIN},http://localhost:8080")
+    monkeypatch.setenv("IOTAUTH_URL_SESSION_SECONDS", "900")
+
+    calls: list[dict[str, Any]] = []
+    real = aws_adapters.StsCredentialIssuer.assume_role
+
+    def spy(self: Any, **kwargs: Any) -> Any:
+        credentials = real(self, **kwargs)
+        calls.append({**kwargs, "credentials": credentials})
+        return credentials
+
+    monkeypatch.setattr(aws_adapters.StsCredentialIssuer, "assume_role", spy)
+    monkeypatch.setattr(app_module, "_container", {})
+    yield app_module, calls
+
+
+@pytest.fixture
+def logs(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+    """What the signer's Powertools logger writes (its handler bound stdout at import)."""
+    import signer.app as app_module
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(app_module.logger.registered_handler, "stream", buffer)
+    return buffer
+
+
+def invoke(app_module: Any, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    result: dict[str, Any] = app_module.lambda_handler(event, context)
+    assert result["headers"]["Cache-Control"] == "no-store"
+    return result
+
+
+def test_issues_a_scoped_url(
+    signer_app: tuple[Any, list[dict[str, Any]]],
+    events: Callable[[str], dict[str, Any]],
+    lambda_context: Any,
+    logs: io.StringIO,
+) -> None:
+    app_module, calls = signer_app
+    result = invoke(app_module, events("signer/mqtt-url"), lambda_context)
+    assert result["statusCode"] == 200
+    assert result["headers"]["Content-Type"] == "application/json"
+    body = json.loads(result["body"])
+    me = web_username(SUB)
+    assert body["clientId"] == me
+    assert body["topics"] == {
+        "publish": [f"{me}/#", "chat/lobby"],
+        "subscribe": [f"{me}/#", "chat/lobby"],
+    }
+    assert body["expiresAt"].endswith("Z")
+
+    # STS was asked for the IoT client role, 900 s, with a session policy for this caller only.
+    assert len(calls) == 1
+    call = calls[0]
+    assert call["role_arn"].endswith(":role/iotauth-web-client")
+    assert call["duration_seconds"] == 900
+    assert call["session_name"] == me
+    policy = PolicySet([call["policy"]])
+
+    def res(kind: str, name: str) -> str:
+        return f"arn:aws:iot:{REGION}:{ACCOUNT}:{kind}/{name}"
+
+    assert policy.allows("iot:Connect", res("client", me))
+    assert not policy.allows("iot:Connect", res("client", web_username("mallory")))
+    assert not policy.allows("iot:Connect", res("client", "demo-device"))
+    assert policy.allows("iot:Publish", res("topic", f"{me}/hello"))
+    assert policy.allows("iot:Publish", res("topic", "chat/lobby"))
+    assert policy.allows("iot:Subscribe", res("topicfilter", "chat/lobby"))
+    assert not policy.allows("iot:Publish", res("topic", f"{web_username('mallory')}/x"))
+    assert not policy.allows("iot:Subscribe", res("topicfilter", "#"))
+
+    # The URL is signed with the moto-issued credentials, the token appended after.
+    creds = call["credentials"]
+    endpoint = body["url"].split("/")[2]
+    assert "-ats.iot." in endpoint  # from iot:DescribeEndpoint (iot:Data-ATS)
+    assert body["url"].endswith("&X-Amz-Security-Token=" + quote(creds.session_token, ""))
+    secrets = {creds.access_key_id: creds.secret_access_key}
+    assert verify_presigned_url(body["url"], endpoint, REGION, secrets.get) == creds.access_key_id
+
+    # Nothing secret reached the logs; the useful facts did.
+    text = logs.getvalue()
+    assert "issued a presigned URL" in text and me in text
+    signature = body["url"].split("X-Amz-Signature=")[1][:64]
+    for secret in (creds.secret_access_key, creds.session_token, signature, "X-Amz-", "eyJ"):
+        assert secret not in text
+
+
+def test_cached_credentials_are_reused(
+    signer_app: tuple[Any, list[dict[str, Any]]],
+    events: Callable[[str], dict[str, Any]],
+    lambda_context: Any,
+) -> None:
+    app_module, calls = signer_app
+    first = json.loads(invoke(app_module, events("signer/mqtt-url"), lambda_context)["body"])
+    second = json.loads(invoke(app_module, events("signer/mqtt-url"), lambda_context)["body"])
+    assert len(calls) == 1
+    assert first["clientId"] == second["clientId"]
+    access_key = calls[0]["credentials"].access_key_id
+    assert f"X-Amz-Credential={access_key}%2F" in second["url"]
+
+    other = events("signer/mqtt-url")
+    other["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = "another-user"
+    body = json.loads(invoke(app_module, other, lambda_context)["body"])
+    assert body["clientId"] == "web-another-user"
+    assert len(calls) == 2
+
+
+def test_no_claims_is_401(
+    signer_app: tuple[Any, list[dict[str, Any]]],
+    events: Callable[[str], dict[str, Any]],
+    lambda_context: Any,
+) -> None:
+    app_module, calls = signer_app
+    result = invoke(app_module, events("signer/mqtt-url-no-claims"), lambda_context)
+    assert result["statusCode"] == 401
+    assert json.loads(result["body"]) == {"message": "Unauthorized"}
+    event = events("signer/mqtt-url")
+    event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = ""
+    assert invoke(app_module, event, lambda_context)["statusCode"] == 401
+    assert calls == []
+
+
+def test_sts_failure_is_a_generic_503(
+    signer_app: tuple[Any, list[dict[str, Any]]],
+    events: Callable[[str], dict[str, Any]],
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    logs: io.StringIO,
+) -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    from iotauth import aws_adapters
+
+    app_module, _ = signer_app
+
+    def unreachable(service: str) -> Any:
+        raise EndpointConnectionError(endpoint_url=f"https://{service}.example.invalid")
+
+    monkeypatch.setattr(aws_adapters, "client", unreachable)
+    result = invoke(app_module, events("signer/mqtt-url"), lambda_context)
+    assert result["statusCode"] == 503
+    assert json.loads(result["body"]) == {"message": "Service unavailable, try again shortly"}
+    assert "example.invalid" not in result["body"]
+    assert "cannot issue a URL" in logs.getvalue()
+    assert "example.invalid" not in logs.getvalue()
+
+
+def test_endpoint_failure_is_503_then_recovers(
+    signer_app: tuple[Any, list[dict[str, Any]]],
+    events: Callable[[str], dict[str, Any]],
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from botocore.exceptions import ClientError
+
+    from iotauth import aws_adapters
+
+    app_module, _ = signer_app
+    real_client = aws_adapters.client
+    describe_calls: list[int] = []
+
+    class ThrottledOnce:
+        def __init__(self) -> None:
+            self._real = real_client("iot")
+
+        def describe_endpoint(self, **kwargs: Any) -> Any:
+            describe_calls.append(1)
+            if len(describe_calls) == 1:
+                error = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
+                raise ClientError(error, "DescribeEndpoint")  # type: ignore[arg-type]
+            return self._real.describe_endpoint(**kwargs)
+
+    monkeypatch.setattr(
+        aws_adapters, "client", lambda s: ThrottledOnce() if s == "iot" else real_client(s)
+    )
+    assert invoke(app_module, events("signer/mqtt-url"), lambda_context)["statusCode"] == 503
+    for _ in range(2):
+        assert invoke(app_module, events("signer/mqtt-url"), lambda_context)["statusCode"] == 200
+    assert len(describe_calls) == 2  # the endpoint is looked up once per container
+
+
+def test_configured_endpoint_skips_describe_endpoint(
+    signer_app: tuple[Any, list[dict[str, Any]]],
+    events: Callable[[str], dict[str, Any]],
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app_module, _ = signer_app
+    monkeypatch.setenv("IOTAUTH_IOT_ENDPOINT", "custom-ats.iot.us-east-1.amazonaws.com")
+    body = json.loads(invoke(app_module, events("signer/mqtt-url"), lambda_context)["body"])
+    assert body["url"].startswith("wss://custom-ats.iot.us-east-1.amazonaws.com/mqtt?")
+    assert app_module._container["app"][1]._endpoints._iot is None
+
+
+def test_cors_preflight_for_allowed_origin(
+    signer_app: tuple[Any, list[dict[str, Any]]],
+    events: Callable[[str], dict[str, Any]],
+    lambda_context: Any,
+) -> None:
+    app_module, calls = signer_app
+    result = invoke(app_module, events("signer/preflight"), lambda_context)
+    assert result["statusCode"] == 204
+    assert result["headers"]["Access-Control-Allow-Origin"] == ORIGIN
+    assert "authorization" in result["headers"]["Access-Control-Allow-Headers"].lower()
+    assert calls == []
+
+    stranger = events("signer/preflight")
+    stranger["headers"]["origin"] = "https://evil.example.net"
+    result = invoke(app_module, stranger, lambda_context)
+    assert "Access-Control-Allow-Origin" not in result["headers"]
+
+    ok = invoke(app_module, events("signer/mqtt-url"), lambda_context)
+    assert ok["headers"]["Access-Control-Allow-Origin"] == ORIGIN
+
+
+def test_unknown_route_and_misconfiguration(
+    signer_app: tuple[Any, list[dict[str, Any]]],
+    events: Callable[[str], dict[str, Any]],
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app_module, _ = signer_app
+    event = events("signer/mqtt-url")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/other"
+    assert invoke(app_module, event, lambda_context)["statusCode"] == 404
+
+    monkeypatch.setattr(app_module, "_container", {})
+    monkeypatch.setenv("IOTAUTH_CLIENT_ROLE_ARN", "")
+    result = invoke(app_module, events("signer/mqtt-url"), lambda_context)
+    assert result["statusCode"] == 500
+    assert json.loads(result["body"]) == {"message": "Internal error"}
