@@ -16,7 +16,7 @@ export PATH := $(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_SAM_CLI_TELEMETRY := 0
 
-.PHONY: help dev run test lint typecheck validate build pytest bench invoke browser-deps clean
+.PHONY: help dev run web-deps test lint typecheck validate build pytest bench invoke browser-deps clean
 
 help:
 	@echo "make run    start the local stack (gateway, signer, chat page) on 127.0.0.1"
@@ -59,6 +59,16 @@ test: lint typecheck validate build pytest
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench
+
+# The chat page's mqtt.js, from npm (never a CDN); re-run when the lock file changes.
+web-deps: web/node_modules/.package-lock.json
+
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	@touch $@
+
+run: $(VENV)/.installed web-deps
+	$(BIN)/iotauth local $(ARGS)
 
 clean:
 	rm -rf .aws-sam .mypy_cache .pytest_cache .ruff_cache
