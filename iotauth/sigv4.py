@@ -251,6 +251,8 @@ def presign_mqtt_url_for_session(
     Without ``session`` the default chain applies (environment, shared profile, container
     or instance role). botocore is imported only here.
     """
+    _endpoint(endpoint)  # fail on bad input before searching for credentials
+    _check_region(region)
     if session is None:
         import botocore.session  # noqa: PLC0415 - keep `import iotauth.sigv4` light
 
