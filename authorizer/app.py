@@ -12,6 +12,7 @@ Tracer (it would import the X-Ray SDK, ~600 ms of cold start).
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -25,10 +26,15 @@ from iotauth.scoping import ArnContext
 from iotauth.store import CredentialStore, DynamoDBStore
 
 logger = Logger(service="iotauth-authorizer")
+# The SDK's debug logs hold request bodies, i.e. usernames that may be mistyped passwords:
+# whatever level the function is given, they stay off.
+for _name in ("boto3", "botocore", "urllib3"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 metrics = Metrics(namespace="iotauth", service="authorizer")
 
 # One per container: settings are read and the DynamoDB client is created on first use.
 _container: dict[str, Any] = {}
+_clock = time.time  # replaced by tests that need a fixed time
 
 
 def _settings_and_store() -> tuple[Settings, CredentialStore]:
@@ -49,7 +55,7 @@ def _decide(event: Any, context: LambdaContext) -> Decision:
     except ValueError as exc:  # messages of Settings/ArnContext hold no secrets
         logger.error("authorizer misconfigured", extra={"error": str(exc)})
         return Decision(allowed=False, reason="config-error")
-    decision = authenticate(request, store, now=time.time(), settings=settings, arn=arn)
+    decision = authenticate(request, store, now=_clock(), settings=settings, arn=arn)
     logger.info(
         "connect allowed" if decision.allowed else "connect denied",
         extra={

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from iotauth import aliyun
-from iotauth.credentials import verify_password
+from iotauth.credentials import GENERATED_PREFIX, verify_password
 from iotauth.event import ConnectRequest
 from iotauth.lockout import LockoutPolicy, LockoutState, after_failure, is_locked
 from iotauth.names import InvalidName, is_safe_client_id, principal_id_for, validate_username
@@ -96,6 +96,8 @@ class Settings:
 class Decision:
     allowed: bool
     reason: str  # "allowed" or why not: fixed strings, safe to log and to use as a metric
+    # The identity's name, only when it exists: an unknown "username" may be a mistyped
+    # password and must not reach a log.
     username: str | None = None
     principal_id: str | None = None
     policy_documents: tuple[str, ...] = ()
@@ -124,6 +126,8 @@ def _is_aliyun_username(username: str) -> bool:
 
 
 def _username_is_possible(username: str) -> bool:
+    if username.startswith(GENERATED_PREFIX):  # a secret pasted into the username field
+        return False
     if _is_aliyun_username(username):
         return aliyun.parse_username(username) is not None
     try:
@@ -191,12 +195,12 @@ def authenticate(
     if _is_aliyun_username(username):
         aliyun_id = aliyun.parse_mqtt_client_id(client_id)
         if aliyun_id is None:
-            return _deny("malformed-client-id", username)
+            return _deny("malformed-client-id")
 
     try:
         return _decide(request, store, now, settings, arn, aliyun_id)
     except StoreError:
-        return _deny("store-error", username)
+        return _deny("store-error")
 
 
 def _decide(  # noqa: PLR0917 — private; called once, positionally
@@ -211,8 +215,9 @@ def _decide(  # noqa: PLR0917 — private; called once, positionally
     assert username is not None and password is not None and client_id is not None
     now = int(precise_now)
     found = store.lookup(username)
+    known = username if found.record is not None else None  # never log unknown names
     if is_locked(found.lockout, now):
-        return _deny("locked", username)
+        return _deny("locked", known)
 
     record = found.record
     if aliyun_id is not None:
@@ -224,36 +229,36 @@ def _decide(  # noqa: PLR0917 — private; called once, positionally
     if not ok or record is None:
         _record_failure(store, username, found.lockout, now, settings)
         if found.invalid_record:
-            return _deny("invalid-record", username)
-        return _deny("unknown-identity" if record is None else "bad-password", username)
+            return _deny("invalid-record", known)
+        return _deny("unknown-identity" if record is None else "bad-password", known)
     if found.lockout is not None:
         store.clear_lockout(username)
 
     if record.status != "active":
-        return _deny("disabled", username)
+        return _deny("disabled", known)
     if aliyun_id is not None:
         if aliyun_id.client_id not in record.allowed_client_ids() or not is_safe_client_id(
             aliyun_id.client_id
         ):
-            return _deny("client-id-not-allowed", username)
+            return _deny("client-id-not-allowed", known)
         if len(client_id) > MAX_MQTT_CLIENT_ID:
-            return _deny("malformed-client-id", username)
+            return _deny("malformed-client-id", known)
         if aliyun_id.timestamp is None:
             if not record.allow_no_timestamp:
-                return _deny("timestamp-missing", username)
+                return _deny("timestamp-missing", known)
         elif not _aliyun_timestamp_ok(
             aliyun_id.timestamp, precise_now, settings.aliyun_max_skew_seconds
         ):
-            return _deny("timestamp-out-of-range", username)
+            return _deny("timestamp-out-of-range", known)
     elif client_id not in record.allowed_client_ids() or not is_safe_client_id(client_id):
-        return _deny("client-id-not-allowed", username)
+        return _deny("client-id-not-allowed", known)
 
     try:
         documents = policy_documents(record.scope_for(client_id), arn)
     except PolicyTooLarge:
-        return _deny("policy-too-large", username)
+        return _deny("policy-too-large", known)
     except InvalidName:  # a stored grant that is no longer valid
-        return _deny("invalid-record", username)
+        return _deny("invalid-record", known)
     disconnect = record.disconnect_after or settings.disconnect_after_seconds
     refresh = record.refresh_after or settings.refresh_after_seconds
     return Decision(

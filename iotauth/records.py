@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from iotauth import aliyun
-from iotauth.credentials import verifier_kind
+from iotauth.credentials import GENERATED_PREFIX, verifier_kind
 from iotauth.names import InvalidName, is_safe_client_id, validate_client_id, validate_username
 from iotauth.scoping import ArnContext, PolicyTooLarge, Scope, policy_documents
 
@@ -154,6 +154,8 @@ class IdentityRecord:
                     raise InvalidRecord(f"an Aliyun client id has at most {aliyun.MAX_CLIENT_ID}")
         else:
             validate_username(self.username)
+            if self.username.startswith(GENERATED_PREFIX):
+                raise InvalidRecord(f"names starting with {GENERATED_PREFIX!r} are reserved")
             if self.verifier is None or verifier_kind(self.verifier) != self.kind:
                 raise InvalidRecord(f"a {self.kind} identity needs a {self.kind} verifier")
             if self.device_secret is not None or self.allow_no_timestamp:

@@ -315,3 +315,12 @@ def test_aliyun_malformed_client_ids(store: MemoryStore, client_id: str) -> None
     add_aliyun_identity(store, "sensor1", "pk1", "s3cret", allow_no_timestamp=True)
     event = connect_event("sensor1&pk1", "00" * 20, client_id)
     assert not decide(store, event).allowed
+
+
+def test_unknown_names_are_not_carried_for_logging(store: MemoryStore) -> None:
+    secret = add_secret_identity(store, "alice")
+    assert decide(store, connect_event("ghost", secret, "ghost")).username is None
+    assert decide(store, connect_event("alice", "iotsk_" + "G" * 43, "alice")).username == "alice"
+    # A generated secret pasted into the username field never reaches the store.
+    decision = decide(store, connect_event(secret, secret, "alice"))
+    assert decision.reason == "malformed-username" and decision.username is None

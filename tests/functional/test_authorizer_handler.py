@@ -1,0 +1,227 @@
+"""The authorizer Lambda end to end in-process, against a moto DynamoDB table."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from iotauth.credentials import hash_generated_secret
+from iotauth.names import principal_id_for
+from iotauth.policy import PolicySet
+from iotauth.records import IdentityRecord
+from iotauth.store import DynamoDBStore
+from tests.authorizer_support import connect_event
+from tests.conftest import FakeLambdaContext
+
+DEMO_SECRET = "iotsk_TEST-ONLY_demo-device_secret_not-for-prod01"
+ALIYUN_SECRET = "TEST-ONLY-aliyun-device-secret"
+ALIYUN_FIXTURE_TIME = 1_700_000_000.0  # the timestamp inside aliyun-signed.json
+ARN_PREFIX = "arn:aws:iot:us-east-1:123456789012"
+
+FIXTURES = [
+    ("connect-mqtt", True),
+    ("connect-mqtt-no-suffix", True),
+    ("connect-wss", True),
+    ("aliyun-signed", True),
+    ("wrong-password", False),
+    ("missing-password", False),
+    ("unknown-user", False),
+    ("malformed", False),
+]
+
+
+@pytest.fixture
+def authorizer(dynamodb_table: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """``authorizer.app`` with fresh container state, the demo identities and a fixed clock."""
+    import authorizer.app as app_module
+
+    store = DynamoDBStore(dynamodb_table)
+    store.add_identity(
+        IdentityRecord(
+            username="demo-device", kind="secret", verifier=hash_generated_secret(DEMO_SECRET)
+        )
+    )
+    store.add_identity(
+        IdentityRecord(username="demo-sensor&a1DemoPK", kind="aliyun", device_secret=ALIYUN_SECRET)
+    )
+    monkeypatch.setattr(app_module, "_container", {})
+    monkeypatch.setattr(app_module, "_clock", lambda: ALIYUN_FIXTURE_TIME)
+    yield app_module
+
+
+@pytest.fixture
+def invoke(
+    authorizer: Any, lambda_context: FakeLambdaContext
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def call(event: dict[str, Any]) -> dict[str, Any]:
+        response: dict[str, Any] = authorizer.lambda_handler(event, lambda_context)
+        return response
+
+    return call
+
+
+@pytest.mark.parametrize(("name", "allowed"), FIXTURES)
+def test_fixtures(
+    invoke: Callable[[dict[str, Any]], dict[str, Any]],
+    events: Callable[[str], dict[str, Any]],
+    name: str,
+    allowed: bool,
+) -> None:
+    event = events(f"authorizer/{name}")
+    response = invoke(event)
+    assert response["isAuthenticated"] is allowed
+    if not allowed:
+        assert response == {"isAuthenticated": False}
+        return
+    username = event["protocolData"]["mqtt"]["username"].partition("?")[0]
+    client_id = event["protocolData"]["mqtt"]["clientId"]
+    assert response["principalId"] == principal_id_for(username)
+    assert 300 <= response["refreshAfterInSeconds"] <= response["disconnectAfterInSeconds"]
+    assert set(response) == {
+        "isAuthenticated",
+        "principalId",
+        "policyDocuments",
+        "disconnectAfterInSeconds",
+        "refreshAfterInSeconds",
+    }
+    documents = response["policyDocuments"]
+    assert 1 <= len(documents) <= 10 and all(len(d) <= 2048 for d in documents)
+    policy = PolicySet(documents)
+    assert policy.allows("iot:Connect", f"{ARN_PREFIX}:client/{client_id}")
+    assert not policy.allows("iot:Connect", f"{ARN_PREFIX}:client/other")
+
+
+def test_aliyun_fixture_is_stale_at_real_time(
+    authorizer: Any, invoke: Callable[[dict[str, Any]], dict[str, Any]], events: Any
+) -> None:
+    authorizer._clock = time.time
+    assert invoke(events("authorizer/aliyun-signed")) == {"isAuthenticated": False}
+
+
+def test_lockout_in_dynamodb(
+    invoke: Callable[[dict[str, Any]], dict[str, Any]], events: Any, dynamodb_table: str
+) -> None:
+    wrong = events("authorizer/wrong-password")
+    for _ in range(5):
+        assert not invoke(wrong)["isAuthenticated"]
+    assert not invoke(events("authorizer/connect-mqtt"))["isAuthenticated"]  # locked
+    import boto3
+
+    item = boto3.client("dynamodb").get_item(
+        TableName=dynamodb_table, Key={"pk": {"S": "lockout#demo-device"}}
+    )["Item"]
+    assert item["failures"]["N"] == "5"
+    assert int(item["expiresAt"]["N"]) > int(item["lockedUntil"]["N"])
+
+
+def test_success_clears_counter(
+    invoke: Callable[[dict[str, Any]], dict[str, Any]], events: Any, dynamodb_table: str
+) -> None:
+    invoke(events("authorizer/wrong-password"))
+    assert invoke(events("authorizer/connect-mqtt"))["isAuthenticated"]
+    import boto3
+
+    response = boto3.client("dynamodb").get_item(
+        TableName=dynamodb_table, Key={"pk": {"S": "lockout#demo-device"}}
+    )
+    assert "Item" not in response
+
+
+def test_disabled_identity_denied(
+    invoke: Callable[[dict[str, Any]], dict[str, Any]], events: Any, dynamodb_table: str
+) -> None:
+    store = DynamoDBStore(dynamodb_table)
+    record = store.get_identity("demo-device")
+    assert record is not None
+    from dataclasses import replace
+
+    store.replace_identity(replace(record, status="disabled"))
+    assert not invoke(events("authorizer/connect-mqtt"))["isAuthenticated"]
+
+
+def test_missing_table_denies(
+    invoke: Callable[[dict[str, Any]], dict[str, Any]],
+    events: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("IOTAUTH_TABLE", "no-such-table")
+    assert invoke(events("authorizer/connect-mqtt")) == {"isAuthenticated": False}
+
+
+def test_missing_configuration_denies(
+    invoke: Callable[[dict[str, Any]], dict[str, Any]],
+    events: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("IOTAUTH_TABLE")
+    assert invoke(events("authorizer/connect-mqtt")) == {"isAuthenticated": False}
+
+
+def test_unreachable_store_denies_quickly(
+    authorizer: Any, lambda_context: FakeLambdaContext, events: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A DynamoDB endpoint that refuses connections: denied, within the retry budget."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    from moto import mock_aws
+
+    # Outside moto's interception: a real (refused) connection to 127.0.0.1.
+    with mock_aws(config={"core": {"passthrough": {"urls": [".*"]}}}):
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+        authorizer._container.clear()
+        started = time.perf_counter()
+        response = authorizer.lambda_handler(events("authorizer/connect-mqtt"), lambda_context)
+        elapsed = time.perf_counter() - started
+    assert response == {"isAuthenticated": False}
+    print(f"unreachable store denied in {elapsed:.3f} s")
+
+
+def test_metrics_by_reason(
+    invoke: Callable[[dict[str, Any]], dict[str, Any]],
+    events: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    capsys.readouterr()
+    invoke(events("authorizer/unknown-user"))
+    invoke(events("authorizer/connect-mqtt"))
+    out = capsys.readouterr().out
+    blobs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    emf = [b for b in blobs if "_aws" in b]
+    names = {m["Name"] for b in emf for d in b["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert {"Allowed", "Denied", "DeniedByReason"} <= names
+    assert any(b.get("reason") == "unknown-identity" for b in emf)
+    assert all(d["Namespace"] == "iotauth" for b in emf for d in b["_aws"]["CloudWatchMetrics"])
+
+
+def test_logs_keyed_by_connection_id(
+    authorizer: Any,
+    invoke: Callable[[dict[str, Any]], dict[str, Any]],
+    events: Any,
+) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(authorizer.logger.registered_formatter)
+    stdlib_logger = logging.getLogger(authorizer.logger.name)
+    stdlib_logger.addHandler(handler)
+    try:
+        invoke(events("authorizer/wrong-password"))
+    finally:
+        stdlib_logger.removeHandler(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    decision = next(line for line in lines if line["message"] == "connect denied")
+    assert decision["correlation_id"] == "6c0c2e5f-0d8c-4b0e-9a52-6d4a3f1b2c04"
+    assert decision["reason"] == "bad-password"
+    assert decision["username"] == "demo-device"
+
+
+def test_handler_with_generated_event(invoke: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    assert invoke(connect_event("demo-device", DEMO_SECRET, "demo-device"))["isAuthenticated"]
+    assert not invoke(connect_event("demo-device", DEMO_SECRET, "demo-device*"))["isAuthenticated"]
