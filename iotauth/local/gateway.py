@@ -199,6 +199,7 @@ class _IoTBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
             subprotocols=[Subprotocol("mqtt")],
             process_request=self._check_upgrade,
             server_header=None,
+            close_timeout=1,  # do not let a silent client hold up a shutdown
         )
 
     def _check_upgrade(self, connection: ServerConnection, request: Request) -> Response | None:

@@ -49,6 +49,7 @@ import socket
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -162,6 +163,8 @@ class _MotoServer:
         )
         from werkzeug.serving import make_server  # noqa: PLC0415
 
+        # werkzeug logs every request moto serves; only problems matter here.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = make_server(
             "127.0.0.1",
             port,
@@ -174,8 +177,19 @@ class _MotoServer:
             target=self._server.serve_forever, name="iotauth-moto", daemon=True
         )
         self._thread.start()
+        # moto's state lives in this process: start from nothing, whatever ran before.
+        self.reset()
+
+    def reset(self) -> None:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/moto-api/reset", data=b"", method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            response.read()
 
     def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.reset()  # leave no credentials or tables behind for later users of moto
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -308,7 +322,10 @@ def _http_api_event(
 
 class _QuietHandler(BaseHTTPRequestHandler):
     server_version = "iotauth-local"
-    sys_version = ""
+
+    def version_string(self) -> str:
+        return self.server_version
+
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -1,0 +1,225 @@
+"""End-to-end fixtures: the local stack on free ports, and a small paho-mqtt client wrapper.
+
+One :class:`~iotauth.local.stack.LocalStack` per test module (moto, the real authorizer and
+signer handlers, the gateway). Everything listens on 127.0.0.1; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import queue
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from iotauth.local.stack import LocalPorts, LocalStack, StackInfo
+
+WAIT = 5.0  # seconds: the longest any single step may take
+_names = itertools.count(1)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{next(_names)}-{time.monotonic_ns() % 100000}"
+
+
+@dataclass
+class Message:
+    topic: str
+    payload: bytes
+
+
+class Mqtt:
+    """A paho-mqtt 2.x client (MQTT 3.1.1) with blocking, bounded helpers."""
+
+    def __init__(self, client_id: str, transport: str = "tcp") -> None:
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            transport="websockets" if transport == "ws" else "tcp",
+            protocol=mqtt.MQTTv311,
+            reconnect_on_failure=False,
+        )
+        self.transport = transport
+        self.connack: ReasonCode | None = None
+        self.answered = threading.Event()
+        self.disconnected = threading.Event()
+        self.messages: queue.Queue[Message] = queue.Queue()
+        self._subacks: dict[int, list[ReasonCode]] = {}
+        self._suback_event = threading.Condition()
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        self.connack = rc
+        self.answered.set()
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        self.disconnected.set()
+        self.answered.set()
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        self.messages.put(Message(message.topic, bytes(message.payload)))
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, codes: Any, props: Any) -> None:
+        with self._suback_event:
+            self._subacks[mid] = list(codes)
+            self._suback_event.notify_all()
+
+    def connect(
+        self,
+        port: int,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        ws_path: str = "/mqtt",
+        ca_cert: Path | None = None,
+        alpn: bool = True,
+    ) -> bool:
+        """True when the gateway accepted the CONNECT."""
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        if self.transport == "ws":
+            self.client.ws_set_options(path=ws_path)
+        if self.transport == "tls":
+            context = ssl.create_default_context(cafile=str(ca_cert))
+            if alpn:
+                context.set_alpn_protocols(["mqtt"])
+            self.client.tls_set_context(context)
+        self.client.connect("127.0.0.1", port, keepalive=30)
+        self.client.loop_start()
+        assert self.answered.wait(WAIT), "no CONNACK"
+        return self.connack is not None and not self.connack.is_failure
+
+    def subscribe(self, topic: str, qos: int = 1) -> bool:
+        """True when the SUBACK granted the subscription."""
+        result, mid = self.client.subscribe(topic, qos)
+        assert result == mqtt.MQTT_ERR_SUCCESS
+        with self._suback_event:
+            assert self._suback_event.wait_for(lambda: mid in self._subacks, WAIT), "no SUBACK"
+            codes = self._subacks.pop(mid)
+        return not codes[0].is_failure
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def next_message(self, timeout: float = WAIT) -> Message:
+        return self.messages.get(timeout=timeout)
+
+    def received(self) -> list[Message]:
+        found = []
+        while not self.messages.empty():
+            found.append(self.messages.get_nowait())
+        return found
+
+    def close(self) -> None:
+        if not self.disconnected.is_set():
+            self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def clients() -> Iterator[Callable[..., Mqtt]]:
+    """``clients(client_id, transport)`` → a client closed at the end of the test."""
+    made: list[Mqtt] = []
+
+    def make(client_id: str, transport: str = "tcp") -> Mqtt:
+        client = Mqtt(client_id, transport)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[StackInfo]:
+    with LocalStack(LocalPorts.any_free()) as running:
+        yield running.info
+
+
+def port_of(info: StackInfo, transport: str) -> int:
+    return {"tcp": info.tcp_port, "tls": info.tls_port, "ws": info.ws_port}[transport]
+
+
+def username_for(info: StackInfo, name: str) -> str:
+    return f"{name}?x-amz-customauthorizer-name={info.authorizer_name}"
+
+
+@pytest.fixture(scope="module")
+def add_device(stack: StackInfo) -> Callable[..., str]:
+    """``add_device(name, publish=(), subscribe=())`` → its generated secret."""
+    import boto3
+
+    from iotauth.credentials import generate_secret, hash_generated_secret
+    from iotauth.records import IdentityRecord
+    from iotauth.store import DynamoDBStore
+
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=stack.aws_endpoint_url,
+        region_name=stack.region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    store = DynamoDBStore(stack.table_name, client=client)
+
+    def add(name: str, publish: tuple[str, ...] = (), subscribe: tuple[str, ...] = ()) -> str:
+        secret = generate_secret()
+        now = int(time.time())
+        store.add_identity(
+            IdentityRecord(
+                username=name,
+                kind="secret",
+                verifier=hash_generated_secret(secret),
+                publish=publish,
+                subscribe=subscribe,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        return secret
+
+    return add
+
+
+def assume_client_role(info: StackInfo, policy: dict[str, Any], name: str) -> dict[str, str]:
+    """Credentials from moto's STS for the IoT client role, bound by ``policy``."""
+    import boto3
+
+    sts = boto3.client(
+        "sts",
+        endpoint_url=info.aws_endpoint_url,
+        region_name=info.region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    answer = sts.assume_role(
+        RoleArn=info.client_role_arn,
+        RoleSessionName=name,
+        Policy=json.dumps(policy),
+        DurationSeconds=900,
+    )["Credentials"]
+    return {
+        "access_key": answer["AccessKeyId"],
+        "secret_key": answer["SecretAccessKey"],
+        "session_token": answer["SessionToken"],
+    }
+
+
+def ws_path_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}"
