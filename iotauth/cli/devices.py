@@ -1,0 +1,426 @@
+"""``iotauth devices …`` (manage the credential table) and ``iotauth authorize``.
+
+Standard AWS configuration applies (``AWS_PROFILE``/``--profile``, ``AWS_REGION``/
+``--region``, ``AWS_ENDPOINT_URL`` for moto or DynamoDB Local); ``--table`` or
+``IOTAUTH_TABLE`` names the table. Every write is validated first and is conditional, so a
+refused command changes nothing. Secrets are read from stdin, never from the command line,
+and a generated secret is printed once, alone on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import importlib.util
+import json
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from iotauth.cli import CommandError
+from iotauth.credentials import (
+    InvalidPassword,
+    check_chosen_password,
+    generate_secret,
+    hash_chosen_password,
+    hash_generated_secret,
+    is_generated_shape,
+)
+from iotauth.names import InvalidName
+from iotauth.records import IdentityRecord, InvalidRecord
+from iotauth.store import DynamoDBStore, StoreError
+
+__all__ = ["register"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+# -- plumbing ------------------------------------------------------------------------------
+
+
+def _store(args: argparse.Namespace) -> DynamoDBStore:
+    table = args.table or os.environ.get("IOTAUTH_TABLE", "")
+    if not table:
+        raise CommandError("no table: pass --table or set IOTAUTH_TABLE")
+    import boto3  # noqa: PLC0415 — only the commands that need AWS pay for it
+    from botocore.exceptions import BotoCoreError  # noqa: PLC0415
+
+    try:
+        session = boto3.Session(profile_name=args.profile, region_name=args.region)
+        client = session.client("dynamodb")
+    except BotoCoreError as exc:
+        raise CommandError(f"AWS configuration: {exc}") from None
+    return DynamoDBStore(table, client=client)
+
+
+def _read_stdin_secret(what: str) -> bytes:
+    data = sys.stdin.buffer.read()
+    if data.endswith(b"\r\n"):
+        data = data[:-2]
+    elif data.endswith(b"\n"):
+        data = data[:-1]
+    if not data:
+        raise CommandError(f"no {what} on stdin")
+    return data
+
+
+def _verifier_from_stdin() -> tuple[str, str]:
+    """(kind, verifier) for a secret or password given on stdin."""
+    raw = _read_stdin_secret("password")
+    if is_generated_shape(raw):
+        return "secret", hash_generated_secret(raw.decode("ascii"))
+    try:
+        return "password", hash_chosen_password(check_chosen_password(raw))
+    except InvalidPassword as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _device_secret_from_stdin() -> str:
+    raw = _read_stdin_secret("device secret")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CommandError("the device secret is not UTF-8 text") from None
+
+
+def _run(action: Any) -> None:
+    """Turn domain and store errors into one-line command errors."""
+    try:
+        action()
+    except (InvalidRecord, InvalidName, InvalidPassword, StoreError) as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _grant_args(parser: argparse.ArgumentParser, *, client_id_help: str) -> None:
+    parser.add_argument(
+        "--client-id", action="append", default=[], metavar="ID", help=client_id_help
+    )
+    parser.add_argument(
+        "--publish", action="append", default=[], metavar="TOPIC", help="extra publish grant"
+    )
+    parser.add_argument(
+        "--subscribe",
+        action="append",
+        default=[],
+        metavar="FILTER",
+        help="extra subscribe (and receive) grant, e.g. a broadcast topic",
+    )
+    parser.add_argument("--disconnect-after", type=int, metavar="SECONDS", help="300-86400")
+    parser.add_argument("--refresh-after", type=int, metavar="SECONDS", help="300-86400")
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def cmd_create_table(args: argparse.Namespace) -> int:
+    store = _store(args)
+    _run(store.create_table)
+    print(f"created table {store.table}", file=sys.stderr)
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    store = _store(args)
+    secret: str | None = None
+    if args.password_stdin:
+        kind, verifier = _verifier_from_stdin()
+    else:
+        secret = generate_secret()
+        kind, verifier = "secret", hash_generated_secret(secret)
+    now = int(time.time())
+    record = IdentityRecord(
+        username=args.name,
+        kind=kind,  # type: ignore[arg-type]
+        verifier=verifier,
+        client_ids=tuple(args.client_id),
+        publish=tuple(args.publish),
+        subscribe=tuple(args.subscribe),
+        disconnect_after=args.disconnect_after,
+        refresh_after=args.refresh_after,
+        created_at=now,
+        updated_at=now,
+    )
+    _run(lambda: store.add_identity(record))
+    print(f"added {kind} identity {args.name!r}", file=sys.stderr)
+    if secret is not None:
+        print("its secret follows; it is shown only this once:", file=sys.stderr)
+        print(secret)
+    return 0
+
+
+def cmd_add_aliyun(args: argparse.Namespace) -> int:
+    if not args.device_secret_stdin:
+        raise CommandError("pass the device secret on stdin with --device-secret-stdin")
+    store = _store(args)
+    device_secret = _device_secret_from_stdin()
+    now = int(time.time())
+    record = IdentityRecord(
+        username=f"{args.device_name}&{args.product_key}",
+        kind="aliyun",
+        device_secret=device_secret,
+        client_ids=tuple(args.client_id),
+        publish=tuple(args.publish),
+        subscribe=tuple(args.subscribe),
+        disconnect_after=args.disconnect_after,
+        refresh_after=args.refresh_after,
+        allow_no_timestamp=args.allow_no_timestamp,
+        created_at=now,
+        updated_at=now,
+    )
+    _run(lambda: store.add_identity(record))
+    print(f"added Aliyun identity {record.username!r}", file=sys.stderr)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    records: list[IdentityRecord] = []
+    _run(lambda: records.extend(store.list_identities()))
+    views = [r.public_view() for r in records]
+    if args.json:
+        print(json.dumps(views, indent=2))
+        return 0
+    print(f"{'USERNAME':<32} {'KIND':<8} {'STATUS':<8} CLIENT IDS / GRANTS")
+    for view in views:
+        grants = ",".join(view["clientIds"])
+        if view["publish"]:
+            grants += " pub:" + ",".join(view["publish"])
+        if view["subscribe"]:
+            grants += " sub:" + ",".join(view["subscribe"])
+        print(f"{view['username']:<32} {view['kind']:<8} {view['status']:<8} {grants}")
+    return 0
+
+
+def _existing(store: DynamoDBStore, name: str) -> IdentityRecord:
+    found: list[IdentityRecord | None] = []
+    _run(lambda: found.append(store.get_identity(name)))
+    if found[0] is None:
+        raise CommandError(f"no identity {name!r}")
+    return found[0]
+
+
+def _set_status(args: argparse.Namespace, status: str) -> int:
+    store = _store(args)
+    record = _existing(store, args.name)
+    updated = replace(record, status=status, updated_at=int(time.time()))  # type: ignore[arg-type]
+    _run(lambda: store.replace_identity(updated))
+    if status == "active":
+        _run(lambda: store.clear_lockout(args.name))  # enabling also lifts a lockout
+    print(f"{args.name!r} is now {status}", file=sys.stderr)
+    return 0
+
+
+def cmd_disable(args: argparse.Namespace) -> int:
+    return _set_status(args, "disabled")
+
+
+def cmd_enable(args: argparse.Namespace) -> int:
+    return _set_status(args, "active")
+
+
+def cmd_rotate(args: argparse.Namespace) -> int:
+    store = _store(args)
+    record = _existing(store, args.name)
+    now = int(time.time())
+    secret: str | None = None
+    if record.kind == "aliyun":
+        if not args.device_secret_stdin:
+            raise CommandError("an Aliyun identity is rotated with --device-secret-stdin")
+        updated = replace(record, device_secret=_device_secret_from_stdin(), updated_at=now)
+    elif args.device_secret_stdin:
+        raise CommandError("--device-secret-stdin is for Aliyun identities")
+    elif args.password_stdin:
+        kind, verifier = _verifier_from_stdin()
+        updated = replace(record, kind=kind, verifier=verifier, updated_at=now)  # type: ignore[arg-type]
+    else:
+        secret = generate_secret()
+        updated = replace(
+            record, kind="secret", verifier=hash_generated_secret(secret), updated_at=now
+        )
+    _run(lambda: store.replace_identity(updated))
+    print(f"rotated the credentials of {args.name!r}", file=sys.stderr)
+    if secret is not None:
+        print("its new secret follows; it is shown only this once:", file=sys.stderr)
+        print(secret)
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    store = _store(args)
+    _run(lambda: store.remove_identity(args.name))
+    print(f"removed {args.name!r}", file=sys.stderr)
+    return 0
+
+
+# -- authorize: the local handler, as `aws iot test-invoke-authorizer` runs a deployed one --
+
+
+@dataclass
+class _LocalContext:
+    invoked_function_arn: str
+    function_name: str = "iotauth-authorizer-local"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 512
+    aws_request_id: str = ""
+    log_group_name: str = "local"
+    log_stream_name: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 5000
+
+
+def _load_handler() -> Any:
+    path = REPO_ROOT / "authorizer" / "app.py"
+    if not path.is_file():
+        raise CommandError(f"{path} not found: run `iotauth authorize` from a source checkout")
+    spec = importlib.util.spec_from_file_location("_iotauth_cli_authorizer_app", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.lambda_handler
+
+
+def authorize_event(
+    username: str, password: bytes, client_id: str | None, authorizer_name: str | None
+) -> dict[str, Any]:
+    """The event IoT Core sends for an MQTT-over-TLS CONNECT with these credentials."""
+    suffix = f"?x-amz-customauthorizer-name={authorizer_name}" if authorizer_name else ""
+    mqtt = {
+        "username": username + suffix,
+        "password": base64.b64encode(password).decode("ascii"),
+    }
+    if client_id:
+        mqtt["clientId"] = client_id
+    return {
+        "protocols": ["tls", "mqtt"],
+        "signatureVerified": False,
+        "protocolData": {"tls": {"serverName": "local.iotauth"}, "mqtt": mqtt},
+        "connectionMetadata": {"id": str(uuid.uuid4())},
+    }
+
+
+def cmd_authorize(args: argparse.Namespace) -> int:
+    table = args.table or os.environ.get("IOTAUTH_TABLE", "")
+    if not table:
+        raise CommandError("no table: pass --table or set IOTAUTH_TABLE")
+    os.environ["IOTAUTH_TABLE"] = table
+    if args.profile:
+        os.environ["AWS_PROFILE"] = args.profile
+    region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if args.region:
+        os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = args.region
+    context = _LocalContext(
+        invoked_function_arn=(
+            f"arn:aws:lambda:{region or 'us-east-1'}:000000000000:function:iotauth-authorizer-local"
+        ),
+        aws_request_id=str(uuid.uuid4()),
+    )
+    client_id = args.client_id if args.client_id is not None else args.username
+    event = authorize_event(
+        args.username, args.password.encode("utf-8"), client_id, args.authorizer_name
+    )
+    # The handler's logs and metrics go to stderr; stdout carries only the response.
+    with contextlib.redirect_stdout(sys.stderr):
+        handler = _load_handler()
+        response = handler(event, context)
+    print(json.dumps(response, indent=2))
+    return 0 if response.get("isAuthenticated") is True else 1
+
+
+# -- registration --------------------------------------------------------------------------
+
+
+def _aws_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--table", help="the credential table (default: $IOTAUTH_TABLE)")
+    common.add_argument("--region", help="AWS region (default: standard AWS configuration)")
+    common.add_argument("--profile", help="AWS profile (default: standard AWS configuration)")
+    return common
+
+
+def register(subparsers: Any) -> None:
+    common = _aws_options()
+    devices = subparsers.add_parser(
+        "devices", help="manage device identities in the credential table"
+    )
+    sub = devices.add_subparsers(dest="devices_command", required=True, metavar="ACTION")
+
+    p = sub.add_parser(
+        "create-table", parents=[common], help="create the table (same schema as the template)"
+    )
+    p.set_defaults(func=cmd_create_table)
+
+    p = sub.add_parser(
+        "add",
+        parents=[common],
+        help="add an identity; prints its generated secret once",
+        description="Add an identity. Without --password-stdin a secret is generated and "
+        "printed once on stdout.",
+    )
+    p.add_argument("name")
+    p.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from stdin (a generated-shaped secret is kept as one)",
+    )
+    _grant_args(p, client_id_help="a client id it may use (repeatable; default: its name)")
+    p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("add-aliyun", parents=[common], help="add an Alibaba-Cloud-signed device")
+    p.add_argument("--product-key", required=True)
+    p.add_argument("--device-name", required=True)
+    p.add_argument(
+        "--device-secret-stdin", action="store_true", help="read the device secret from stdin"
+    )
+    p.add_argument(
+        "--allow-no-timestamp",
+        action="store_true",
+        help="accept signatures without a timestamp (replayable; avoid)",
+    )
+    _grant_args(
+        p,
+        client_id_help="an extra client id (before '|') it may sign "
+        "(default: productKey&deviceName and deviceName)",
+    )
+    p.set_defaults(func=cmd_add_aliyun)
+
+    p = sub.add_parser("list", parents=[common], help="list identities (never secrets)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    for name, func, text in (
+        ("disable", cmd_disable, "refuse every connection of an identity"),
+        ("enable", cmd_enable, "enable an identity again (and lift a lockout)"),
+        ("remove", cmd_remove, "delete an identity"),
+    ):
+        p = sub.add_parser(name, parents=[common], help=text)
+        p.add_argument("name")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser(
+        "rotate", parents=[common], help="replace a secret (prints a generated one once)"
+    )
+    p.add_argument("name")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--password-stdin", action="store_true")
+    group.add_argument("--device-secret-stdin", action="store_true")
+    p.set_defaults(func=cmd_rotate)
+
+    p = subparsers.add_parser(
+        "authorize",
+        parents=[common],
+        help="run the authorizer locally on a CONNECT with these credentials",
+        description="Build the IoT Core authorizer event for an MQTT CONNECT and run the "
+        "authorizer handler locally against the table; prints the response. "
+        "Exit status 0 when authenticated, 1 when not.",
+    )
+    p.add_argument("--username", required=True)
+    p.add_argument("--password", required=True)
+    p.add_argument("--client-id", help="default: the username")
+    p.add_argument("--authorizer-name", default="iotauth")
+    p.set_defaults(func=cmd_authorize)

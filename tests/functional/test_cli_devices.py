@@ -1,0 +1,210 @@
+"""`iotauth devices …` and `iotauth authorize` against a moto DynamoDB table."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from iotauth import aliyun
+from iotauth.cli import main
+from iotauth.credentials import is_generated_shape
+from iotauth.store import DynamoDBStore
+
+
+class _Stdin:
+    def __init__(self, data: bytes) -> None:
+        self.buffer = io.BytesIO(data)
+
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def run(moto_aws: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
+    monkeypatch.setenv("IOTAUTH_TABLE", "iotauth-cli")
+
+    def call(*argv: str, stdin: bytes = b"") -> tuple[int, str, str]:
+        monkeypatch.setattr("sys.stdin", _Stdin(stdin))
+        capsys.readouterr()
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call
+
+
+@pytest.fixture
+def table(run: Run) -> DynamoDBStore:
+    code, _, _ = run("devices", "create-table")
+    assert code == 0
+    return DynamoDBStore("iotauth-cli")
+
+
+def test_create_table_schema(run: Run, table: DynamoDBStore) -> None:
+    description = table.client.describe_table(TableName="iotauth-cli")["Table"]
+    assert description["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert description["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    ttl = table.client.describe_time_to_live(TableName="iotauth-cli")["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expiresAt"}
+    code, _, err = run("devices", "create-table")
+    assert code == 2 and "already exists" in err
+
+
+def test_add_prints_secret_once_and_it_authorizes(run: Run, table: DynamoDBStore) -> None:
+    code, out, err = run("devices", "add", "alice", "--subscribe", "broadcast/news")
+    assert code == 0
+    secret = out.strip()
+    assert is_generated_shape(secret.encode()) and "shown only this once" in err
+    code, out, _ = run("authorize", "--username", "alice", "--password", secret)
+    assert code == 0
+    response = json.loads(out)
+    assert response["isAuthenticated"] is True
+    assert any("broadcast/news" in d for d in response["policyDocuments"])
+    code, out, _ = run("devices", "list")
+    assert "alice" in out and secret not in out
+    code, out, _ = run(
+        "authorize", "--username", "alice", "--password", secret, "--client-id", "bob"
+    )
+    assert code == 1 and json.loads(out) == {"isAuthenticated": False}
+
+
+def test_chosen_password(run: Run, table: DynamoDBStore) -> None:
+    code, out, _ = run("devices", "add", "carol", "--password-stdin", stdin=b"a long passphrase\n")
+    assert code == 0 and out == ""
+    record = table.get_identity("carol")
+    assert record is not None and record.kind == "password"
+    code, _, _ = run("authorize", "--username", "carol", "--password", "a long passphrase")
+    assert code == 0
+    code, _, _ = run("authorize", "--username", "carol", "--password", "a long passphrase\n")
+    assert code == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "stdin", "message"),
+    [
+        (("devices", "add", "web-alice"), b"", "reserved"),
+        (("devices", "add", "al/ice"), b"", "a name is"),
+        (("devices", "add", "alice", "--client-id", "alice*"), b"", "client id"),
+        (("devices", "add", "alice", "--client-id", "#"), b"", "client id"),
+        (("devices", "add", "alice", "--publish", "*"), b"", "every topic"),
+        (("devices", "add", "alice", "--refresh-after", "10"), b"", "300-86400"),
+        (("devices", "add", "alice", "--password-stdin"), b"short", "at least"),
+        (("devices", "add", "alice", "--password-stdin"), b"", "no password"),
+        (
+            (
+                "devices",
+                "add",
+                "alice",
+                *[a for i in range(120) for a in ("--subscribe", f"b/{i:03d}/{'x' * 200}")],
+            ),
+            b"",
+            "policy documents",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_changes_nothing(
+    run: Run, table: DynamoDBStore, argv: tuple[str, ...], stdin: bytes, message: str
+) -> None:
+    code, out, err = run(*argv, stdin=stdin)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("iotauth: error:") and message in err
+    assert out == ""
+    assert table.list_identities() == []
+
+
+def test_duplicate_and_missing(run: Run, table: DynamoDBStore) -> None:
+    assert run("devices", "add", "alice")[0] == 0
+    code, _, err = run("devices", "add", "alice")
+    assert code == 2 and "already exists" in err
+    for action in ("disable", "enable", "rotate", "remove"):
+        code, _, err = run("devices", action, "nobody")
+        assert code == 2 and "no identity" in err
+
+
+def test_missing_table(run: Run) -> None:
+    code, _, err = run("devices", "add", "alice")
+    assert code == 2 and "does not exist" in err
+    code, _, err = run("devices", "list", "--table", "other")
+    assert code == 2 and "does not exist" in err
+
+
+def test_no_table_configured(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("IOTAUTH_TABLE")
+    code, _, err = run("devices", "list")
+    assert code == 2 and "IOTAUTH_TABLE" in err
+
+
+def test_disable_enable_rotate_remove(run: Run, table: DynamoDBStore) -> None:
+    secret = run("devices", "add", "alice")[1].strip()
+    assert run("devices", "disable", "alice")[0] == 0
+    assert run("authorize", "--username", "alice", "--password", secret)[0] == 1
+    assert run("devices", "enable", "alice")[0] == 0
+    assert run("authorize", "--username", "alice", "--password", secret)[0] == 0
+    code, out, _ = run("devices", "rotate", "alice")
+    new_secret = out.strip()
+    assert code == 0 and is_generated_shape(new_secret.encode()) and new_secret != secret
+    assert run("authorize", "--username", "alice", "--password", secret)[0] == 1
+    assert run("authorize", "--username", "alice", "--password", new_secret)[0] == 0
+    code, out, _ = run("devices", "rotate", "alice", "--password-stdin", stdin=b"now a passphrase")
+    assert code == 0 and out == ""
+    assert run("authorize", "--username", "alice", "--password", "now a passphrase")[0] == 0
+    assert run("devices", "remove", "alice")[0] == 0
+    assert table.get_identity("alice") is None
+
+
+def test_enable_lifts_lockout(run: Run, table: DynamoDBStore) -> None:
+    secret = run("devices", "add", "alice")[1].strip()
+    for _ in range(5):
+        run("authorize", "--username", "alice", "--password", "iotsk_" + "Z" * 43)
+    assert run("authorize", "--username", "alice", "--password", secret)[0] == 1
+    run("devices", "enable", "alice")
+    assert run("authorize", "--username", "alice", "--password", secret)[0] == 0
+
+
+def test_add_aliyun(run: Run, table: DynamoDBStore) -> None:
+    code, out, _ = run(
+        "devices",
+        "add-aliyun",
+        "--product-key",
+        "pk1",
+        "--device-name",
+        "sensor1",
+        "--device-secret-stdin",
+        stdin=b"dev-secret\n",
+    )
+    assert code == 0 and out == ""
+    record = table.get_identity("sensor1&pk1")
+    assert record is not None and record.device_secret == "dev-secret"
+    code, out, _ = run("devices", "list", "--json")
+    listed: list[dict[str, Any]] = json.loads(out)
+    assert listed[0]["username"] == "sensor1&pk1" and "dev-secret" not in out
+    import time
+
+    timestamp = str(int(time.time() * 1000))
+    password = aliyun.sign(
+        "dev-secret",
+        client_id="pk1&sensor1",
+        device_name="sensor1",
+        product_key="pk1",
+        timestamp=timestamp,
+    )
+    client_id = f"pk1&sensor1|securemode=2,signmethod=hmacsha1,timestamp={timestamp}|"
+    code, out, _ = run(
+        "authorize", "--username", "sensor1&pk1", "--password", password, "--client-id", client_id
+    )
+    assert code == 0, out
+    code, _, err = run(
+        "devices",
+        "add-aliyun",
+        "--product-key",
+        "p-k",
+        "--device-name",
+        "x",
+        "--device-secret-stdin",
+        stdin=b"s",
+    )
+    assert code == 2 and "deviceName&productKey" in err
