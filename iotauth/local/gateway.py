@@ -82,6 +82,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("iotauth.local.gateway")
+# websockets logs request lines (a presigned URL's signature and token) at DEBUG: never emit.
+_ws_log = logging.getLogger("iotauth.local.gateway.websocket")
+_ws_log.setLevel(logging.INFO)
 
 #: Calls the custom authorizer with an IoT event and returns its answer (run in a thread).
 AuthorizerFunction = Callable[[dict[str, Any]], Any]
@@ -200,6 +203,7 @@ class _IoTBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
             process_request=self._check_upgrade,
             server_header=None,
             close_timeout=1,  # do not let a silent client hold up a shutdown
+            logger=_ws_log,
         )
 
     def _check_upgrade(self, connection: ServerConnection, request: Request) -> Response | None:
