@@ -35,7 +35,7 @@ def _port(text: str) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from iotauth.local.stack import LocalPorts  # noqa: PLC0415 - cheap; no amqtt here
+    from iotauth.local import LocalPorts  # noqa: PLC0415 - cheap; no amqtt here
 
     defaults = LocalPorts()
     parser = subparsers.add_parser(
@@ -66,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from iotauth.local.stack import LocalPorts, LocalStack, PortInUse, banner  # noqa: PLC0415
+    from iotauth.local import LocalPorts, PortInUse  # noqa: PLC0415
+    from iotauth.local.stack import LocalStack, banner  # noqa: PLC0415
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

@@ -14,8 +14,9 @@ Like IoT Core:
   take over or clean a session of that client id first). Custom authentication builds the
   authorizer event for the transport (:mod:`iotauth.local.iot_events`), calls the
   authorizer function off the event loop with a 5 s budget, validates the answer and
-  requires ``iot:Connect`` on ``client/<clientId>``; a presigned WebSocket connection uses
-  the session policy its credentials were issued with. A will message needs ``iot:Publish``
+  requires ``iot:Connect`` on ``client/<clientId>``; a presigned WebSocket connection gets
+  the intersection of the session policy its credentials were issued with and the role's
+  own policies. A will message needs ``iot:Publish``
   on its topic at CONNECT time (IoT would publish it later on the client's behalf);
 - every SUBSCRIBE (``iot:Subscribe`` on ``topicfilter/<filter>``; refused filters get
   SUBACK 0x80), PUBLISH (``iot:Publish`` on ``topic/<topic>``, plus ``iot:RetainPublish``
@@ -36,7 +37,7 @@ import logging
 import ssl
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -84,13 +85,14 @@ __all__ = [
 log = logging.getLogger("iotauth.local.gateway")
 # websockets logs request lines (a presigned URL's signature and token) at DEBUG: never emit.
 _ws_log = logging.getLogger("iotauth.local.gateway.websocket")
-_ws_log.setLevel(logging.INFO)
+_ws_log.setLevel(logging.WARNING)
 
 #: Calls the custom authorizer with an IoT event and returns its answer (run in a thread).
 AuthorizerFunction = Callable[[dict[str, Any]], Any]
 #: Checks a presigned WebSocket request (path with query, Host header); returns the policy
-#: documents that bound the credentials, or ``None`` when the URL must be refused.
-PresignedVerifier = Callable[[str, str], Sequence[str] | None]
+#: sets that bound the credentials (e.g. the STS session policy and the role's policies:
+#: the effective permissions are their intersection), or ``None`` to refuse the URL.
+PresignedVerifier = Callable[[str, str], Sequence[Sequence[str]] | None]
 
 _GRANT_ATTRIBUTE = "_iotauth_grant"
 _MAX_CONNECTION_SECONDS = 86_400  # IoT Core ends every connection after 24 hours
@@ -119,6 +121,16 @@ class GatewayPorts:
     ws: int
 
 
+class _AllOf:
+    """Permissions that need every policy set to allow (session policy ∩ role policy)."""
+
+    def __init__(self, sets: Iterable[PolicySet]) -> None:
+        self._sets = tuple(sets)
+
+    def allows(self, action: str, resource: str, variables: Mapping[str, str]) -> bool:
+        return bool(self._sets) and all(s.allows(action, resource, variables) for s in self._sets)
+
+
 @dataclass(slots=True)
 class _ConnectionGrant:
     """What one connection may do, and until when."""
@@ -126,7 +138,7 @@ class _ConnectionGrant:
     kind: str  # "custom-auth" or "sigv4"
     client_id: str
     connection_id: str
-    policies: PolicySet
+    policies: _AllOf
     disconnect_at: float
     refresh_at: float | None = None
     event: dict[str, Any] | None = None  # the CONNECT event, replayed on refresh
@@ -161,7 +173,7 @@ class _IoTBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         super().__init__(config)
         self._gateway = gateway
         self._connection_info: dict[int, ConnectionInfo] = {}  # id(writer adapter) → info
-        self._presigned: dict[int, Sequence[str]] = {}  # id(ws connection) → policy documents
+        self._presigned: dict[int, _AllOf] = {}  # id(ws connection) → its permissions
         self._sni: dict[int, str] = {}  # id(SSLObject) → server name
 
     # --- listeners -------------------------------------------------------------------
@@ -215,17 +227,17 @@ class _IoTBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         if "X-Amz-Algorithm" not in query and "X-Amz-Signature" not in query:
             return None  # custom authentication happens at CONNECT
         verifier = self._gateway.config.presigned
-        documents: Sequence[str] | None = None
+        documents: Sequence[Sequence[str]] | None = None
         if verifier is not None:
             try:
                 documents = verifier(request.path, request.headers.get("Host", ""))
             except Exception:  # fail closed, and say nothing about the URL
                 log.exception("presigned URL verification failed with an error")
                 documents = None
-        if not documents:
+        if not documents or not all(documents):
             log.info("websocket upgrade refused: presigned URL not valid")
             return connection.respond(HTTPStatus.FORBIDDEN, "Forbidden\n")
-        self._presigned[id(connection)] = tuple(documents)
+        self._presigned[id(connection)] = _AllOf(PolicySet(d) for d in documents)
         return None
 
     async def ws_connected(self, websocket: ServerConnection, listener_name: str) -> None:
@@ -271,7 +283,7 @@ class _IoTBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         reader: ReaderAdapter,
         writer: WriterAdapter,
         info: ConnectionInfo,
-        presigned: Sequence[str] | None,
+        presigned: _AllOf | None,
     ) -> None:
         key = id(writer)
         self._connection_info[key] = info
@@ -495,7 +507,7 @@ class LocalGateway:
         self,
         session: Session,
         info: ConnectionInfo,
-        presigned: Sequence[str] | None,
+        presigned: _AllOf | None,
     ) -> _ConnectionGrant | None:
         """The connection's grant, or ``None`` to refuse its CONNECT."""
         client_id = _sent_client_id(session.client_id)
@@ -510,7 +522,7 @@ class LocalGateway:
                 kind="sigv4",
                 client_id=client_id,
                 connection_id=connection_id,
-                policies=PolicySet(presigned),
+                policies=presigned,
                 disconnect_at=now + _MAX_CONNECTION_SECONDS,
             )
         else:
@@ -535,7 +547,7 @@ class LocalGateway:
                 kind="custom-auth",
                 client_id=client_id,
                 connection_id=connection_id,
-                policies=PolicySet(answer.policy_documents),
+                policies=_AllOf([PolicySet(answer.policy_documents)]),
                 disconnect_at=now + answer.disconnect_after,
                 refresh_at=now + answer.refresh_after,
                 event=event,
@@ -581,7 +593,7 @@ class LocalGateway:
                     setattr(session, _GRANT_ATTRIBUTE, None)
                     return None
                 now = self.config.clock()
-                grant.policies = PolicySet(answer.policy_documents)
+                grant.policies = _AllOf([PolicySet(answer.policy_documents)])
                 grant.refresh_at = now + answer.refresh_after
                 if not grant.policies.allows(
                     "iot:Connect", self._resource("client", grant.client_id), grant.variables

@@ -60,6 +60,7 @@ from types import ModuleType, TracebackType
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from iotauth.local import LocalPorts, PortInUse
 from iotauth.local.certs import generate_certificates
 from iotauth.local.gateway import GatewayConfig, LocalGateway
 from iotauth.local.iot_events import AUTHORIZER_NAME_PARAMETER
@@ -79,26 +80,6 @@ CHAT_ROOM = "chat/lobby"
 DEMO_DEVICES = ("sensor-1", "sensor-2")
 DEMO_USERS = ("alice", "bob")
 _FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-
-
-class PortInUse(RuntimeError):
-    """A configured port is taken; the message is one line naming the port and its flag."""
-
-
-@dataclass(frozen=True, slots=True)
-class LocalPorts:
-    """Ports on 127.0.0.1 (0: any free port). Field names match the ``--*-port`` flags."""
-
-    web: int = 8000
-    signer: int = 8001
-    aws: int = 5005
-    mqtt: int = 1883
-    mqtts: int = 8883
-    ws: int = 8083
-
-    @classmethod
-    def any_free(cls) -> LocalPorts:
-        return cls(web=0, signer=0, aws=0, mqtt=0, mqtts=0, ws=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +195,7 @@ class _IssuedCredentials:
             now = now.replace(tzinfo=None)
         return role if now < expiration else None
 
-    def verify(self, path: str, host: str) -> list[str] | None:
+    def verify(self, path: str, host: str) -> list[list[str]] | None:
         """The session policy of the credentials that signed this request, if valid."""
         from iotauth.sigv4 import verify_presigned_url  # noqa: PLC0415
 
@@ -237,10 +218,24 @@ class _IssuedCredentials:
         role = found.get("role")
         if access_key is None or role is None or role.access_key_id != access_key:
             return None
-        # The effective permissions are the session policy (∩ the role's, which is wider).
+        # Effective permissions: the session policy ∩ the role's own policies. A URL whose
+        # credentials carry no session policy is refused: the signer always scopes them.
         if not isinstance(role.policy, str) or not role.policy:
             return None
-        return [role.policy]
+        role_documents = self._role_policies()
+        if not role_documents:
+            return None
+        return [[role.policy], role_documents]
+
+    def _role_policies(self) -> list[str]:
+        from moto.iam.models import iam_backends  # noqa: PLC0415
+
+        iam = iam_backends[ACCOUNT]["aws"]
+        role = iam.get_role_by_arn(self._role_arn)
+        documents = [str(p) for p in role.policies.values()]
+        for managed in role.managed_policies.values():
+            documents += [str(v.document) for v in managed.versions if v.is_default]
+        return documents
 
 
 # --- the handlers -----------------------------------------------------------------------
@@ -788,10 +783,12 @@ def banner(info: StackInfo) -> str:
         f"  MQTT over WS      {info.gateway_ws_url}",
         f"  AWS (moto)        {info.aws_endpoint_url}  (table {info.table_name})",
         "",
-        f"Devices: username{suffix} / secret (shown once, gone when the stack stops):",
+        "Devices (secrets shown once; they live only as long as this stack):",
         *(f"  {name:<{width}}  {secret}" for name, secret in info.devices.items()),
         "",
-        "Browser users: development bearer tokens standing in for a JWT:",
+        f"  MQTT username: <device>{suffix}, password: its secret",
+        "",
+        "Browser users (development bearer tokens standing in for a JWT):",
         *(f"  {user:<{width}}  {token}" for user, token in info.dev_tokens.items()),
         "",
         f"Every identity may publish and subscribe to {info.chat_room!r} and its own",

@@ -216,34 +216,59 @@ def test_session_policy_without_connect_is_refused(stack: StackInfo, clients: Ma
 
 def test_deliveries_are_filtered_by_receive(stack: StackInfo, clients: MakeClient) -> None:
     """A subscription allowed by a wildcard grant still delivers only what iot:Receive
-    allows: subscribed to ``room/#`` with Receive on ``room/public`` only."""
+    allows: subscribed to ``chat/room/#`` with Receive on ``chat/room/public`` only."""
     listener = unique("web-listener")
     creds = assume_client_role(
         stack,
         policy(
             ("iot:Connect", f"client:{listener}"),
-            ("iot:Subscribe", "topicfilter:room/*"),
-            ("iot:Receive", "topic:room/public"),
+            ("iot:Subscribe", "topicfilter:chat/room/*"),
+            ("iot:Receive", "topic:chat/room/public"),
         ),
         listener,
     )
     url = presign_mqtt_url(f"ws://127.0.0.1:{stack.ws_port}", stack.region, **creds)
     sub = clients(listener, "ws")
     assert connect_ws(sub, stack, url)
-    assert sub.subscribe("room/#")
+    assert sub.subscribe("chat/room/#")
 
     speaker = unique("web-speaker")
     speaker_creds = assume_client_role(
         stack,
-        policy(("iot:Connect", f"client:{speaker}"), ("iot:Publish", "topic:room/*")),
+        policy(("iot:Connect", f"client:{speaker}"), ("iot:Publish", "topic:chat/room/*")),
         speaker,
     )
     speaker_url = presign_mqtt_url(f"ws://127.0.0.1:{stack.ws_port}", stack.region, **speaker_creds)
     pub = clients(speaker, "ws")
     assert connect_ws(pub, stack, speaker_url)
-    pub.publish("room/secret", b"not for you", qos=1)
-    pub.publish("room/public", b"for everyone", qos=1)
+    pub.publish("chat/room/secret", b"not for you", qos=1)
+    pub.publish("chat/room/public", b"for everyone", qos=1)
     message = sub.next_message()
-    assert (message.topic, message.payload) == ("room/public", b"for everyone")
-    assert sub.received() == []  # room/secret was published first and never delivered
+    assert (message.topic, message.payload) == ("chat/room/public", b"for everyone")
+    assert sub.received() == []  # chat/room/secret was published first, never delivered
     assert not sub.disconnected.is_set()
+
+
+def test_session_policy_cannot_exceed_the_role(stack: StackInfo, clients: MakeClient) -> None:
+    """Effective permissions are session policy ∩ role policy, as in AWS: the client role
+    allows only ``web-*`` client ids and topics, whatever the session policy says."""
+    client_id = unique("device")
+    creds = assume_client_role(
+        stack,
+        policy(("iot:Connect", f"client:{client_id}"), ("iot:Subscribe", "topicfilter:*")),
+        client_id,
+    )
+    url = presign_mqtt_url(f"ws://127.0.0.1:{stack.ws_port}", stack.region, **creds)
+    assert not connect_ws(clients(client_id, "ws"), stack, url)
+
+    web_id = unique("web-y")
+    creds = assume_client_role(
+        stack,
+        policy(("iot:Connect", f"client:{web_id}"), ("iot:Subscribe", "topicfilter:*")),
+        web_id,
+    )
+    url = presign_mqtt_url(f"ws://127.0.0.1:{stack.ws_port}", stack.region, **creds)
+    browser = clients(web_id, "ws")
+    assert connect_ws(browser, stack, url)
+    assert browser.subscribe(f"{web_id}/#")
+    assert not browser.subscribe("sensor-1/#")  # the session policy allows it; the role not
