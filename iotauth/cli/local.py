@@ -61,7 +61,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="directory of the chat page (default: web/ of the source checkout)",
     )
-    parser.add_argument("--verbose", "-v", action="store_true", help="log every decision")
+    parser.add_argument(
+        "--verbose", "-v", action="store_true", help="also log the broker's own activity"
+    )
     parser.set_defaults(func=run)
 
 
