@@ -6,7 +6,7 @@ response. Logs are keyed by ``connectionMetadata.id`` and hold the decision and 
 only: never the event, a password or a secret. Metrics (namespace ``iotauth``): ``Allowed``,
 ``Denied`` and ``DeniedByReason`` (dimension ``reason``).
 
-boto3 is imported when the first request needs the table, not at import time; there is no
+The AWS SDK is imported when the first request needs the table, not at import time; there is no
 Tracer (it would import the X-Ray SDK, ~600 ms of cold start).
 """
 

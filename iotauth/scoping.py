@@ -185,8 +185,12 @@ def _split(statement: dict[str, Any]) -> list[dict[str, Any]]:
 
 def policy_documents(scope: Scope, arn: ArnContext) -> list[str]:
     """The policy documents of an authorizer response (≤10 × ≤2,048 characters)."""
+    statements = policy_statements(scope, arn)
+    single = _dump(statements)
+    if len(single) <= MAX_POLICY_CHARS:  # the common case, and what the packing below gives
+        return [single]
     pending: list[dict[str, Any]] = []
-    for statement in policy_statements(scope, arn):
+    for statement in statements:
         if len(_dump([statement])) > MAX_POLICY_CHARS:
             pending.extend(_split(statement))
         else:

@@ -9,8 +9,8 @@ DynamoDB calls have explicit timeouts and few retries so that a slow, throttled 
 unreachable table makes the authorizer deny well inside IoT's 5-second budget: connect
 0.5 s, read 0.7 s, two attempts in botocore's ``standard`` mode (DynamoDB's non-throttling
 backoff is 25 ms, throttling backoff at most 1 s), so one failing call ends in ≤ ~1.5 s.
-The authorizer stops at the first store error. boto3 is imported only when a client is
-first needed (cold-start cost), and the client is created once per store.
+The authorizer stops at the first store error. botocore is imported only when a client
+is first needed (cold-start cost), and the client is created once per store.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from iotauth.lockout import LockoutPolicy, LockoutState
 from iotauth.records import (
@@ -46,7 +46,7 @@ __all__ = [
 
 CONNECT_TIMEOUT = 0.5
 READ_TIMEOUT = 0.7
-MAX_ATTEMPTS = 2
+MAX_ATTEMPTS = 2  # in all (botocore's "max_attempts" would count retries only)
 
 
 class StoreError(Exception):
@@ -147,15 +147,19 @@ class DynamoDBStore:
 
     @staticmethod
     def _new_client() -> DynamoDBClient:
-        import boto3  # noqa: PLC0415 — deferred: most of the cold-start cost
+        # Deferred (most of the cold-start cost), and botocore rather than boto3: the same
+        # client and configuration chain (AWS_REGION, AWS_ENDPOINT_URL, profiles …) without
+        # importing boto3's resource layer, ~20 ms less of cold start.
+        import botocore.session  # noqa: PLC0415
         from botocore.config import Config  # noqa: PLC0415
 
         config = Config(
             connect_timeout=CONNECT_TIMEOUT,
             read_timeout=READ_TIMEOUT,
-            retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+            retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
         )
-        return boto3.client("dynamodb", config=config)
+        client = botocore.session.get_session().create_client("dynamodb", config=config)
+        return cast("DynamoDBClient", client)
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415

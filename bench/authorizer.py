@@ -1,0 +1,249 @@
+"""Authorizer benchmarks: decisions per second per core, scrypt cost, cold import.
+
+- Decisions/s on one core for each credential scheme, with the in-memory store: the
+  decision alone (parse + authenticate + response) and the whole handler (Powertools
+  logging and metrics included, output discarded).
+- The cost of one scrypt check with the parameters in :mod:`iotauth.credentials`.
+- Cold start: fresh interpreters import the handler and create its DynamoDB client, against
+  a baseline of ``import boto3`` + a DynamoDB client measured in the same run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = 1_700_000_000
+_RUNS = 11
+_PYCACHE = tempfile.mkdtemp(prefix="iotauth-bench-pycache-")
+
+_BASELINE = """
+import time
+t = time.perf_counter()
+import boto3
+boto3.client("dynamodb")
+print(time.perf_counter() - t)
+"""
+
+_HANDLER = """
+import importlib.util, sys, time
+t = time.perf_counter()
+spec = importlib.util.spec_from_file_location("app", {path!r})
+app = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(app)
+imported = time.perf_counter() - t
+settings, store = app._settings_and_store()
+store.client
+print(imported, time.perf_counter() - t)
+"""
+
+
+def _subprocess_times(code: str) -> list[float]:
+    env = {
+        **os.environ,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "IOTAUTH_TABLE": "bench",
+        # Bytecode as a built artifact ships it (see build/lambda.mk): the warm-up runs
+        # write it to a private cache, so neither side pays for compiling source.
+        "PYTHONPYCACHEPREFIX": _PYCACHE,
+    }
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=60,
+    ).stdout
+    return [float(x) for x in out.split()]
+
+
+def cold_import() -> None:
+    handler_code = _HANDLER.format(path=str(ROOT / "authorizer" / "app.py"))
+    # Interleave so that disk cache and CPU frequency affect both alike; warm once each.
+    _subprocess_times(_BASELINE)
+    _subprocess_times(handler_code)
+    baseline, imported, first_call = [], [], []
+    for _ in range(_RUNS):
+        baseline.append(_subprocess_times(_BASELINE)[0])
+        a, b = _subprocess_times(handler_code)
+        imported.append(a)
+        first_call.append(b)
+    for label, pick in (("median", statistics.median), ("min", min)):
+        base, imp, full = pick(baseline), pick(imported), pick(first_call)
+        print(
+            f"cold ({label} of {_RUNS}): import boto3 + dynamodb client {base * 1000:6.1f} ms; ",
+            end="",
+        )
+        print(f"import handler {imp * 1000:5.1f} ms ({imp / base:.2f}x); ", end="")
+        print(f"handler + its client {full * 1000:6.1f} ms ({full / base:.2f}x, goal <= 1.1x)")
+
+
+def _rate(fn: Any, seconds: float = 1.0) -> float:
+    fn()  # warm
+    n = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for _ in range(10):
+            fn()
+        n += 10
+        now = time.perf_counter()
+        if now >= deadline:
+            return n / (now - start)
+
+
+def decisions() -> None:
+    from iotauth.authenticate import Settings, authenticate
+    from iotauth.event import parse_connect_event
+    from iotauth.lockout import LockoutPolicy
+    from iotauth.store import MemoryStore
+    from tests.authorizer_support import (
+        ARN,
+        add_aliyun_identity,
+        add_password_identity,
+        add_secret_identity,
+        aliyun_event,
+        connect_event,
+    )
+
+    store = MemoryStore()
+    secret = add_secret_identity(store, "alice")
+    add_password_identity(store, "carol", "a long chosen passphrase")
+    add_aliyun_identity(store, "sensor1", "pk1", "device-secret")
+    # Failures are counted: a huge threshold keeps the wrong-password runs from locking.
+    settings = Settings(table="bench", lockout=LockoutPolicy(threshold=1000, window_seconds=1))
+    cases = {
+        "generated secret, allowed": connect_event("alice", secret, "alice"),
+        "generated secret, wrong": connect_event("alice", "iotsk_" + "A" * 43, "alice"),
+        "generated secret, unknown user": connect_event("nobody", "iotsk_" + "A" * 43, "nobody"),
+        "aliyun hmacsha256, allowed": aliyun_event(
+            "sensor1", "pk1", "device-secret", timestamp=str(NOW * 1000), signmethod="hmacsha256"
+        ),
+        "chosen password (scrypt), allowed": connect_event(
+            "carol", "a long chosen passphrase", "carol"
+        ),
+    }
+
+    def run(event: dict[str, Any]) -> Any:
+        store.lockouts.clear()  # keep the wrong-password runs from locking (a dict clear)
+        request = parse_connect_event(event)
+        return authenticate(request, store, now=NOW, settings=settings, arn=ARN).response()
+
+    for name, event in cases.items():
+        seconds = 2.0 if "scrypt" in name else 1.0
+        rate = _rate(lambda event=event: run(event), seconds)
+        goal = "  (goal >= 10,000/s)" if name == "generated secret, allowed" else ""
+        print(f"decision/s/core  {name:<36} {rate:>10,.0f}{goal}")
+
+    # The whole handler, Powertools logging and metrics included (output discarded).
+    spec = importlib.util.spec_from_file_location("_bench_app", ROOT / "authorizer" / "app.py")
+    assert spec is not None and spec.loader is not None
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink):
+        app = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(app)
+    app._container.update(settings=settings, store=store)
+    app._clock = lambda: float(NOW)
+
+    class Context:
+        function_name = "bench"
+        function_version = "$LATEST"
+        memory_limit_in_mb = 512
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+        aws_request_id = "bench"
+
+    context = Context()
+    for name in ("generated secret, allowed", "generated secret, wrong"):
+        event = cases[name]
+
+        def call(event: dict[str, Any] = event) -> None:
+            sink.seek(0)
+            sink.truncate()
+            store.lockouts.clear()
+            with contextlib.redirect_stdout(sink):
+                app.lambda_handler(event, context)
+
+        print(f"handler/s/core   {name:<36} {_rate(call):>10,.0f}")
+
+
+def scrypt_cost() -> None:
+    from iotauth import credentials
+
+    verifier = credentials.hash_chosen_password(b"a long chosen passphrase")
+    times = []
+    for _ in range(10):
+        start = time.perf_counter()
+        credentials.verify_password(b"a long chosen passphrase", verifier)
+        times.append(time.perf_counter() - start)
+    n, r, p = credentials.SCRYPT_N, credentials.SCRYPT_R, credentials.SCRYPT_P
+    memory = 128 * n * r / 2**20
+    print(
+        f"scrypt N=2^{n.bit_length() - 1} r={r} p={p} ({memory:.0f} MiB): "
+        f"{statistics.median(times) * 1000:.1f} ms per check (median of 10)"
+    )
+
+
+def unresponsive_store() -> None:
+    """A DynamoDB endpoint that accepts TCP connections and never answers."""
+    import socket
+
+    from iotauth.authenticate import Settings, authenticate
+    from iotauth.event import parse_connect_event
+    from iotauth.store import DynamoDBStore
+    from tests.authorizer_support import ARN, connect_event
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)  # the kernel completes handshakes; nobody ever reads
+        port = server.getsockname()[1]
+        fake = {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+        }
+        saved = {k: os.environ.get(k) for k in fake}
+        os.environ.update(fake)
+        try:
+            store = DynamoDBStore("bench")
+            assert store.client is not None  # client creation is not part of the figure
+            request = parse_connect_event(connect_event("alice", "iotsk_" + "A" * 43, "alice"))
+            start = time.perf_counter()
+            decision = authenticate(
+                request, store, now=time.time(), settings=Settings(table="bench"), arn=ARN
+            )
+            elapsed = time.perf_counter() - start
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    print(f"unresponsive store: {decision.reason} after {elapsed:.2f} s (goal <= 2 s)")
+
+
+def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    print(f"python {sys.version.split()[0]}, one core per figure, in-memory store")
+    decisions()
+    scrypt_cost()
+    unresponsive_store()
+    cold_import()
+
+
+if __name__ == "__main__":
+    main()
