@@ -34,6 +34,13 @@ def _port(text: str) -> int:
     return value
 
 
+def _parameter(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE: {text!r}")
+    return name.strip(), value
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from iotauth.local import LocalPorts  # noqa: PLC0415 - cheap; no amqtt here
 
@@ -62,6 +69,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="directory of the chat page (default: web/ of the source checkout)",
     )
     parser.add_argument(
+        "--parameter",
+        "-p",
+        dest="parameters",
+        type=_parameter,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a template.yaml parameter, e.g. WebPublishGrants=chat/lobby,chat/news "
+        "(repeatable; default: the template's defaults, as deployed)",
+    )
+    parser.add_argument(
         "--verbose", "-v", action="store_true", help="also log the broker's own activity"
     )
     parser.set_defaults(func=run)
@@ -69,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     from iotauth.local import LocalPorts, PortInUse  # noqa: PLC0415
-    from iotauth.local.stack import LocalStack, banner  # noqa: PLC0415
+    from iotauth.local.stack import LocalStack, TemplateError, banner  # noqa: PLC0415
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -80,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("iotauth").setLevel(logging.INFO)
 
     ports = LocalPorts(**{name: getattr(args, f"{name}_port") for name, _ in _PORT_FLAGS})
-    stack = LocalStack(ports, web_root=args.web_root)
+    stack = LocalStack(ports, web_root=args.web_root, parameters=dict(args.parameters))
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -92,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             info = stack.start()
         except PortInUse as exc:
             raise CommandError(str(exc)) from None
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, TemplateError) as exc:
             raise CommandError(str(exc)) from None
         print(banner(info), flush=True)
         while not stopping.wait(0.5):

@@ -27,6 +27,13 @@ Port 0 means "any free port". What runs, in process:
   Gateway: a development bearer token becomes the JWT claim ``sub``, CORS for the page;
 - the chat page from ``web/`` with ``/config.json`` and ``/vendor/mqtt.min.js``.
 
+``template.yaml`` is the one source of truth (:mod:`iotauth.local.template`): the IoT client
+role's policies and both functions' environments (``Globals`` + their own variables: lockout
+settings, the browser users' topic grants, ``POWERTOOLS_LOG_LEVEL`` …) come from it, with the
+parameters' defaults unless ``parameters`` overrides them (as ``sam deploy
+--parameter-overrides`` would). Only what stands in for AWS is local: the table name, the
+role ARN, the gateway's endpoint and the page's origins.
+
 The handlers read standard AWS and ``IOTAUTH_*`` environment variables: they are set while
 the stack runs (endpoint → moto, fake credentials) and restored by :meth:`LocalStack.stop`.
 """
@@ -64,19 +71,21 @@ from iotauth.local import LocalPorts, PortInUse
 from iotauth.local.certs import generate_certificates
 from iotauth.local.gateway import GatewayConfig, LocalGateway
 from iotauth.local.iot_events import AUTHORIZER_NAME_PARAMETER
+from iotauth.local.template import Template, TemplateError
 from iotauth.scoping import ArnContext
 
-__all__ = ["LocalPorts", "LocalStack", "PortInUse", "StackInfo", "banner"]
+__all__ = ["LocalPorts", "LocalStack", "PortInUse", "StackInfo", "TemplateError", "banner"]
 
 log = logging.getLogger("iotauth.local")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 AUTHORIZER_NAME = "iotauth-authorizer"
 TABLE_NAME = "iotauth-local"
 CLIENT_ROLE_NAME = "iotauth-iot-client"
-CHAT_ROOM = "chat/lobby"
+CHAT_ROOM = "chat/lobby"  # the page's room when no publish grant is a plain topic
 DEMO_DEVICES = ("sensor-1", "sensor-2")
 DEMO_USERS = ("alice", "bob")
 _FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -461,8 +470,10 @@ class LocalStack:
         web_root: Path | None = None,
         *,
         authorizer_name: str = AUTHORIZER_NAME,
+        parameters: Mapping[str, str] | None = None,
     ) -> None:
         self.ports = ports or LocalPorts()
+        self.parameters = dict(parameters or {})  # template parameter overrides
         self.web_root = (web_root or REPO_ROOT / "web").resolve()
         self.authorizer_name = authorizer_name
         self._info: StackInfo | None = None
@@ -514,6 +525,9 @@ class LocalStack:
 
     def _start(self) -> StackInfo:
         ports = self.ports
+        arn = ArnContext("aws", REGION, ACCOUNT)
+        template = Template.load(TEMPLATE_PATH, arn, self.parameters)
+        chat_room = _chat_room(template)
         workdir = Path(tempfile.mkdtemp(prefix="iotauth-local-"))
         self._cleanup.append(lambda: shutil.rmtree(workdir, ignore_errors=True))
 
@@ -531,20 +545,22 @@ class LocalStack:
                 "AWS_DEFAULT_REGION": REGION,
                 "AWS_REGION": REGION,
                 "AWS_ENDPOINT_URL": aws_url,
-                "IOTAUTH_TABLE": TABLE_NAME,
                 "POWERTOOLS_METRICS_DISABLED": "true",
                 "POWERTOOLS_DEV": None,
             }
         )
-        devices, role_arn = self._provision(aws_url)
+        devices, role_arn = self._provision(aws_url, template, chat_room)
 
         certificates = generate_certificates(workdir / "tls")
+        self._set_env(
+            template.function_environment("AuthorizerFunction", {"CredentialsTable": TABLE_NAME})
+        )
         self._authorizer = _load_handler("authorizer")
         gateway = LocalGateway(
             GatewayConfig(
                 authorizer=self._call_authorizer,
                 authorizer_name=self.authorizer_name,
-                arn=ArnContext("aws", REGION, ACCOUNT),
+                arn=arn,
                 certificates=certificates,
                 presigned=_IssuedCredentials(role_arn, REGION).verify,
                 tcp_port=ports.mqtt,
@@ -568,14 +584,15 @@ class LocalStack:
 
         ws_url = f"ws://127.0.0.1:{gateway_ports.ws}/mqtt"
         self._set_env(
-            {
-                "IOTAUTH_CLIENT_ROLE_ARN": role_arn,
-                # The signer signs for the local gateway: ws:// on 127.0.0.1.
-                "IOTAUTH_IOT_ENDPOINT": f"ws://127.0.0.1:{gateway_ports.ws}",
-                "IOTAUTH_WEB_PUBLISH": CHAT_ROOM,
-                "IOTAUTH_WEB_SUBSCRIBE": CHAT_ROOM,
-                "IOTAUTH_ALLOWED_ORIGINS": ",".join(sorted(self.allowed_origins)),
-            }
+            template.function_environment(
+                "SignerFunction",
+                {
+                    "IotClientRole.Arn": role_arn,
+                    # The signer signs for the local gateway: ws:// on 127.0.0.1.
+                    "IotDataEndpoint": f"ws://127.0.0.1:{gateway_ports.ws}",
+                    "AllowedOrigins": sorted(self.allowed_origins),
+                },
+            )
         )
         try:
             self._signer = _load_handler("signer")
@@ -597,7 +614,7 @@ class LocalStack:
             table_name=TABLE_NAME,
             region=REGION,
             client_role_arn=role_arn,
-            chat_room=CHAT_ROOM,
+            chat_room=chat_room,
         )
         return self._info
 
@@ -627,7 +644,9 @@ class LocalStack:
             else:
                 os.environ[name] = value
 
-    def _provision(self, aws_url: str) -> tuple[dict[str, str], str]:
+    def _provision(
+        self, aws_url: str, template: Template, chat_room: str
+    ) -> tuple[dict[str, str], str]:
         """The credential table, the demo devices and the IoT client role, in moto."""
         import boto3  # noqa: PLC0415
 
@@ -651,8 +670,8 @@ class LocalStack:
                     username=name,
                     kind="secret",
                     verifier=hash_generated_secret(secret),
-                    publish=(CHAT_ROOM,),
-                    subscribe=(CHAT_ROOM,),
+                    publish=(chat_room,),
+                    subscribe=(chat_room,),
                     created_at=now,
                     updated_at=now,
                 )
@@ -675,11 +694,12 @@ class LocalStack:
             AssumeRolePolicyDocument=json.dumps(trust),
             MaxSessionDuration=3600,
         )
-        iam.put_role_policy(
-            RoleName=CLIENT_ROLE_NAME,
-            PolicyName="web-clients",
-            PolicyDocument=json.dumps(_client_role_policy()),
-        )
+        for policy_name, document in template.role_policies("IotClientRole").items():
+            iam.put_role_policy(
+                RoleName=CLIENT_ROLE_NAME,
+                PolicyName=policy_name,
+                PolicyDocument=json.dumps(document),
+            )
         return devices, str(role["Role"]["Arn"])
 
     def _start_gateway(self, gateway: LocalGateway) -> Any:
@@ -737,36 +757,12 @@ def _close_http(server: ThreadingHTTPServer) -> None:
     server.server_close()
 
 
-def _client_role_policy() -> dict[str, Any]:
-    """The IoT client role's own policy, as in template.yaml (IotClientRole)."""
-    arn = ArnContext("aws", REGION, ACCOUNT)
-    shared = CHAT_ROOM.split("/", 1)[0]
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Action": "iot:Connect",
-                "Resource": arn.resource("client", "web-*"),
-            },
-            {
-                "Effect": "Allow",
-                "Action": ["iot:Publish", "iot:Receive"],
-                "Resource": [
-                    arn.resource("topic", "web-*/*"),
-                    arn.resource("topic", f"{shared}/*"),
-                ],
-            },
-            {
-                "Effect": "Allow",
-                "Action": "iot:Subscribe",
-                "Resource": [
-                    arn.resource("topicfilter", "web-*/*"),
-                    arn.resource("topicfilter", f"{shared}/*"),
-                ],
-            },
-        ],
-    }
+def _chat_room(template: Template) -> str:
+    """The page's room: the first browser publish grant that is a plain topic."""
+    for topic in template.list_parameter("WebPublishGrants"):
+        if topic and "+" not in topic and "#" not in topic:
+            return topic
+    return CHAT_ROOM
 
 
 def banner(info: StackInfo) -> str:
