@@ -19,6 +19,7 @@
   // Automatic reconnects after a connection that had been up for a while dropped.
   const RECONNECT_DELAYS_MS = [1000, 3000, 10000];
   const STABLE_AFTER_MS = 30000;
+  const PUBLISH_DENIAL_WINDOW_MS = 3000;
   const AUTHORIZER_QUERY = 'x-amz-customauthorizer-name';
 
   const $ = (id) => document.getElementById(id);
@@ -254,7 +255,7 @@
     clearError();
     closeSession(true);
     const current = { client: null, userClosed: false, connectedAt: 0, pending: new Map(),
-                      subscriptions: new Map(), failed: false };
+                      subscriptions: new Map(), failed: false, lastPublish: null };
     session = current;
     setConnected(false);
     ui.connect.disabled = true;
@@ -356,9 +357,15 @@
       }
       return;
     }
-    if (pendingTopics.length > 0) {
+    // IoT Core answers a PUBLISH its policy does not allow by closing the connection: a
+    // close with a publish still unacknowledged, or right after one, is almost surely that.
+    const recent = current.lastPublish &&
+      Date.now() - current.lastPublish.at < PUBLISH_DENIAL_WINDOW_MS;
+    if (pendingTopics.length > 0 || recent) {
+      const topic = pendingTopics.length > 0 ? pendingTopics[0] : current.lastPublish.topic;
       setStatus('error', 'Disconnected.');
-      showError('Publishing to "' + pendingTopics[0] + '" was not allowed: the server closed ' +
+      showError('Publishing to "' + topic + '" was ' +
+        (pendingTopics.length > 0 ? '' : 'most likely ') + 'not allowed: the server closed ' +
         'the connection (IoT Core disconnects a client that publishes where its policy does ' +
         'not allow). Connect again to continue.');
       return;
@@ -505,10 +512,14 @@
     const payload = JSON.stringify({ from: current.clientId, text: text });
     const id = Symbol(topic);
     current.pending.set(id, topic);
+    current.lastPublish = { topic: topic, at: Date.now() };
     // QoS 1: the PUBACK tells that the server took it; a denied publish closes the connection.
     current.client.publish(topic, payload, { qos: 1 }, (err) => {
+      // On a close, mqtt.js fails the outstanding publishes before 'close': keep those
+      // pending so onClose can name the topic that was refused.
+      if (err) return;
       current.pending.delete(id);
-      if (!err && session === current) ui.message.value = '';
+      if (session === current) ui.message.value = '';
     });
   }
 
