@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TextIO
 
 from iotauth.cli import CommandError
 
@@ -79,26 +82,75 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="override a template.yaml parameter, e.g. WebPublishGrants=chat/lobby,chat/news "
         "(repeatable; default: the template's defaults, as deployed)",
     )
-    parser.add_argument(
-        "--verbose", "-v", action="store_true", help="also log the broker's own activity"
+    logging_options = parser.add_mutually_exclusive_group()
+    logging_options.add_argument(
+        "--log-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="where the handlers' and the gateway's logs go (default: a new file in a temporary "
+        "run directory, named in the banner)",
+    )
+    logging_options.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="log to the terminal (stderr) instead of the log file, the broker's activity included",
     )
     parser.set_defaults(func=run)
+
+
+_QUIET = ("transitions", "websockets", "werkzeug", "botocore", "boto3", "urllib3")
+_LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+
+
+def _open_log(path: Path | None) -> tuple[Path, TextIO]:
+    """The run's log file (owner-only: it names users and clients), appended to."""
+    if path is None:
+        path = Path(tempfile.mkdtemp(prefix="iotauth-run-")) / "iotauth-local.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError as exc:
+        raise CommandError(f"cannot write the log file {path}: {exc.strerror}") from None
+    return path, os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+
+
+def _configure_logging(verbose: bool, log: TextIO) -> list[logging.Handler]:
+    """Everything to ``log``; errors also to the terminal (stderr) when ``log`` is a file."""
+    root = logging.getLogger()
+    handlers: list[logging.Handler] = [logging.StreamHandler(log)]
+    if log is not sys.stderr:
+        errors = logging.StreamHandler(sys.stderr)
+        errors.setLevel(logging.ERROR)
+        handlers.append(errors)
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    for noisy in _QUIET:
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The broker's own activity (connections, listeners) only when asked for.
+    logging.getLogger("amqtt").setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("iotauth").setLevel(logging.INFO)
+    return handlers
 
 
 def run(args: argparse.Namespace) -> int:
     from iotauth.local import LocalPorts, PortInUse  # noqa: PLC0415
     from iotauth.local.stack import LocalStack, TemplateError, banner  # noqa: PLC0415
 
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
-    for noisy in ("amqtt", "transitions", "websockets", "werkzeug", "botocore", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING if args.verbose else logging.ERROR)
-    logging.getLogger("iotauth").setLevel(logging.INFO)
+    log_path: Path | None = None
+    if args.verbose:
+        log: TextIO = sys.stderr
+    else:
+        log_path, log = _open_log(args.log_file)
+    handlers = _configure_logging(args.verbose, log)
 
     ports = LocalPorts(**{name: getattr(args, f"{name}_port") for name, _ in _PORT_FLAGS})
-    stack = LocalStack(ports, web_root=args.web_root, parameters=dict(args.parameters))
+    stack = LocalStack(
+        ports, web_root=args.web_root, parameters=dict(args.parameters), handler_logs=log
+    )
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -112,12 +164,17 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(str(exc)) from None
         except (FileNotFoundError, TemplateError) as exc:
             raise CommandError(str(exc)) from None
-        print(banner(info), flush=True)
+        print(banner(info, log_path), flush=True)
         while not stopping.wait(0.5):
             pass
-        print("\nstopping…", file=sys.stderr, flush=True)
+        where = f" (logs: {log_path})" if log_path else ""
+        print(f"\nstopping…{where}", file=sys.stderr, flush=True)
         return 0
     finally:
         stack.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        for log_handler in handlers:
+            logging.getLogger().removeHandler(log_handler)
+        if log is not sys.stderr:
+            log.close()

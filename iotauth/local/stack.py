@@ -64,7 +64,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TextIO
 from urllib.parse import urlsplit
 
 from iotauth.local import LocalPorts, PortInUse
@@ -82,7 +82,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
-AUTHORIZER_NAME = "iotauth-authorizer"
+AUTHORIZER_FUNCTION = "iotauth-authorizer"
+SIGNER_FUNCTION = "iotauth-signer"
 TABLE_NAME = "iotauth-local"
 CLIENT_ROLE_NAME = "iotauth-iot-client"
 CHAT_ROOM = "chat/lobby"  # the page's room when no publish grant is a plain topic
@@ -273,8 +274,8 @@ def _function_arn(name: str) -> str:
     return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
 
 
-def _load_handler(folder: str) -> Callable[[Any, Any], Any]:
-    """``<repo>/<folder>/app.py``'s ``lambda_handler``, loaded as a private module copy."""
+def _load_handler(folder: str) -> ModuleType:
+    """``<repo>/<folder>/app.py`` (with its ``lambda_handler``), loaded as a private copy."""
     path = REPO_ROOT / folder / "app.py"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run the local stack from a source checkout")
@@ -282,8 +283,32 @@ def _load_handler(folder: str) -> Callable[[Any, Any], Any]:
     assert spec is not None and spec.loader is not None
     module: ModuleType = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    handler: Callable[[Any, Any], Any] = module.lambda_handler
-    return handler
+    if not callable(getattr(module, "lambda_handler", None)):
+        raise FileNotFoundError(f"{path} has no lambda_handler")
+    return module
+
+
+def _redirect_logs(module: ModuleType, stream: TextIO) -> Callable[[], None]:
+    """Send a handler module's Powertools logs to ``stream``; returns the undo.
+
+    Powertools writes to ``sys.stdout`` through its own handler (as in Lambda, where stdout is
+    the log). The logger is process-wide (one per service name), hence the undo.
+    """
+    from aws_lambda_powertools import Logger  # noqa: PLC0415
+
+    restore: list[tuple[logging.StreamHandler[Any], Any]] = []
+    for value in list(vars(module).values()):
+        if isinstance(value, Logger):
+            handler = value.registered_handler
+            if isinstance(handler, logging.StreamHandler):
+                restore.append((handler, handler.stream))
+                handler.setStream(stream)
+
+    def undo() -> None:
+        for handler, previous in restore:
+            handler.setStream(previous)
+
+    return undo
 
 
 def _http_api_event(
@@ -469,12 +494,16 @@ class LocalStack:
         ports: LocalPorts | None = None,
         web_root: Path | None = None,
         *,
-        authorizer_name: str = AUTHORIZER_NAME,
+        authorizer_name: str | None = None,
         parameters: Mapping[str, str] | None = None,
+        handler_logs: TextIO | None = None,
     ) -> None:
         self.ports = ports or LocalPorts()
         self.parameters = dict(parameters or {})  # template parameter overrides
+        # Where the handlers' Powertools logs go (default: stdout, as in Lambda).
+        self.handler_logs = handler_logs
         self.web_root = (web_root or REPO_ROOT / "web").resolve()
+        # None: the template's AuthorizerName parameter (its default unless overridden).
         self.authorizer_name = authorizer_name
         self._info: StackInfo | None = None
         self._cleanup: list[Callable[[], None]] = []
@@ -528,6 +557,7 @@ class LocalStack:
         arn = ArnContext("aws", REGION, ACCOUNT)
         template = Template.load(TEMPLATE_PATH, arn, self.parameters)
         chat_room = _chat_room(template)
+        authorizer_name = self.authorizer_name or template.text_parameter("AuthorizerName")
         workdir = Path(tempfile.mkdtemp(prefix="iotauth-local-"))
         self._cleanup.append(lambda: shutil.rmtree(workdir, ignore_errors=True))
 
@@ -555,11 +585,11 @@ class LocalStack:
         self._set_env(
             template.function_environment("AuthorizerFunction", {"CredentialsTable": TABLE_NAME})
         )
-        self._authorizer = _load_handler("authorizer")
+        self._authorizer = self._handler("authorizer")
         gateway = LocalGateway(
             GatewayConfig(
                 authorizer=self._call_authorizer,
-                authorizer_name=self.authorizer_name,
+                authorizer_name=authorizer_name,
                 arn=arn,
                 certificates=certificates,
                 presigned=_IssuedCredentials(role_arn, REGION).verify,
@@ -595,7 +625,7 @@ class LocalStack:
             )
         )
         try:
-            self._signer = _load_handler("signer")
+            self._signer = self._handler("signer")
         except FileNotFoundError as exc:
             log.warning("%s: the signer answers 503", exc)
         self._dev_tokens = {user: f"dev-{secrets.token_urlsafe(24)}" for user in DEMO_USERS}
@@ -604,7 +634,7 @@ class LocalStack:
             signer_url=f"http://127.0.0.1:{signer_port}/mqtt-url",
             dev_tokens=dict(self._dev_tokens),
             gateway_ws_url=ws_url,
-            authorizer_name=self.authorizer_name,
+            authorizer_name=authorizer_name,
             tcp_port=gateway_ports.tcp,
             tls_port=gateway_ports.tls,
             ca_cert_path=certificates.ca_cert,
@@ -702,6 +732,13 @@ class LocalStack:
             )
         return devices, str(role["Role"]["Arn"])
 
+    def _handler(self, folder: str) -> Callable[[Any, Any], Any]:
+        module = _load_handler(folder)
+        if self.handler_logs is not None:
+            self._cleanup.append(_redirect_logs(module, self.handler_logs))
+        handler: Callable[[Any, Any], Any] = module.lambda_handler
+        return handler
+
     def _start_gateway(self, gateway: LocalGateway) -> Any:
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="iotauth-gateway", daemon=True)
@@ -728,14 +765,14 @@ class LocalStack:
 
     def _call_authorizer(self, event: dict[str, Any]) -> Any:
         assert self._authorizer is not None
-        context = _LambdaContext(AUTHORIZER_NAME, _function_arn(AUTHORIZER_NAME))
+        context = _LambdaContext(AUTHORIZER_FUNCTION, _function_arn(AUTHORIZER_FUNCTION))
         return self._authorizer(event, context)
 
     def call_signer(self, event: dict[str, Any]) -> dict[str, Any]:
         if self._signer is None:
             return {"statusCode": 503, "body": '{"message":"signer not available"}'}
         context = _LambdaContext(
-            "iotauth-signer", _function_arn("iotauth-signer"), timeout_seconds=10
+            SIGNER_FUNCTION, _function_arn(SIGNER_FUNCTION), timeout_seconds=10
         )
         response: dict[str, Any] = self._signer(event, context)
         return response
@@ -765,30 +802,32 @@ def _chat_room(template: Template) -> str:
     return CHAT_ROOM
 
 
-def banner(info: StackInfo) -> str:
-    """What ``iotauth local`` prints once everything is up."""
+def banner(info: StackInfo, log_file: Path | None = None) -> str:
+    """What ``iotauth local`` prints once everything is up (``log_file``: where logs go)."""
     suffix = f"?{AUTHORIZER_NAME_PARAMETER}={info.authorizer_name}"
     width = max(len(n) for n in [*info.devices, *info.dev_tokens])
+    logs = f"{log_file}  (-v: on the terminal instead)" if log_file else "on the terminal"
     lines = [
         "iotauth local stack: everything runs on 127.0.0.1; nothing talks to AWS.",
         "",
-        f"  Chat page         {info.page_url}",
-        f"  Signer            GET {info.signer_url}  (Authorization: Bearer <dev token>)",
-        f"  MQTT over TCP     127.0.0.1:{info.tcp_port}",
-        f'  MQTT over TLS     127.0.0.1:{info.tls_port}  (ALPN "mqtt", CA {info.ca_cert_path})',
-        f"  MQTT over WS      {info.gateway_ws_url}",
-        f"  AWS (moto)        {info.aws_endpoint_url}  (table {info.table_name})",
+        f"  Chat page       {info.page_url}",
+        f"  Signer          GET {info.signer_url}  (Authorization: Bearer <dev token>)",
+        f"  MQTT over TCP   127.0.0.1:{info.tcp_port}",
+        f'  MQTT over TLS   127.0.0.1:{info.tls_port}  (ALPN "mqtt", CA {info.ca_cert_path})',
+        f"  MQTT over WS    {info.gateway_ws_url}",
+        f"  AWS (moto)      {info.aws_endpoint_url}  (table {info.table_name})",
+        f"  Logs            {logs}",
         "",
-        "Devices (secrets shown once; they live only as long as this stack):",
+        "Devices: MQTT username <device>" + suffix + ", password its secret.",
+        "Secrets are shown once; they live only as long as this stack.",
         *(f"  {name:<{width}}  {secret}" for name, secret in info.devices.items()),
         "",
-        f"  MQTT username: <device>{suffix}, password: its secret",
-        "",
-        "Browser users (development bearer tokens standing in for a JWT):",
+        "Browser users: development bearer tokens standing in for a JWT.",
         *(f"  {user:<{width}}  {token}" for user, token in info.dev_tokens.items()),
         "",
         f"Every identity may publish and subscribe to {info.chat_room!r} and its own",
         "'<name>/…' topics (browser users: 'web-<name>/…').",
+        "",
         "Press Ctrl-C to stop.",
     ]
     return "\n".join(lines)

@@ -27,9 +27,11 @@ def _env() -> dict[str, str]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_local_prints_endpoints_and_stops_cleanly(sig: signal.Signals) -> None:
+def test_local_prints_endpoints_and_stops_cleanly(sig: signal.Signals, tmp_path: Path) -> None:
+    # SIGINT: logs to a file; SIGTERM: -v, logs on the terminal.
+    logging = [f"--log-file={tmp_path / 'local.log'}"] if sig == signal.SIGINT else ["-v"]
     process = subprocess.Popen(
-        [*IOTAUTH, "local", *ALL_FREE],
+        [*IOTAUTH, "local", *ALL_FREE, *logging],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -53,6 +55,8 @@ def test_local_prints_endpoints_and_stops_cleanly(sig: signal.Signals) -> None:
             assert label in text
         assert "sensor-1" in text and "iotsk_" in text
         assert "alice" in text and "bob" in text
+        logs = str(tmp_path / "local.log") if sig == signal.SIGINT else "on the terminal"
+        assert f"Logs            {logs}" in text
         process.send_signal(sig)
         assert process.wait(timeout=20) == 0
     finally:
