@@ -70,8 +70,16 @@ def lockout_key(username: str) -> str:
     return LOCKOUT_PREFIX + username
 
 
+#: Product keys that would make ``/{pk}/{dn}/*`` cover other devices' topics: product
+#: ``sys`` device ``X`` would own ``/sys/X/*``, the ``/sys/{pk}/{dn}`` topics of every
+#: device of a product ``X``. (Real Aliyun product keys are 11 characters.)
+RESERVED_PRODUCT_KEYS = frozenset({"sys"})
+
+
 def aliyun_namespaces(product_key: str, device_name: str) -> tuple[str, ...]:
     """Aliyun's topic layout: ``/{pk}/{dn}/…`` and ``/sys/{pk}/{dn}/…``."""
+    if product_key in RESERVED_PRODUCT_KEYS:
+        raise InvalidName(f"product key {product_key!r} is reserved (its topics would overlap)")
     return (f"/{product_key}/{device_name}", f"/sys/{product_key}/{device_name}")
 
 

@@ -1,0 +1,49 @@
+"""Cross-identity isolation corner cases found in review: namespaces and client ids that
+two different identities could share (REFERENCE §4: a shared client id lets one kick off the
+other; an overlapping namespace lets one read the other's topics)."""
+
+from __future__ import annotations
+
+import pytest
+
+from iotauth.policy import PolicySet
+from iotauth.records import IdentityRecord, InvalidRecord
+from iotauth.store import MemoryStore
+from tests.authorizer_support import (
+    ARN,
+    add_aliyun_identity,
+    add_secret_identity,
+    aliyun_event,
+    connect_event,
+    decide,
+)
+
+
+def test_aliyun_product_key_sys_cannot_cover_other_devices_sys_topics() -> None:
+    # Device "dn2" of product "sys" would own "/sys/dn2/*", which is also the "/sys/{pk}/{dn}"
+    # namespace of every device of a product named "dn2".
+    store = MemoryStore()
+    with pytest.raises(InvalidRecord, match="reserved"):
+        add_aliyun_identity(store, "dn2", "sys", "s1")
+    add_aliyun_identity(store, "dn2", "Sys", "s1")  # topics are case-sensitive: no overlap
+
+
+def test_aliyun_product_key_sys_is_denied_at_run_time() -> None:
+    store = MemoryStore()
+    # A record written before the rule existed (bypassing validation) is denied.
+    store.identities["victim&sys"] = IdentityRecord(
+        username="victim&sys", kind="aliyun", device_secret="s1"
+    )
+    decision = decide(store, aliyun_event("victim", "sys", "s1"))
+    assert not decision.allowed
+    assert decision.reason == "invalid-record"
+
+
+def test_secret_device_policy_does_not_cover_aliyun_topics() -> None:
+    store = MemoryStore()
+    secret = add_secret_identity(store, "sys")
+    decision = decide(store, connect_event("sys", secret, "sys"))
+    assert decision.allowed
+    policy = PolicySet(decision.policy_documents)
+    assert not policy.allows("iot:Publish", ARN.resource("topic", "/sys/pk1/dn/x"))
+    assert not policy.allows("iot:Subscribe", ARN.resource("topicfilter", "/sys/pk1/dn/#"))
