@@ -12,6 +12,8 @@ BIN := $(CURDIR)/$(VENV)/bin
 # aws-sam-cli pins many packages; it lives in a venv of its own so it cannot clash with moto.
 SAM_VENV := .tools/sam
 SAM := $(CURDIR)/$(SAM_VENV)/bin/sam
+# awslambdaric + boto3 for running built functions without Docker (tools/lambda_invoke.py).
+LAMBDA_RUNTIME := .tools/lambda-runtime
 export PATH := $(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_SAM_CLI_TELEMETRY := 0
@@ -52,7 +54,7 @@ validate: $(VENV)/.installed $(SAM_VENV)/.installed
 build: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(SAM) build --cached
 
-pytest: $(VENV)/.installed
+pytest: $(VENV)/.installed browser-deps $(LAMBDA_RUNTIME)/.installed
 	$(BIN)/python -m pytest
 
 test: lint typecheck validate build pytest
@@ -66,6 +68,26 @@ web-deps: web/node_modules/.package-lock.json
 web/node_modules/.package-lock.json: web/package-lock.json
 	cd web && npm ci --no-audit --no-fund
 	@touch $@
+
+# Debian's Chromium for the browser tests: Playwright (PyPI) drives it; no `playwright install`.
+browser-deps: web-deps
+	@test -x /usr/bin/chromium || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends chromium; }
+
+# The Lambda runtime client for `make invoke` and tests/sam: awslambdaric and boto3 (which
+# the real runtime provides), in a venv of their own so nothing of .venv leaks into a function.
+$(LAMBDA_RUNTIME)/.installed: $(VENV)/.installed
+	$(BIN)/python -c 'from tools.lambda_invoke import ensure_runtime; ensure_runtime()'
+	@touch $@
+
+# Docker-free `sam local invoke`: the built artifact behind the Lambda Runtime Interface
+# Emulator shipped in aws-sam-cli. INVOKE_ARGS: --endpoint-url URL, --env K=V, --env-json F.
+invoke: build $(LAMBDA_RUNTIME)/.installed
+	@test -n "$(FN)" && test -n "$(EVENT)" || { \
+		echo "usage: make invoke FN=AuthorizerFunction EVENT=events/authorizer/connect-mqtt.json [INVOKE_ARGS=...]"; exit 2; }
+	$(BIN)/python tools/lambda_invoke.py $(FN) $(EVENT) $(INVOKE_ARGS)
 
 run: $(VENV)/.installed web-deps
 	$(BIN)/iotauth local $(ARGS)
