@@ -106,12 +106,17 @@ class IdentityRecord:
         return aliyun.parse_username(self.username) if self.kind == "aliyun" else None
 
     def allowed_client_ids(self) -> tuple[str, ...]:
-        """Client ids a password identity may connect with; inner ids for aliyun."""
+        """Client ids a password identity may connect with; inner ids for aliyun.
+
+        An Aliyun device's default is ``productKey&deviceName`` (linkkit's), never the bare
+        device name: that is another device's default client id (a device with that
+        username, or the same device name in another product), and sharing a client id
+        lets one identity disconnect the other.
+        """
         device = self.aliyun_device
         if device is not None:
             device_name, product_key = device
-            defaults: tuple[str, ...] = (f"{product_key}&{device_name}", device_name)
-            return tuple(dict.fromkeys((*defaults, *self.client_ids)))
+            return tuple(dict.fromkeys((f"{product_key}&{device_name}", *self.client_ids)))
         return self.client_ids or (self.username,)
 
     def namespaces(self) -> tuple[str, ...]:

@@ -385,7 +385,7 @@ def register(subparsers: Any) -> None:
     _grant_args(
         p,
         client_id_help="an extra client id (before '|') it may sign "
-        "(default: productKey&deviceName and deviceName)",
+        "(default: productKey&deviceName)",
     )
     p.set_defaults(func=cmd_add_aliyun)
 

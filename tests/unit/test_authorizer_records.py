@@ -38,7 +38,7 @@ def test_aliyun_round_trip() -> None:
         username="dev1&pk1", kind="aliyun", device_secret="s", allow_no_timestamp=True
     ).validate()
     assert IdentityRecord.from_item(record.to_item()) == record
-    assert record.allowed_client_ids() == ("pk1&dev1", "dev1")
+    assert record.allowed_client_ids() == ("pk1&dev1",)
     assert record.namespaces() == ("/pk1/dev1", "/sys/pk1/dev1")
 
 

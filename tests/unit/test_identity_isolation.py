@@ -47,3 +47,23 @@ def test_secret_device_policy_does_not_cover_aliyun_topics() -> None:
     policy = PolicySet(decision.policy_documents)
     assert not policy.allows("iot:Publish", ARN.resource("topic", "/sys/pk1/dn/x"))
     assert not policy.allows("iot:Subscribe", ARN.resource("topicfilter", "/sys/pk1/dn/#"))
+
+
+def test_aliyun_device_cannot_use_another_identitys_client_id() -> None:
+    store = MemoryStore()
+    add_secret_identity(store, "alice")
+    add_aliyun_identity(store, "alice", "pk1", "s1")
+    add_aliyun_identity(store, "alice", "pk2", "s2")
+    # The bare device name "alice" is the default client id of the device "alice", and
+    # would be shared by device "alice" of every product.
+    for pk, secret in (("pk1", "s1"), ("pk2", "s2")):
+        decision = decide(store, aliyun_event("alice", pk, secret, client_id="alice"))
+        assert not decision.allowed
+        assert decision.reason == "client-id-not-allowed"
+        assert decide(store, aliyun_event("alice", pk, secret)).allowed  # "pk&alice"
+
+
+def test_aliyun_device_may_list_its_device_name_explicitly() -> None:
+    store = MemoryStore()
+    add_aliyun_identity(store, "sensor9", "pk1", "s1", client_ids=("sensor9",))
+    assert decide(store, aliyun_event("sensor9", "pk1", "s1", client_id="sensor9")).allowed
