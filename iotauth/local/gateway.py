@@ -17,7 +17,10 @@ Like IoT Core:
   requires ``iot:Connect`` on ``client/<clientId>``; a presigned WebSocket connection gets
   the intersection of the session policy its credentials were issued with and the role's
   own policies. A will message needs ``iot:Publish``
-  on its topic at CONNECT time (IoT would publish it later on the client's behalf);
+  on its topic at CONNECT time (IoT would publish it later on the client's behalf). The
+  password reaches the authorizer as the bytes sent (base64 in the event), read from the
+  packet itself since amqtt decodes it as text; a client id, username or will topic that is
+  not UTF-8 closes the connection without a CONNACK [MQTT-1.5.3-1];
 - every SUBSCRIBE (``iot:Subscribe`` on ``topicfilter/<filter>``; refused filters get
   SUBACK 0x80), PUBLISH (``iot:Publish`` on ``topic/<topic>``, plus ``iot:RetainPublish``
   when retained) and delivery (``iot:Receive`` on ``topic/<topic>``, retained messages
@@ -159,6 +162,96 @@ def _sent_client_id(client_id: str | None) -> str | None:
     if not client_id or (client_id.startswith("amqtt/") and len(client_id) == 22):
         return None
     return client_id
+
+
+class _RecordingReader(ReaderAdapter):  # type: ignore[misc]  # amqtt is untyped
+    """Keeps what amqtt reads of the CONNECT packet: its fields as bytes, before decoding."""
+
+    def __init__(self, inner: ReaderAdapter) -> None:
+        self._inner = inner
+        self.data = bytearray()
+
+    async def read(self, n: int = -1) -> bytes:
+        chunk: bytes = await self._inner.read(n)
+        if chunk:
+            self.data += chunk
+        return chunk
+
+    def feed_eof(self) -> None:
+        self._inner.feed_eof()
+
+
+@dataclass(frozen=True, slots=True)
+class _ConnectFields:
+    """What the gateway takes from a CONNECT as sent, not as amqtt decoded it."""
+
+    password: bytes | None = field(repr=False)  # any bytes
+
+
+def _connect_fields(raw: bytes) -> _ConnectFields | None:
+    """Parse an MQTT 3.1.1 CONNECT; ``None`` when malformed or a string is not UTF-8.
+
+    amqtt decodes every field as text and, for bytes that are not UTF-8, substitutes their
+    Python repr (``"b'\\xff'"``): a password would then be compared in that form. IoT Core
+    passes the password's bytes to the authorizer (base64), and MQTT requires the string
+    fields to be well-formed UTF-8, closing the connection otherwise [MQTT-1.5.3-1].
+    """
+    view = memoryview(raw)
+    position = 1  # after the packet type byte
+    remaining = shift = 0
+    while True:
+        if position >= len(view) or shift > 21:
+            return None
+        byte = view[position]
+        position += 1
+        remaining |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    if view[0] >> 4 != 1 or len(view) - position < remaining:
+        return None
+    end = position + remaining
+
+    def field_bytes() -> bytes | None:
+        nonlocal position
+        if end - position < 2:
+            return None
+        length = int.from_bytes(view[position : position + 2], "big")
+        if end - position - 2 < length:
+            return None
+        value = bytes(view[position + 2 : position + 2 + length])
+        position += 2 + length
+        return value
+
+    if field_bytes() is None or end - position < 4:  # protocol name; level, flags, keep alive
+        return None
+    flags = view[position + 1]
+    position += 4
+    client_id = field_bytes()
+    if client_id is None:
+        return None
+    texts = [client_id]
+    if flags & 0x04:  # will: its topic (text), then its message (binary)
+        will_topic = field_bytes()
+        if will_topic is None or field_bytes() is None:
+            return None
+        texts.append(will_topic)
+    username = password = None
+    if flags & 0x80:
+        username = field_bytes()
+        if username is None:
+            return None
+        texts.append(username)
+    if flags & 0x40:
+        password = field_bytes()
+        if password is None:
+            return None
+    try:
+        for text in texts:
+            text.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return _ConnectFields(password=password)
 
 
 def _identity(username: str | None) -> str:
@@ -304,18 +397,26 @@ class _IoTBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         remote_address: str,
         remote_port: int,
     ) -> tuple[BrokerProtocolHandler, Session]:
+        recording = _RecordingReader(reader)
         try:
             handler, session = await BrokerProtocolHandler.init_from_connect(
-                reader, writer, self.plugins_manager
+                recording, writer, self.plugins_manager
             )
         except (MQTTError, NoDataError) as exc:
             with contextlib.suppress(Exception):
                 await writer.close()
             raise AMQTTError("invalid CONNECT") from exc
+        fields = _connect_fields(bytes(recording.data))
+        recording.data.clear()  # it held the password
+        if fields is None:
+            log.info("CONNECT refused: malformed, or a string field is not UTF-8")
+            with contextlib.suppress(Exception):
+                await writer.close()
+            raise AMQTTError("invalid CONNECT")
 
         info = self._connection_info.get(id(writer), ConnectionInfo(transport="tcp"))
         presigned = self._presigned.get(id(writer))
-        grant = await self._gateway.authorize_connect(session, info, presigned)
+        grant = await self._gateway.authorize_connect(session, info, presigned, fields.password)
         if grant is None:
             with contextlib.suppress(Exception):
                 await ConnackPacket.build(0, NOT_AUTHORIZED).to_stream(writer)
@@ -508,8 +609,12 @@ class LocalGateway:
         session: Session,
         info: ConnectionInfo,
         presigned: _AllOf | None,
+        password: bytes | None,
     ) -> _ConnectionGrant | None:
-        """The connection's grant, or ``None`` to refuse its CONNECT."""
+        """The connection's grant, or ``None`` to refuse its CONNECT.
+
+        ``password``: the CONNECT's password as sent (any bytes, like IoT Core passes on).
+        """
         client_id = _sent_client_id(session.client_id)
         connection_id = str(uuid.uuid4())
         now = self.config.clock()
@@ -531,11 +636,10 @@ class LocalGateway:
             if name != self.config.authorizer_name:
                 log.info("CONNECT refused: no such custom authorizer, %s", what)
                 return None
-            password: str | None = session.password
             event = authorizer_event(
                 info,
                 username=username,
-                password=password.encode("utf-8") if password is not None else None,
+                password=password,
                 client_id=client_id,
                 connection_id=connection_id,
             )
