@@ -33,7 +33,13 @@ from iotauth import aliyun
 from iotauth.credentials import GENERATED_PREFIX, verify_password
 from iotauth.event import ConnectRequest
 from iotauth.lockout import LockoutPolicy, LockoutState, after_failure, is_locked
-from iotauth.names import InvalidName, is_safe_client_id, principal_id_for, validate_username
+from iotauth.names import (
+    WEB_PREFIX,
+    InvalidName,
+    is_safe_client_id,
+    principal_id_for,
+    validate_username,
+)
 from iotauth.records import MAX_DURATION, MAX_MQTT_CLIENT_ID, MIN_DURATION, IdentityRecord
 from iotauth.scoping import ArnContext, PolicyTooLarge, policy_documents
 from iotauth.store import CredentialStore, StoreError
@@ -137,6 +143,15 @@ def _username_is_possible(username: str) -> bool:
     return True
 
 
+def _client_id_allowed(record: IdentityRecord, client_id: str) -> bool:
+    """``client_id`` is one of the record's, safe, and not a browser user's (``web-…``)."""
+    return (
+        client_id in record.allowed_client_ids()
+        and is_safe_client_id(client_id)
+        and not client_id.startswith(WEB_PREFIX)
+    )
+
+
 def _verify_aliyun(
     request: ConnectRequest, parsed: aliyun.AliyunClientId, record: IdentityRecord | None
 ) -> bool:
@@ -237,9 +252,7 @@ def _decide(  # noqa: PLR0917 — private; called once, positionally
     if record.status != "active":
         return _deny("disabled", known)
     if aliyun_id is not None:
-        if aliyun_id.client_id not in record.allowed_client_ids() or not is_safe_client_id(
-            aliyun_id.client_id
-        ):
+        if not _client_id_allowed(record, aliyun_id.client_id):
             return _deny("client-id-not-allowed", known)
         if len(client_id) > MAX_MQTT_CLIENT_ID:
             return _deny("malformed-client-id", known)
@@ -250,7 +263,7 @@ def _decide(  # noqa: PLR0917 — private; called once, positionally
             aliyun_id.timestamp, precise_now, settings.aliyun_max_skew_seconds
         ):
             return _deny("timestamp-out-of-range", known)
-    elif client_id not in record.allowed_client_ids() or not is_safe_client_id(client_id):
+    elif not _client_id_allowed(record, client_id):
         return _deny("client-id-not-allowed", known)
 
     try:

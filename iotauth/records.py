@@ -24,7 +24,13 @@ from typing import Any, Literal
 
 from iotauth import aliyun
 from iotauth.credentials import GENERATED_PREFIX, verifier_kind
-from iotauth.names import InvalidName, is_safe_client_id, validate_client_id, validate_username
+from iotauth.names import (
+    WEB_PREFIX,
+    InvalidName,
+    is_safe_client_id,
+    validate_client_id,
+    validate_username,
+)
 from iotauth.scoping import ArnContext, PolicyTooLarge, Scope, policy_documents
 
 __all__ = [
@@ -162,7 +168,7 @@ class IdentityRecord:
             if self.verifier is not None:
                 raise InvalidRecord("an Aliyun identity has no password verifier")
             for inner in self.client_ids:
-                validate_client_id(inner)
+                _validate_device_client_id(inner)
                 if len(inner) > aliyun.MAX_CLIENT_ID:
                     raise InvalidRecord(f"an Aliyun client id has at most {aliyun.MAX_CLIENT_ID}")
         else:
@@ -174,7 +180,7 @@ class IdentityRecord:
             if self.device_secret is not None or self.allow_no_timestamp:
                 raise InvalidRecord("only Aliyun identities have a device secret")
             for client_id in self.client_ids:
-                validate_client_id(client_id)
+                _validate_device_client_id(client_id)
         if len(self.client_ids) > MAX_CLIENT_IDS:
             raise InvalidRecord(f"at most {MAX_CLIENT_IDS} client ids")
         for name, value in (
@@ -258,6 +264,14 @@ class IdentityRecord:
         if self.kind == "aliyun":
             view["allowNoTimestamp"] = self.allow_no_timestamp
         return view
+
+
+def _validate_device_client_id(client_id: str) -> None:
+    validate_client_id(client_id)
+    if client_id.startswith(WEB_PREFIX):
+        # Browser users' client ids (names.web_username): a device holding one could
+        # disconnect that user.
+        raise InvalidName(f"client ids starting with {WEB_PREFIX!r} are reserved for web users")
 
 
 def _s(value: Any) -> str:

@@ -4,6 +4,8 @@ other; an overlapping namespace lets one read the other's topics)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from iotauth.policy import PolicySet
@@ -67,3 +69,24 @@ def test_aliyun_device_may_list_its_device_name_explicitly() -> None:
     store = MemoryStore()
     add_aliyun_identity(store, "sensor9", "pk1", "s1", client_ids=("sensor9",))
     assert decide(store, aliyun_event("sensor9", "pk1", "s1", client_id="sensor9")).allowed
+
+
+@pytest.mark.parametrize("kind", ["secret", "aliyun"])
+def test_device_client_ids_may_not_take_the_web_prefix(kind: str) -> None:
+    # "web-…" client ids belong to browser users (names.web_username); a device holding one
+    # could disconnect that user.
+    store = MemoryStore()
+    with pytest.raises(InvalidRecord, match="web-"):
+        if kind == "secret":
+            add_secret_identity(store, "bob", client_ids=("web-victim",))
+        else:
+            add_aliyun_identity(store, "bob", "pk1", "s1", client_ids=("web-victim",))
+
+
+def test_web_client_id_is_denied_at_run_time() -> None:
+    store = MemoryStore()
+    # Written before the rule existed (bypassing validation).
+    secret = add_secret_identity(store, "bob")
+    store.identities["bob"] = replace(store.identities["bob"], client_ids=("web-victim",))
+    decision = decide(store, connect_event("bob", secret, "web-victim"))
+    assert decision.reason == "client-id-not-allowed"
