@@ -28,6 +28,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}")
 # topic separators, '$' or white space. IoT Core caps client ids at 128 bytes.
 _CLIENT_ID = re.compile(r"[A-Za-z0-9_.@:&-]{1,128}")
 _PRINCIPAL = re.compile(r"[A-Za-z0-9]{1,128}")
+_DIGEST = re.compile(r"[0-9a-f]{40}")  # the shape of web_username's digest form
 
 #: Usernames of browser identities minted by the signer. Device names may not use it, so a
 #: device can never share a client id or topic namespace with a web user.
@@ -86,10 +87,12 @@ def web_username(subject: str) -> str:
 
     A ``sub`` that is already a safe name (a Cognito UUID) is kept readable; anything else
     (``auth0|123``, very long ids) is replaced by a digest, so the result is always safe.
+    A ``sub`` spelled like a digest (40 lowercase hex digits) is digested too, so that no
+    subject's readable name can equal another subject's digest name.
     """
     if not isinstance(subject, str) or not subject:
         raise InvalidName("an identity needs a non-empty subject")
     candidate = WEB_PREFIX + subject
-    if len(candidate) <= 100 and _NAME.fullmatch(candidate):
+    if len(candidate) <= 100 and _NAME.fullmatch(candidate) and not _DIGEST.fullmatch(subject):
         return candidate
     return WEB_PREFIX + hashlib.sha256(subject.encode("utf-8")).hexdigest()[:40]

@@ -92,3 +92,10 @@ def test_web_username_keeps_readable_subjects() -> None:
     assert re.fullmatch(r"web-[0-9a-f]{40}", web_username("auth0|123"))
     with pytest.raises(InvalidName):
         web_username("")
+
+
+def test_web_username_digest_form_cannot_be_claimed_by_another_subject() -> None:
+    victim = web_username("auth0|1234567890")  # digested
+    attacker_subject = victim.removeprefix("web-")  # a sub spelled like that digest
+    assert web_username(attacker_subject) != victim
+    assert web_username(attacker_subject).startswith("web-")
