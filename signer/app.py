@@ -53,7 +53,9 @@ def _build(settings: SignerSettings) -> tuple[APIGatewayHttpResolver, WebSigner]
         if origins
         else None
     )
-    app = APIGatewayHttpResolver(cors=cors)
+    # debug pinned off: POWERTOOLS_DEV would otherwise print every event (the caller's
+    # bearer JWT) and answer errors with tracebacks.
+    app = APIGatewayHttpResolver(cors=cors, debug=False)
     signer = WebSigner(settings, StsCredentialIssuer(), IotEndpointResolver(settings.endpoint))
 
     @app.get("/mqtt-url")

@@ -269,3 +269,21 @@ def test_unknown_route_and_misconfiguration(
     result = invoke(app_module, events("signer/mqtt-url"), lambda_context)
     assert result["statusCode"] == 500
     assert json.loads(result["body"]) == {"message": "Internal error"}
+
+
+def test_powertools_dev_mode_prints_neither_event_nor_url(
+    signer_app: tuple[Any, list[dict[str, Any]]],
+    events: Callable[[str], dict[str, Any]],
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # POWERTOOLS_DEV switches the event handler to debug mode, which prints every event
+    # (the caller's bearer JWT) and answers errors with tracebacks: the signer pins it off.
+    monkeypatch.setenv("POWERTOOLS_DEV", "true")
+    app_module, _ = signer_app
+    result = invoke(app_module, events("signer/mqtt-url"), lambda_context)
+    assert result["statusCode"] == 200
+    out = capsys.readouterr()
+    for secret in ("eyJ", "Bearer", "X-Amz-"):
+        assert secret not in out.out + out.err
