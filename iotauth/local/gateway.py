@@ -25,7 +25,9 @@ Like IoT Core:
   SUBACK 0x80), PUBLISH (``iot:Publish`` on ``topic/<topic>``, plus ``iot:RetainPublish``
   when retained) and delivery (``iot:Receive`` on ``topic/<topic>``, retained messages
   included) is checked with :class:`iotauth.policy.PolicySet`, the one evaluator;
-- a denied PUBLISH disconnects the client;
+- a denied PUBLISH disconnects the client; IoT's reserved ``$aws/…`` topics work like any
+  other topic where a policy grants them (there is no shadow, jobs or rules engine behind
+  them: they are plain topics here), any other ``$`` topic is refused;
 - ``disconnectAfterInSeconds`` ends the connection; after ``refreshAfterInSeconds`` the
   authorizer is called again on the connection's next action, and a refusal disconnects.
 
@@ -97,6 +99,9 @@ AuthorizerFunction = Callable[[dict[str, Any]], Any]
 #: the effective permissions are their intersection), or ``None`` to refuse the URL.
 PresignedVerifier = Callable[[str, str], Sequence[Sequence[str]] | None]
 
+#: IoT Core's reserved topics: usable only where a policy grants them explicitly. Any other
+#: topic starting with '$' is refused, and publishing to one ends the connection.
+RESERVED_TOPIC_PREFIX = "$aws/"
 _GRANT_ATTRIBUTE = "_iotauth_grant"
 _MAX_CONNECTION_SECONDS = 86_400  # IoT Core ends every connection after 24 hours
 _LISTENER_TCP, _LISTENER_TLS, _LISTENER_WS = "default", "tls", "ws"
@@ -499,6 +504,13 @@ class _IoTBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
             retain = bool(message.publish_packet and message.publish_packet.retain_flag)
             if not await self._gateway.check_publish(client_session, topic, retain=retain):
                 await self._gateway.disconnect(client_session, "publish not authorized")
+                return True
+            if topic.startswith(RESERVED_TOPIC_PREFIX):
+                # amqtt refuses every '$' topic [MQTT-4.7.2-1]; IoT Core lets a policy grant
+                # its reserved '$aws/…' topics. Granted (checked above): deliver it.
+                await self._broadcast_message(client_session, topic, message.data)
+                if retain:
+                    await self.retain_message(client_session, topic, message.data, message.qos)
                 return True
         if not await super()._handle_message_delivery(client_session, handler, wait_deliver):
             # amqtt stops reading but leaves the connection open: close it properly.
