@@ -17,6 +17,14 @@ exist:
    identity's, or any unsafe client id, is refused: it could never widen access anyway,
    because the policy names only the identity's own client ids, as literals.
 
+Aliyun ``securemode``: like every ``|…|`` parameter but the timestamp it is not signed, so
+it can grant nothing; a connection that reaches IoT Core is TLS whatever it says. It must
+still be present and be 2 (TLS/wss) or 3 (TCP/ws), the connect modes of REFERENCE §7:
+anything else (Aliyun's ``-2``/``-3`` dynamic-registration requests, typos) is refused as a
+malformed client id before the store is read. The other unsigned parameters (``_v``,
+``lan``, ``ext`` …, as SDKs send them) are accepted when well-formed; they stay part of the
+full client id, which is what the policy's ``iot:Connect`` names, literally.
+
 Aliyun timestamps: the documented unit is milliseconds, but the linkkit SDK sends
 seconds, so a timestamp of at most 10 digits is read as seconds (10 digits of
 milliseconds would be before 1970-04-27) and a longer one as milliseconds.
@@ -47,6 +55,8 @@ from iotauth.store import CredentialStore, StoreError
 __all__ = ["Decision", "Settings", "authenticate"]
 
 _DUMMY_ALIYUN_SECRET = b"\x00" * 32
+# Aliyun's connect modes (REFERENCE §7): 2 = TLS / wss, 3 = TCP / ws. See the module notes.
+_SECUREMODES = frozenset({"2", "3"})
 _SAVE_ATTEMPTS = 3
 
 
@@ -209,7 +219,7 @@ def authenticate(
     aliyun_id: aliyun.AliyunClientId | None = None
     if _is_aliyun_username(username):
         aliyun_id = aliyun.parse_mqtt_client_id(client_id)
-        if aliyun_id is None:
+        if aliyun_id is None or aliyun_id.securemode not in _SECUREMODES:
             return _deny("malformed-client-id")
 
     try:

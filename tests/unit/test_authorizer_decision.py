@@ -67,7 +67,7 @@ def test_kind_mismatch_is_bad_password(store: MemoryStore) -> None:
     add_aliyun_identity(store, "dev1", "pk1", secret)
     # The generated secret presented to a password record, the device secret as a password.
     assert not decide(
-        store, connect_event("dev1&pk1", secret, "pk1&dev1|signmethod=hmacsha1|")
+        store, connect_event("dev1&pk1", secret, "pk1&dev1|securemode=2,signmethod=hmacsha1|")
     ).allowed
 
 
@@ -317,6 +317,26 @@ def test_aliyun_malformed_client_ids(store: MemoryStore, client_id: str) -> None
     add_aliyun_identity(store, "sensor1", "pk1", "s3cret", allow_no_timestamp=True)
     event = connect_event("sensor1&pk1", "00" * 20, client_id)
     assert not decide(store, event).allowed
+
+
+@pytest.mark.parametrize(("securemode", "allowed"), [("2", True), ("3", True), ("-2", False)])
+def test_aliyun_securemode(store: MemoryStore, securemode: str, allowed: bool) -> None:
+    """securemode is not signed and grants nothing; only the connect modes 2/3 are accepted
+    (-2/-3 are Aliyun's dynamic-registration requests, never a connect)."""
+    add_aliyun_identity(store, "sensor1", "pk1", "s3cret")
+    decision = decide(store, aliyun_event("sensor1", "pk1", "s3cret", securemode=securemode))
+    assert decision.allowed is allowed
+    if not allowed:
+        assert decision.reason == "malformed-client-id"
+        assert store.calls == 1  # refused before the store is read (the add was the one call)
+
+
+def test_aliyun_securemode_is_required(store: MemoryStore) -> None:
+    add_aliyun_identity(store, "sensor1", "pk1", "s3cret")
+    event = aliyun_event("sensor1", "pk1", "s3cret")
+    mqtt = event["protocolData"]["mqtt"]
+    mqtt["clientId"] = mqtt["clientId"].replace("securemode=2,", "")
+    assert decide(store, event).reason == "malformed-client-id"
 
 
 def test_unknown_names_are_not_carried_for_logging(store: MemoryStore) -> None:
