@@ -32,6 +32,11 @@ Like IoT Core:
   authorizer is called again on the connection's next action, and a refusal disconnects.
 
 Passwords, tokens, presigned URLs and signatures are never logged.
+
+Not reproduced (IoT Core differs; do not rely on these locally): MQTT 5; QoS 2 (IoT sends no
+PUBACK/SUBACK for it, amqtt serves it); IoT's quotas (topic length and depth, payload size,
+connection and message rates); persistent-session expiry; the services behind ``$aws/…``
+topics (shadows, jobs, rules), which are plain topics here.
 """
 
 from __future__ import annotations
