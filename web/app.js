@@ -337,8 +337,12 @@
     if (session !== current) return;
     const wasConnected = current.connectedAt > 0;
     const pendingTopics = Array.from(current.pending.values());
+    const pendingSubscriptions = [];
     for (const [topic, state] of current.subscriptions) {
-      if (state === 'pending') markSubscription(current, topic, 'refused', 'the connection closed');
+      if (state === 'pending') {
+        pendingSubscriptions.push(topic);
+        markSubscription(current, topic, 'refused', 'the connection closed');
+      }
     }
     session = null;
     setConnected(false);
@@ -368,6 +372,13 @@
         (pendingTopics.length > 0 ? '' : 'most likely ') + 'not allowed: the server closed ' +
         'the connection (IoT Core disconnects a client that publishes where its policy does ' +
         'not allow). Connect again to continue.');
+      return;
+    }
+    if (pendingSubscriptions.length > 0) {
+      // Some brokers answer a SUBSCRIBE the policy does not allow by closing the connection.
+      setStatus('error', 'Disconnected.');
+      showError('Subscribing to "' + pendingSubscriptions[0] + '" was not allowed: the server ' +
+        'closed the connection. Connect again to continue.');
       return;
     }
     const upFor = Date.now() - current.connectedAt;

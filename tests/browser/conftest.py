@@ -74,16 +74,21 @@ def stack() -> Iterator[StackInfo]:
 def open_page(chromium: Any, stack: StackInfo) -> Iterator[Callable[[], Any]]:
     """``open_page()`` → the chat page, loaded and configured, in a fresh browser context.
 
+    ``open_page(without_config=True)``: the page finds no ``config.json`` and is filled in by
+    hand, as against a deployed signer.
+
     Each call is a separate context (its own storage), i.e. a separate user.
     """
     contexts: list[Any] = []
     errors: list[str] = []
 
-    def make() -> Any:
+    def make(*, without_config: bool = False) -> Any:
         context = chromium.new_context(viewport={"width": 1280, "height": 900})
         context.set_default_timeout(WAIT_MS)
         contexts.append(context)
         page = context.new_page()
+        if without_config:  # as when the page is hosted on its own, next to a deployed stack
+            page.route("**/config.json", lambda route: route.fulfill(status=404, body=""))
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(stack.page_url)
         page.wait_for_selector("body[data-ready=true]")

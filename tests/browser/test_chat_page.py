@@ -146,6 +146,27 @@ def test_publishing_to_another_users_topic_disconnects_and_says_so(
     expect(message(alice, "let me in")).to_have_count(0)
 
 
+def test_page_without_config_takes_a_typed_signer_url_and_token(
+    open_page: Any, stack: StackInfo
+) -> None:
+    page = open_page(without_config=True)
+    expect(page.get_by_label("Signer URL")).to_have_value("")
+    expect(page.get_by_label("Development user")).to_be_hidden()
+    page.get_by_role("button", name="Connect", exact=True).click()
+    expect(page.get_by_role("alert")).to_have_text("Enter the signer URL.")
+
+    page.get_by_label("Signer URL").fill(stack.signer_url)
+    page.get_by_label("Bearer token").fill(stack.dev_tokens["bob"])
+    page.get_by_label("Shared room").fill("")  # so the room must come from the signer's answer
+    page.get_by_role("button", name="Connect", exact=True).click()
+    expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+    expect(page.get_by_role("alert")).to_be_hidden()
+    client_id = page.locator("#identity-client-id").inner_text()
+    expect(subscription(page, stack.chat_room)).to_have_attribute("data-state", "active")
+    send(page, "typed by hand", target="inbox")
+    expect(message(page, "typed by hand").locator(".topic")).to_have_text(f"{client_id}/inbox")
+
+
 def test_wrong_bearer_token_is_refused_by_the_signer(open_page: Any) -> None:
     page = open_page()
     page.get_by_label("Development user").select_option("")
