@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -157,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
         stopping.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    info = None
     try:
         try:
             info = stack.start()
@@ -178,3 +180,8 @@ def run(args: argparse.Namespace) -> int:
             logging.getLogger().removeHandler(log_handler)
         if log is not sys.stderr:
             log.close()
+            if info is None and log_path is not None and args.log_file is None:
+                # Did not start (e.g. a busy port, said on stderr): no run directory left.
+                log_path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    log_path.parent.rmdir()
