@@ -10,10 +10,18 @@ exist:
    could have → deny without touching the store.
 2. One read fetches the identity and its lockout counter. Locked → deny (even the right
    password), without verifying.
-3. Verify. The cost depends only on the request's shape (:mod:`iotauth.credentials`;
+3. A guessable credential (a chosen password or an Aliyun signature: anything not shaped
+   like a generated secret) is counted as a failure *before* it is verified, with a
+   conditional write; if that write finds the username locked meanwhile, or keeps losing
+   races, deny without verifying. Otherwise a burst of parallel guesses that all read the
+   counter before any of them wrote it would each be checked: the lock would bound
+   nothing but the guesses that arrive after it. Generated secrets (256 bits) cannot be
+   guessed, so they skip this write and are counted after a failed check as before.
+4. Verify. The cost depends only on the request's shape (:mod:`iotauth.credentials`;
    Aliyun usernames always cost one HMAC), never on whether the identity exists.
-4. Failure → count it (unknown users too) and deny. Success → clear the counter.
-5. Then status, client-id binding, timestamp, policy size. A client id that is not the
+5. Failure → count it (unknown users too; already done in 3) and deny. Success → clear
+   the counter (one delete; for guessable credentials always, undoing step 3).
+6. Then status, client-id binding, timestamp, policy size. A client id that is not the
    identity's, or any unsafe client id, is refused: it could never widen access anyway,
    because the policy names only the identity's own client ids, as literals.
 
@@ -38,7 +46,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from iotauth import aliyun
-from iotauth.credentials import GENERATED_PREFIX, verify_password
+from iotauth.credentials import GENERATED_PREFIX, is_generated_shape, verify_password
 from iotauth.event import ConnectRequest
 from iotauth.lockout import LockoutPolicy, LockoutState, after_failure, is_locked
 from iotauth.names import (
@@ -188,13 +196,23 @@ def _aliyun_timestamp_ok(timestamp: str, now: float, max_skew: int) -> bool:
 
 
 def _record_failure(
-    store: CredentialStore, username: str, state: LockoutState | None, now: int, s: Settings
-) -> None:
+    store: CredentialStore,
+    username: str,
+    state: LockoutState | None,
+    now: int,
+    s: Settings,
+    *,
+    unless_locked: bool = False,
+) -> bool:
+    """Count one failure. False (nothing written) when ``unless_locked`` and a concurrent
+    request has locked the username since ``state`` was read."""
     for _ in range(_SAVE_ATTEMPTS):
         previous = state.version if state is not None else 0
         if store.save_lockout(username, after_failure(state, now, s.lockout), s.lockout, previous):
-            return
+            return True
         state = store.lookup(username).lockout  # lost a race: count on top of the winner
+        if unless_locked and is_locked(state, now):
+            return False
     raise StoreError("could not record a failed attempt")
 
 
@@ -244,6 +262,13 @@ def _decide(  # noqa: PLR0917 — private; called once, positionally
     if is_locked(found.lockout, now):
         return _deny("locked", known)
 
+    # Step 3 of the module notes: guessable credentials are counted before they are checked.
+    counted_first = aliyun_id is not None or not is_generated_shape(password)
+    if counted_first and not _record_failure(
+        store, username, found.lockout, now, settings, unless_locked=True
+    ):
+        return _deny("locked", known)
+
     record = found.record
     if aliyun_id is not None:
         ok = _verify_aliyun(request, aliyun_id, record)
@@ -252,11 +277,12 @@ def _decide(  # noqa: PLR0917 — private; called once, positionally
         ok = verify_password(password, record.verifier if record and expected_kind else None)
         ok = ok and expected_kind
     if not ok or record is None:
-        _record_failure(store, username, found.lockout, now, settings)
+        if not counted_first:
+            _record_failure(store, username, found.lockout, now, settings)
         if found.invalid_record:
             return _deny("invalid-record", known)
         return _deny("unknown-identity" if record is None else "bad-password", known)
-    if found.lockout is not None:
+    if counted_first or found.lockout is not None:
         store.clear_lockout(username)
 
     if record.status != "active":

@@ -6,7 +6,19 @@ and not counted. A success clears the counter. Unknown usernames are counted exa
 known ones, so the lock state says nothing about whether an identity exists.
 
 The window is fixed (it starts at the first failure), which makes the state small and the
-rule easy to state: at most ``threshold - 1`` guesses per window, then a lock.
+rule easy to state: at most ``threshold - 1`` guesses per window, then a lock. Guessable
+credentials are counted before they are checked (:mod:`iotauth.authenticate`), so parallel
+guesses cannot outrun the counter.
+
+Known and accepted consequences:
+
+- Anyone who knows a username can lock it: ``threshold`` wrong guesses deny the real device
+  for ``lockout_seconds`` (and can be repeated). That is the price of stopping online
+  guessing; ``iotauth devices enable NAME`` lifts a lock, and devices using generated
+  secrets are not worth guessing at all.
+- A success clears the counter, and IoT Core re-runs the authorizer every
+  ``refreshAfterInSeconds`` (300 s by default) for each connected device, so against a
+  connected device an attacker gets up to ``threshold - 1`` guesses per refresh period.
 """
 
 from __future__ import annotations

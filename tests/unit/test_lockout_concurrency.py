@@ -1,0 +1,114 @@
+"""Lockout under concurrency: a guess that is in flight when the lock lands must not be
+checked, or a burst of parallel guesses would get far more than ``threshold`` answers."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from iotauth.authenticate import Decision
+from iotauth.store import Lookup, MemoryStore
+from tests.authorizer_support import (
+    NOW,
+    add_aliyun_identity,
+    add_password_identity,
+    add_secret_identity,
+    aliyun_event,
+    connect_event,
+    decide,
+)
+
+RIGHT = "a long chosen password"
+
+
+class PausingStore(MemoryStore):
+    """The first lookup made by the thread named "slow" pauses after reading, until told."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read = threading.Event()
+        self.resume = threading.Event()
+        self._paused = False
+
+    def lookup(self, username: str) -> Lookup:
+        result = super().lookup(username)
+        if threading.current_thread().name == "slow" and not self._paused:
+            self._paused = True
+            self.read.set()
+            assert self.resume.wait(10)
+        return result
+
+
+def _in_flight_while(store: PausingStore, event: dict[str, Any], meanwhile: Any) -> Decision:
+    out: list[Decision] = []
+    slow = threading.Thread(name="slow", target=lambda: out.append(decide(store, event)))
+    slow.start()
+    assert store.read.wait(10)
+    try:
+        meanwhile()
+    finally:
+        store.resume.set()
+        slow.join(10)
+    assert out, "the in-flight request did not finish"
+    return out[0]
+
+
+def test_right_password_in_flight_when_the_lock_lands_is_refused() -> None:
+    store = PausingStore()
+    add_password_identity(store, "bob", RIGHT)
+    wrong = connect_event("bob", "not the password!", "bob")
+
+    def five_wrong_guesses() -> None:
+        for i in range(5):
+            assert decide(store, wrong, now=NOW + i).reason == "bad-password"
+
+    decision = _in_flight_while(store, connect_event("bob", RIGHT, "bob"), five_wrong_guesses)
+    assert decision.reason == "locked"
+
+
+def test_aliyun_signature_in_flight_when_the_lock_lands_is_refused() -> None:
+    store = PausingStore()
+    add_aliyun_identity(store, "sensor1", "pk1", "s3cret")
+    wrong = aliyun_event("sensor1", "pk1", "wrong")
+
+    def five_wrong_guesses() -> None:
+        for _ in range(5):
+            assert decide(store, wrong).reason == "bad-password"
+
+    decision = _in_flight_while(store, aliyun_event("sensor1", "pk1", "s3cret"), five_wrong_guesses)
+    assert decision.reason == "locked"
+
+
+@pytest.mark.parametrize("right", [True, False])
+def test_guessable_attempts_are_counted_before_they_are_checked(right: bool) -> None:
+    store = MemoryStore()
+    add_password_identity(store, "bob", RIGHT)
+    seen: list[int] = []
+
+    def save(username: str, state: Any, policy: Any, previous_version: int) -> bool:
+        seen.append(state.failures)
+        return MemoryStore.save_lockout(store, username, state, policy, previous_version)
+
+    store.save_lockout = save  # type: ignore[method-assign]
+    decision = decide(store, connect_event("bob", RIGHT if right else "nope, not it!", "bob"))
+    assert decision.allowed is right
+    assert seen == [1]  # one write, before verifying; none after
+    assert ("bob" in store.lockouts) is not right  # a success clears it
+
+
+def test_generated_secrets_pay_no_write_on_success() -> None:
+    store = MemoryStore()
+    secret = add_secret_identity(store, "alice")
+    before = store.calls
+    assert decide(store, connect_event("alice", secret, "alice")).allowed
+    assert store.calls - before == 1  # the one read
+
+
+def test_attempt_that_cannot_be_counted_is_not_checked() -> None:
+    store = MemoryStore()
+    add_password_identity(store, "bob", RIGHT)
+    store.save_lockout = lambda *a, **k: False  # type: ignore[method-assign]  # always loses
+    decision = decide(store, connect_event("bob", RIGHT, "bob"))
+    assert not decision.allowed and decision.reason == "store-error"
