@@ -227,7 +227,7 @@ class DynamoDBStore:
     # -- administration (CLI) -----------------------------------------------------------
     def create_table(self) -> None:
         """The same schema as the template: ``pk`` (S), on-demand, TTL on ``expiresAt``."""
-        from botocore.exceptions import ClientError  # noqa: PLC0415
+        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
         try:
             self.client.create_table(
@@ -241,9 +241,14 @@ class DynamoDBStore:
             if exc.response.get("Error", {}).get("Code") == "ResourceInUseException":
                 raise StoreError(f"table {self.table!r} already exists") from None
             raise StoreError(f"could not create table {self.table!r}: {exc}") from None
-        self.client.get_waiter("table_exists").wait(
-            TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
-        )
+        except BotoCoreError as exc:  # no credentials, unreachable endpoint …
+            raise StoreError(f"could not create table {self.table!r}: {exc}") from None
+        try:
+            self.client.get_waiter("table_exists").wait(
+                TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+            )
+        except BotoCoreError as exc:
+            raise StoreError(f"table {self.table!r} did not become active: {exc}") from None
         self._call(
             "update_time_to_live",
             TableName=self.table,

@@ -51,7 +51,9 @@ def _store(args: argparse.Namespace) -> DynamoDBStore:
     from botocore.exceptions import BotoCoreError  # noqa: PLC0415
 
     try:
-        session = boto3.Session(profile_name=args.profile, region_name=args.region)
+        # botocore reads AWS_DEFAULT_REGION only; AWS_REGION is what Lambda and AWS CLI v2 use.
+        region = args.region or os.environ.get("AWS_REGION") or None
+        session = boto3.Session(profile_name=args.profile, region_name=region)
         client = session.client("dynamodb")
     except BotoCoreError as exc:
         raise CommandError(f"AWS configuration: {exc}") from None

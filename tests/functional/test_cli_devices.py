@@ -208,3 +208,30 @@ def test_add_aliyun(run: Run, table: DynamoDBStore) -> None:
         stdin=b"s",
     )
     assert code == 2 and "deviceName&productKey" in err
+
+
+def test_aws_errors_are_one_line(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No credentials anywhere (and no instance metadata): botocore raises at call time.
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.delenv("AWS_SECURITY_TOKEN", raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for argv in (("devices", "create-table"), ("devices", "list")):
+        capsys.readouterr()
+        code = main([*argv, "--table", "t"])
+        out, err = capsys.readouterr()
+        assert code == 2, argv
+        assert err.count("\n") == 1 and err.startswith("iotauth: error:"), err
+        assert out == ""
+
+
+def test_region_from_aws_region(
+    run: Run, monkeypatch: pytest.MonkeyPatch, table: DynamoDBStore
+) -> None:
+    # AWS_REGION (what Lambda and AWS CLI v2 set) is enough; botocore reads only the other.
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    code, out, err = run("devices", "list", "--json")
+    assert code == 0, err
+    assert json.loads(out) == []
