@@ -62,7 +62,9 @@ def _decide(event: Any, context: LambdaContext) -> Decision:
             "reason": decision.reason,
             "username": decision.username,
             "protocols": sorted(request.protocols),
-            "sdk": request.sdk,
+            # Like the username, the suffix is logged only for a known identity: in front
+            # of an unknown "username" it may be part of a mistyped password.
+            "sdk": request.sdk if decision.username is not None else None,
         },
     )
     return decision

@@ -23,6 +23,7 @@ ALIYUN_SECRET = "TEST-ONLY-aliyun-device-secret"
 CHOSEN = "my chosen passphrase 42"
 WRONG_CHOSEN = "a wrong passphrase 4242"
 VALID_NAME_PASSWORD = "Tr0ub4dor-and-3.horse"  # a password that is also a valid name
+QUERY_PASSWORD = "Tr0ub4dor?SDK=horse-battery-42"  # ... one with a '?': a fake "SDK" suffix
 
 
 @pytest.fixture
@@ -85,6 +86,7 @@ def _scenarios() -> list[dict[str, Any]]:
         connect_event("ghost", CHOSEN, "ghost"),
         connect_event(DEMO_SECRET, DEMO_SECRET, "x"),  # secret pasted into the username field
         connect_event(VALID_NAME_PASSWORD, CHOSEN, "carol"),  # password typed as the username
+        connect_event(QUERY_PASSWORD, CHOSEN, "carol", suffix=""),
     ]
     # The right secret while locked out, after wrong attempts.
     scenarios += [connect_event("carol", WRONG_CHOSEN, "carol")] * 5
@@ -111,6 +113,8 @@ def _secrets() -> list[str]:
     plain = [
         DEMO_SECRET,
         VALID_NAME_PASSWORD,
+        QUERY_PASSWORD,
+        QUERY_PASSWORD.split("=")[1],
         ALIYUN_SECRET,
         CHOSEN,
         WRONG_CHOSEN,
