@@ -35,7 +35,11 @@ full client id, which is what the policy's ``iot:Connect`` names, literally.
 
 Aliyun timestamps: the documented unit is milliseconds, but the linkkit SDK sends
 seconds, so a timestamp of at most 10 digits is read as seconds (10 digits of
-milliseconds would be before 1970-04-27) and a longer one as milliseconds.
+milliseconds would be before 1970-04-27) and a longer one as milliseconds. Only digits
+(at most 16) are read; anything else is out of range. The window is symmetric
+(``IOTAUTH_ALIYUN_MAX_SKEW_SECONDS``, 900 by default), so a captured Aliyun password is a
+bearer credential until its timestamp is that far in the past: the scheme signs nothing
+that is specific to one connection. TLS keeps it from being captured on the wire.
 """
 
 from __future__ import annotations
