@@ -35,6 +35,7 @@ metrics = Metrics(namespace="iotauth", service="authorizer")
 # One per container: settings are read and the DynamoDB client is created on first use.
 _container: dict[str, Any] = {}
 _clock = time.time  # replaced by tests that need a fixed time
+_monotonic = time.monotonic  # the store deadline's clock; replaced by tests
 
 
 def _settings_and_store() -> tuple[Settings, CredentialStore]:
@@ -55,7 +56,9 @@ def _decide(event: Any, context: LambdaContext) -> Decision:
     except ValueError as exc:  # messages of Settings/ArnContext hold no secrets
         logger.error("authorizer misconfigured", extra={"error": str(exc)})
         return Decision(allowed=False, reason="config-error")
-    decision = authenticate(request, store, now=_clock(), settings=settings, arn=arn)
+    decision = authenticate(
+        request, store, now=_clock(), settings=settings, arn=arn, monotonic=_monotonic
+    )
     logger.info(
         "connect allowed" if decision.allowed else "connect denied",
         extra={

@@ -4,6 +4,8 @@
   decision alone (parse + authenticate + response) and the whole handler (Powertools
   logging and metrics included, output discarded).
 - The cost of one scrypt check with the parameters in :mod:`iotauth.credentials`.
+- Deny time against an unresponsive store, and against a slow store whose counter writes
+  keep losing races (bounded by the decision's store deadline).
 - Cold start: fresh interpreters import the handler and create its DynamoDB client, against
   a baseline of ``import boto3`` + a DynamoDB client measured in the same run.
 """
@@ -236,12 +238,45 @@ def unresponsive_store() -> None:
     print(f"unresponsive store: {decision.reason} after {elapsed:.2f} s (goal <= 2 s)")
 
 
+def slow_store() -> None:
+    """A table that answers every call after 1.4 s (a timeout, then a slow retry) and where
+    every counter write loses a race: without the decision's deadline, 7 calls (9.8 s)."""
+    from iotauth.authenticate import Settings, authenticate
+    from iotauth.event import parse_connect_event
+    from iotauth.lockout import LockoutPolicy, LockoutState
+    from iotauth.store import Lookup, MemoryStore
+    from tests.authorizer_support import ARN, add_password_identity, connect_event
+
+    delay = 1.4
+
+    class Slow(MemoryStore):
+        def lookup(self, username: str) -> Lookup:
+            time.sleep(delay)
+            return super().lookup(username)
+
+        def save_lockout(
+            self, username: str, state: LockoutState, policy: LockoutPolicy, previous: int
+        ) -> bool:
+            time.sleep(delay)
+            return False
+
+    store = Slow()
+    add_password_identity(store, "carol", "a long chosen passphrase")
+    request = parse_connect_event(connect_event("carol", "a long chosen passphrase", "carol"))
+    start = time.perf_counter()
+    decision = authenticate(request, store, now=time.time(), settings=Settings(table="b"), arn=ARN)
+    elapsed = time.perf_counter() - start
+    print(f"slow store ({delay} s per call, lost races): {decision.reason} after {elapsed:.2f} s")
+    print("  (goal < 5 s with cold start: the deadline is 2.5 s plus at most one call)")
+
+
 def main() -> None:
     sys.path.insert(0, str(ROOT))
     print(f"python {sys.version.split()[0]}, one core per figure, in-memory store")
     decisions()
     scrypt_cost()
     unresponsive_store()
+    slow_store()
     cold_import()
 
 

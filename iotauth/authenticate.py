@@ -25,6 +25,13 @@ exist:
    identity's, or any unsafe client id, is refused: it could never widen access anyway,
    because the policy names only the identity's own client ids, as literals.
 
+Time: IoT Core waits 5 s for an answer. Each store call is bounded by botocore's timeouts
+(:mod:`iotauth.store`, ~1.5 s at worst), but a decision may make several (lost races on the
+counter are retried), so a slow table that still answers could add them up past 5 s.
+Every decision therefore has one deadline (``Settings.store_deadline_seconds``, 2.5 s from
+the start of the decision on a monotonic clock): no store call starts after it, and reaching it
+denies with reason ``store-timeout`` (fail closed, like any store error).
+
 Aliyun ``securemode``: like every ``|…|`` parameter but the timestamp it is not signed, so
 it can grant nothing; a connection that reaches IoT Core is TLS whatever it says. It must
 still be present and be 2 (TLS/wss) or 3 (TCP/ws), the connect modes of REFERENCE §7:
@@ -45,8 +52,10 @@ that is specific to one connection. TLS keeps it from being captured on the wire
 from __future__ import annotations
 
 import hmac
+import math
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from iotauth import aliyun
@@ -62,7 +71,7 @@ from iotauth.names import (
 )
 from iotauth.records import MAX_DURATION, MAX_MQTT_CLIENT_ID, MIN_DURATION, IdentityRecord
 from iotauth.scoping import ArnContext, PolicyTooLarge, policy_documents
-from iotauth.store import CredentialStore, StoreError
+from iotauth.store import CredentialStore, Lookup, StoreError
 
 __all__ = ["Decision", "Settings", "authenticate"]
 
@@ -70,6 +79,14 @@ _DUMMY_ALIYUN_SECRET = b"\x00" * 32
 # Aliyun's connect modes (REFERENCE §7): 2 = TLS / wss, 3 = TCP / ws. See the module notes.
 _SECUREMODES = frozenset({"2", "3"})
 _SAVE_ATTEMPTS = 3
+# No store call starts later than this after the decision began. A call that starts just
+# before it may still take ~1.5 s (botocore's per-call timeouts and attempts,
+# iotauth.store), so a decision spends at most ~4 s on the store however many calls lost
+# races would need; with a cold start (~0.3 s of runtime init and imports; the DynamoDB
+# client is created inside the first call, i.e. inside the deadline) that stays below IoT
+# Core's 5 s with room for the invoke itself.
+STORE_DEADLINE_SECONDS = 2.5
+_MAX_STORE_DEADLINE_SECONDS = 4.5
 
 
 def _clamp(value: int) -> int:
@@ -83,10 +100,15 @@ class Settings:
     aliyun_max_skew_seconds: int = 900
     disconnect_after_seconds: int = 86400
     refresh_after_seconds: int = 300
+    # Internal, not an environment setting: see STORE_DEADLINE_SECONDS.
+    store_deadline_seconds: float = STORE_DEADLINE_SECONDS
 
     def __post_init__(self) -> None:
         if not self.table:
             raise ValueError("IOTAUTH_TABLE is required")
+        deadline = self.store_deadline_seconds
+        if not (math.isfinite(deadline) and 0 < deadline <= _MAX_STORE_DEADLINE_SECONDS):
+            raise ValueError(f"the store deadline must be 0-{_MAX_STORE_DEADLINE_SECONDS} s")
         if not 1 <= self.aliyun_max_skew_seconds <= 86400:
             raise ValueError("IOTAUTH_ALIYUN_MAX_SKEW_SECONDS must be 1-86400")
         for value in (self.disconnect_after_seconds, self.refresh_after_seconds):
@@ -199,6 +221,37 @@ def _aliyun_timestamp_ok(timestamp: str, now: float, max_skew: int) -> bool:
     return abs(now - seconds) <= max_skew
 
 
+class _StoreTimeout(StoreError):
+    """The decision's store deadline passed before a store call (internal)."""
+
+
+class _DeadlineStore:
+    """The store, refusing to start a call once the decision's deadline has passed."""
+
+    __slots__ = ("_clock", "_deadline", "_store")
+
+    def __init__(self, store: CredentialStore, deadline: float, clock: Callable[[], float]) -> None:
+        self._store, self._deadline, self._clock = store, deadline, clock
+
+    def _check(self) -> None:
+        if self._clock() >= self._deadline:
+            raise _StoreTimeout("store deadline passed")
+
+    def lookup(self, username: str) -> Lookup:
+        self._check()
+        return self._store.lookup(username)
+
+    def save_lockout(
+        self, username: str, state: LockoutState, policy: LockoutPolicy, previous_version: int
+    ) -> bool:
+        self._check()
+        return self._store.save_lockout(username, state, policy, previous_version)
+
+    def clear_lockout(self, username: str) -> None:
+        self._check()
+        self._store.clear_lockout(username)
+
+
 def _record_failure(
     store: CredentialStore,
     username: str,
@@ -227,8 +280,14 @@ def authenticate(
     now: float,
     settings: Settings,
     arn: ArnContext,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> Decision:
-    """Decide one connection attempt. Raises only on programming errors; store errors deny."""
+    """Decide one connection attempt. Raises only on programming errors; store errors deny.
+
+    ``now`` is the wall clock (timestamps, lockout); ``monotonic`` times the store deadline
+    (``settings.store_deadline_seconds`` from this call), checked before every store call.
+    """
+    deadline = monotonic() + settings.store_deadline_seconds
     if request.problem is not None:
         return _deny("malformed")
     username, password, client_id = request.username, request.password, request.client_id
@@ -244,8 +303,11 @@ def authenticate(
         if aliyun_id is None or aliyun_id.securemode not in _SECUREMODES:
             return _deny("malformed-client-id")
 
+    timed = _DeadlineStore(store, deadline, monotonic)
     try:
-        return _decide(request, store, now, settings, arn, aliyun_id)
+        return _decide(request, timed, now, settings, arn, aliyun_id)
+    except _StoreTimeout:
+        return _deny("store-timeout")
     except StoreError:
         return _deny("store-error")
 

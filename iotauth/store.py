@@ -9,8 +9,10 @@ DynamoDB calls have explicit timeouts and few retries so that a slow, throttled 
 unreachable table makes the authorizer deny well inside IoT's 5-second budget: connect
 0.5 s, read 0.7 s, two attempts in botocore's ``standard`` mode (DynamoDB's non-throttling
 backoff is 25 ms, throttling backoff at most 1 s), so one failing call ends in ≤ ~1.5 s.
-The authorizer stops at the first store error. botocore is imported only when a client
-is first needed (cold-start cost), and the client is created once per store.
+The authorizer stops at the first store error, and starts no store call later than 2.5 s
+into a decision (:mod:`iotauth.authenticate`), so several slow calls cannot add up either.
+botocore is imported only when a client is first needed (cold-start cost), and the client
+is created once per store.
 """
 
 from __future__ import annotations

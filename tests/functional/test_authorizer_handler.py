@@ -184,6 +184,54 @@ def test_unreachable_store_denies_quickly(
     print(f"unreachable store denied in {elapsed:.3f} s")
 
 
+class _SlowTable(DynamoDBStore):
+    """The moto table, each authorizer call taking ``delay`` s of a fake monotonic clock, and
+    every counter write losing a race (another request keeps writing first)."""
+
+    def __init__(self, table: str, delay: float) -> None:
+        super().__init__(table)
+        self.delay = delay
+        self.clock = 0.0
+        self.calls = 0
+
+    def _slow(self) -> None:
+        self.calls += 1
+        self.clock += self.delay
+
+    def lookup(self, username: str) -> Any:
+        self._slow()
+        return super().lookup(username)
+
+    def save_lockout(self, *args: Any) -> bool:
+        self._slow()
+        return False
+
+    def clear_lockout(self, username: str) -> None:
+        self._slow()
+        super().clear_lockout(username)
+
+
+def test_slow_store_is_denied_at_the_deadline(
+    authorizer: Any,
+    dynamodb_table: str,
+    lambda_context: FakeLambdaContext,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Slow answers and lost races: denied with ``store-timeout`` at the deadline (2.5 s)."""
+    table = _SlowTable(dynamodb_table, 1.4)
+    authorizer._container.update(settings=authorizer.Settings(table=dynamodb_table), store=table)
+    monkeypatch.setattr(authorizer, "_monotonic", lambda: table.clock)
+    capsys.readouterr()
+    event = connect_event("demo-device", "a chosen guess", "demo-device")
+    assert authorizer.lambda_handler(event, lambda_context) == {"isAuthenticated": False}
+    assert table.calls == 2  # the re-read after the lost race would start at 2.8 s
+    blobs = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
+    ]
+    assert any(b.get("reason") == "store-timeout" and "_aws" in b for b in blobs)
+
+
 def test_metrics_by_reason(
     invoke: Callable[[dict[str, Any]], dict[str, Any]],
     events: Any,
