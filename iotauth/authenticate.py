@@ -47,6 +47,19 @@ milliseconds would be before 1970-04-27) and a longer one as milliseconds. Only 
 (``IOTAUTH_ALIYUN_MAX_SKEW_SECONDS``, 900 by default), so a captured Aliyun password is a
 bearer credential until its timestamp is that far in the past: the scheme signs nothing
 that is specific to one connection. TLS keeps it from being captured on the wire.
+
+Aliyun sessions and refresh: every ``refreshAfterInSeconds`` IoT Core calls the authorizer
+again for a live connection, with the credentials of its original CONNECT. A timestamped
+Aliyun password is stale once the skew window has passed, so a refresh would deny and
+drop a healthy device. For those time-limited credentials the answer's
+``refreshAfterInSeconds`` is therefore its ``disconnectAfterInSeconds``: the session is
+never refreshed with stale credentials; it ends at disconnect time and the device (whose
+SDK reconnects by itself) signs a fresh timestamp. The price is that disabling or removing
+such a device, or changing its grants, takes effect only when its session ends, so the
+session is kept short: ``disconnectAfterInSeconds`` is the record's (300–86400) or else one
+hour (``ALIYUN_TIMED_DISCONNECT_SECONDS``, or the deployment's default if that is shorter);
+a record's ``refreshAfterInSeconds`` does not apply. Aliyun identities allowed to connect
+without a timestamp, and all password identities, are refreshed as usual.
 """
 
 from __future__ import annotations
@@ -86,6 +99,9 @@ _SAVE_ATTEMPTS = 3
 # client is created inside the first call, i.e. inside the deadline) that stays below IoT
 # Core's 5 s with room for the invoke itself.
 STORE_DEADLINE_SECONDS = 2.5
+# How long a session on time-limited (timestamped Aliyun) credentials lasts unless its
+# record says otherwise; revocation takes effect at the latest then (module notes).
+ALIYUN_TIMED_DISCONNECT_SECONDS = 3600
 _MAX_STORE_DEADLINE_SECONDS = 4.5
 
 
@@ -374,8 +390,15 @@ def _decide(  # noqa: PLR0917 — private; called once, positionally
         return _deny("policy-too-large", known)
     except InvalidName:  # a stored grant that is no longer valid
         return _deny("invalid-record", known)
-    disconnect = record.disconnect_after or settings.disconnect_after_seconds
-    refresh = record.refresh_after or settings.refresh_after_seconds
+    if aliyun_id is not None and aliyun_id.timestamp is not None:
+        # Time-limited credentials: never refreshed (see the module notes).
+        disconnect = record.disconnect_after or min(
+            ALIYUN_TIMED_DISCONNECT_SECONDS, settings.disconnect_after_seconds
+        )
+        refresh = disconnect
+    else:
+        disconnect = record.disconnect_after or settings.disconnect_after_seconds
+        refresh = record.refresh_after or settings.refresh_after_seconds
     return Decision(
         allowed=True,
         reason="allowed",

@@ -105,6 +105,16 @@ def test_aliyun_fixture_is_stale_at_real_time(
     assert invoke(events("authorizer/aliyun-signed")) == {"isAuthenticated": False}
 
 
+def test_aliyun_fixture_session_is_never_refreshed(
+    invoke: Callable[[dict[str, Any]], dict[str, Any]], events: Any
+) -> None:
+    """A timestamped Aliyun session ends (one hour) instead of being refreshed with stale
+    credentials."""
+    response = invoke(events("authorizer/aliyun-signed"))
+    assert response["isAuthenticated"] is True
+    assert response["refreshAfterInSeconds"] == response["disconnectAfterInSeconds"] == 3600
+
+
 def test_lockout_in_dynamodb(
     invoke: Callable[[dict[str, Any]], dict[str, Any]], events: Any, dynamodb_table: str
 ) -> None:

@@ -346,3 +346,41 @@ def test_unknown_names_are_not_carried_for_logging(store: MemoryStore) -> None:
     # A generated secret pasted into the username field never reaches the store.
     decision = decide(store, connect_event(secret, secret, "alice"))
     assert decision.reason == "malformed-username" and decision.username is None
+
+
+# -- Aliyun sessions: time-limited credentials are never replayed on a refresh --------------
+
+
+def test_aliyun_timestamped_refresh_is_the_disconnect(store: MemoryStore) -> None:
+    """IoT Core refreshes with the original CONNECT's credentials, whose timestamp is stale
+    after the skew window: a timestamped Aliyun session is never refreshed, it ends (and the
+    device reconnects with a fresh timestamp) at disconnect time, one hour by default."""
+    add_aliyun_identity(store, "sensor1", "pk1", "s3cret")
+    response = decide(store, aliyun_event("sensor1", "pk1", "s3cret")).response()
+    assert response["disconnectAfterInSeconds"] == 3600
+    assert response["refreshAfterInSeconds"] == 3600
+    seconds = decide(store, aliyun_event("sensor1", "pk1", "s3cret", timestamp=str(NOW)))
+    assert (seconds.disconnect_after, seconds.refresh_after) == (3600, 3600)
+
+
+def test_aliyun_timestamped_record_durations(store: MemoryStore) -> None:
+    add_aliyun_identity(store, "sensor1", "pk1", "s3cret", disconnect_after=7200, refresh_after=600)
+    add_aliyun_identity(store, "sensor2", "pk1", "s3cret", refresh_after=600)
+    one = decide(store, aliyun_event("sensor1", "pk1", "s3cret"))
+    assert (one.disconnect_after, one.refresh_after) == (7200, 7200)
+    two = decide(store, aliyun_event("sensor2", "pk1", "s3cret"))
+    assert (two.disconnect_after, two.refresh_after) == (3600, 3600)
+
+
+def test_aliyun_timestamped_honours_a_shorter_deployment_default(store: MemoryStore) -> None:
+    add_aliyun_identity(store, "sensor1", "pk1", "s3cret")
+    short = replace(SETTINGS, disconnect_after_seconds=1800)
+    decision = decide(store, aliyun_event("sensor1", "pk1", "s3cret"), settings=short)
+    assert (decision.disconnect_after, decision.refresh_after) == (1800, 1800)
+
+
+def test_aliyun_without_timestamp_refreshes_as_usual(store: MemoryStore) -> None:
+    """Credentials without a timestamp do not expire: the usual refresh re-checks them."""
+    add_aliyun_identity(store, "sensor2", "pk1", "s3cret", allow_no_timestamp=True)
+    decision = decide(store, aliyun_event("sensor2", "pk1", "s3cret", timestamp=None))
+    assert (decision.disconnect_after, decision.refresh_after) == (86400, 300)
