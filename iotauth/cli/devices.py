@@ -113,7 +113,13 @@ def _grant_args(parser: argparse.ArgumentParser, *, client_id_help: str) -> None
         help="extra subscribe (and receive) grant, e.g. a broadcast topic",
     )
     parser.add_argument("--disconnect-after", type=int, metavar="SECONDS", help="300-86400")
-    parser.add_argument("--refresh-after", type=int, metavar="SECONDS", help="300-86400")
+    parser.add_argument(
+        "--refresh-after",
+        type=int,
+        metavar="SECONDS",
+        help="300-86400 (Aliyun devices that sign a timestamp are never refreshed: "
+        "their sessions end at --disconnect-after, 3600 by default)",
+    )
 
 
 # -- commands ------------------------------------------------------------------------------
