@@ -52,7 +52,7 @@ validate: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(BIN)/cfn-lint template.yaml
 
 build: $(VENV)/.installed $(SAM_VENV)/.installed
-	$(SAM) build --cached
+	$(SAM) build
 
 pytest: $(VENV)/.installed browser-deps $(LAMBDA_RUNTIME)/.installed
 	$(BIN)/python -m pytest
