@@ -10,15 +10,12 @@ and a generated secret is printed once, alone on stdout.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
-import importlib.util
 import json
 import os
 import sys
 import time
-import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -268,50 +265,6 @@ def cmd_remove(args: argparse.Namespace) -> int:
 # -- authorize: the local handler, as `aws iot test-invoke-authorizer` runs a deployed one --
 
 
-@dataclass
-class _LocalContext:
-    invoked_function_arn: str
-    function_name: str = "iotauth-authorizer-local"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 512
-    aws_request_id: str = ""
-    log_group_name: str = "local"
-    log_stream_name: str = "local"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 5000
-
-
-def _load_handler() -> Any:
-    path = REPO_ROOT / "authorizer" / "app.py"
-    if not path.is_file():
-        raise CommandError(f"{path} not found: run `iotauth authorize` from a source checkout")
-    spec = importlib.util.spec_from_file_location("_iotauth_cli_authorizer_app", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.lambda_handler
-
-
-def authorize_event(
-    username: str, password: bytes, client_id: str | None, authorizer_name: str | None
-) -> dict[str, Any]:
-    """The event IoT Core sends for an MQTT-over-TLS CONNECT with these credentials."""
-    suffix = f"?x-amz-customauthorizer-name={authorizer_name}" if authorizer_name else ""
-    mqtt = {
-        "username": username + suffix,
-        "password": base64.b64encode(password).decode("ascii"),
-    }
-    if client_id:
-        mqtt["clientId"] = client_id
-    return {
-        "protocols": ["tls", "mqtt"],
-        "signatureVerified": False,
-        "protocolData": {"tls": {"serverName": "local.iotauth"}, "mqtt": mqtt},
-        "connectionMetadata": {"id": str(uuid.uuid4())},
-    }
-
-
 def cmd_authorize(args: argparse.Namespace) -> int:
     table = args.table or os.environ.get("IOTAUTH_TABLE", "")
     if not table:
@@ -322,19 +275,33 @@ def cmd_authorize(args: argparse.Namespace) -> int:
     region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if args.region:
         os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = args.region
-    context = _LocalContext(
-        invoked_function_arn=(
-            f"arn:aws:lambda:{region or 'us-east-1'}:000000000000:function:iotauth-authorizer-local"
-        ),
-        aws_request_id=str(uuid.uuid4()),
+    from iotauth.local.iot_events import ConnectionInfo, authorizer_event  # noqa: PLC0415
+    from iotauth.local.lambda_host import (  # noqa: PLC0415
+        LambdaContext,
+        function_arn,
+        load_handler_module,
     )
-    client_id = args.client_id if args.client_id is not None else args.username
-    event = authorize_event(
-        args.username, args.password.encode("utf-8"), client_id, args.authorizer_name
+
+    context = LambdaContext(
+        "iotauth-authorizer-local",
+        function_arn(
+            "iotauth-authorizer-local", region=region or "us-east-1", account="000000000000"
+        ),
+    )
+    suffix = f"?x-amz-customauthorizer-name={args.authorizer_name}" if args.authorizer_name else ""
+    # The event IoT Core sends for an MQTT-over-TLS CONNECT with these credentials.
+    event = authorizer_event(
+        ConnectionInfo("tls", server_name="local.iotauth"),
+        username=args.username + suffix,
+        password=args.password.encode("utf-8"),
+        client_id=args.client_id if args.client_id is not None else args.username,
     )
     # The handler's logs and metrics go to stderr; stdout carries only the response.
     with contextlib.redirect_stdout(sys.stderr):
-        handler = _load_handler()
+        try:
+            handler = load_handler_module("authorizer", prefix="_iotauth_cli").lambda_handler
+        except FileNotFoundError as exc:
+            raise CommandError(str(exc)) from None
         response = handler(event, context)
     print(json.dumps(response, indent=2))
     return 0 if response.get("isAuthenticated") is True else 1

@@ -45,7 +45,6 @@ import contextlib
 import datetime as dt
 import errno
 import hmac
-import importlib.util
 import json
 import logging
 import mimetypes
@@ -59,7 +58,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -71,6 +70,7 @@ from iotauth.local import LocalPorts, PortInUse
 from iotauth.local.certs import generate_certificates
 from iotauth.local.gateway import GatewayConfig, LocalGateway
 from iotauth.local.iot_events import AUTHORIZER_NAME_PARAMETER
+from iotauth.local.lambda_host import REPO_ROOT, LambdaContext, function_arn, load_handler_module
 from iotauth.local.template import Template, TemplateError
 from iotauth.scoping import ArnContext
 
@@ -78,7 +78,6 @@ __all__ = ["LocalPorts", "LocalStack", "PortInUse", "StackInfo", "TemplateError"
 
 log = logging.getLogger("iotauth.local")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
@@ -249,43 +248,6 @@ class _IssuedCredentials:
 
 
 # --- the handlers -----------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _LambdaContext:
-    """Enough of a Lambda context for Powertools and the handlers."""
-
-    function_name: str
-    invoked_function_arn: str
-    memory_limit_in_mb: int = 256
-    function_version: str = "$LATEST"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    log_group_name: str = "/aws/lambda/local"
-    log_stream_name: str = "local"
-    timeout_seconds: float = 5.0
-    _started: float = field(default_factory=time.monotonic)
-
-    def get_remaining_time_in_millis(self) -> int:
-        left = self.timeout_seconds - (time.monotonic() - self._started)
-        return max(0, int(left * 1000))
-
-
-def _function_arn(name: str) -> str:
-    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
-
-
-def _load_handler(folder: str) -> ModuleType:
-    """``<repo>/<folder>/app.py`` (with its ``lambda_handler``), loaded as a private copy."""
-    path = REPO_ROOT / folder / "app.py"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run the local stack from a source checkout")
-    spec = importlib.util.spec_from_file_location(f"_iotauth_local_{folder}_app", path)
-    assert spec is not None and spec.loader is not None
-    module: ModuleType = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not callable(getattr(module, "lambda_handler", None)):
-        raise FileNotFoundError(f"{path} has no lambda_handler")
-    return module
 
 
 def _redirect_logs(module: ModuleType, stream: TextIO) -> Callable[[], None]:
@@ -733,7 +695,7 @@ class LocalStack:
         return devices, str(role["Role"]["Arn"])
 
     def _handler(self, folder: str) -> Callable[[Any, Any], Any]:
-        module = _load_handler(folder)
+        module = load_handler_module(folder)
         if self.handler_logs is not None:
             self._cleanup.append(_redirect_logs(module, self.handler_logs))
         handler: Callable[[Any, Any], Any] = module.lambda_handler
@@ -765,14 +727,18 @@ class LocalStack:
 
     def _call_authorizer(self, event: dict[str, Any]) -> Any:
         assert self._authorizer is not None
-        context = _LambdaContext(AUTHORIZER_FUNCTION, _function_arn(AUTHORIZER_FUNCTION))
+        context = LambdaContext(
+            AUTHORIZER_FUNCTION, function_arn(AUTHORIZER_FUNCTION, region=REGION, account=ACCOUNT)
+        )
         return self._authorizer(event, context)
 
     def call_signer(self, event: dict[str, Any]) -> dict[str, Any]:
         if self._signer is None:
             return {"statusCode": 503, "body": '{"message":"signer not available"}'}
-        context = _LambdaContext(
-            SIGNER_FUNCTION, _function_arn(SIGNER_FUNCTION), timeout_seconds=10
+        context = LambdaContext(
+            SIGNER_FUNCTION,
+            function_arn(SIGNER_FUNCTION, region=REGION, account=ACCOUNT),
+            timeout_seconds=10,
         )
         response: dict[str, Any] = self._signer(event, context)
         return response

@@ -30,7 +30,8 @@ from iotauth import aliyun
 from iotauth.authenticate import ALIYUN_TIMED_DISCONNECT_SECONDS, Settings
 from iotauth.local.certs import generate_certificates
 from iotauth.local.gateway import GatewayConfig, GatewayPorts, LocalGateway
-from iotauth.local.stack import StackInfo, _load_handler
+from iotauth.local.lambda_host import load_handler_module
+from iotauth.local.stack import StackInfo
 from iotauth.records import IdentityRecord
 from iotauth.scoping import ArnContext
 from iotauth.store import DynamoDBStore
@@ -147,7 +148,7 @@ class Timed:
 def timed(stack: StackInfo) -> Iterator[Timed]:
     clock = MovedClock()
     context = FakeLambdaContext()
-    app = _load_handler("authorizer")  # a private copy of the real handler
+    app = load_handler_module("authorizer")  # a private copy of the real handler
     app._clock = clock
     # The stack's environment (IOTAUTH_* from the template) and its moto table.
     app._container.update(settings=Settings.from_env(), store=_table(stack))
