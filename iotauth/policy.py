@@ -1,15 +1,27 @@
 """An evaluator of AWS IoT Core policy semantics.
 
 Used by the local gateway to enforce what the authorizer returns, and by the tests to
-prove what a policy allows. Semantics (AWS IoT developer guide, iot-action-resources,
-pub-sub-policy, basic-policy-variables):
+prove what a policy allows. Semantics (AWS IoT developer guide: iot-action-resources,
+pub-sub-policy, iot-policy-variables, basic-policy-variables; IAM user guide: policy
+Version, policy variables):
 
 - nothing is allowed unless a statement allows it; an explicit Deny always wins;
 - actions and resources match with IAM wildcards: ``*`` any run of characters (``/``
   included), ``?`` exactly one; actions case-insensitively, resources case-sensitively;
 - MQTT ``+`` and ``#`` are literal characters in a policy;
-- policy variables (``${iot:ClientId}`` …) are substituted from the connection; a
-  statement whose variable has no value does not match.
+- only a document with ``"Version": "2012-10-17"`` has policy variables. There,
+  ``${iot:ClientId}`` … are replaced by the connection's values *before* matching, so a
+  ``*`` or ``?`` inside a value (a client may connect as ``*``) is a wildcard, exactly as
+  if written in the policy: that is how ``client/${iot:ClientId}``-style grants widen
+  (REFERENCE §4), and a stand-in that read it literally would hide the attack. A statement
+  whose variable has no value does not match. ``$(*)``, ``$(?)``, ``$($)`` (IoT's spelling)
+  and ``${*}``, ``${?}``, ``${$}`` (IAM's) are the literal characters. Without that Version
+  (absent, or ``2008-10-17``) ``${…}`` and ``$(…)`` are plain text, as IAM documents; any
+  other Version makes the document grant nothing;
+- matching never backtracks: a pattern is split at its ``*``; the pieces are found in
+  order, each at its leftmost place (``str.find`` when it has no ``?``), which is exact for
+  these wildcards and costs at most O(len(pattern) x len(resource)) — a grant with many
+  ``*`` cannot stall the gateway's event loop (``make bench`` shows one).
 
 It fails closed: a statement it does not understand (``Condition``, ``NotAction``,
 ``NotResource``, an unknown effect) never allows anything, and a Deny of that kind is
@@ -28,7 +40,15 @@ from typing import Any
 
 __all__ = ["Decision", "PolicySet", "evaluate"]
 
-_VARIABLE = re.compile(r"\$\{([^}]*)\}")
+#: The policy language version that has variables; the only other one IAM accepts.
+VARIABLES_VERSION = "2012-10-17"
+_PLAIN_VERSION = "2008-10-17"
+
+_STAR = 0  # pattern token: any run of characters
+_ONE = 1  # pattern token: exactly one character
+_Token = int | str  # _STAR, _ONE, or one literal character
+_VARIABLE = re.compile(r"\$\{([^}]*)\}|\$\(([*?$])\)")
+_ESCAPES = {"*", "?", "$"}
 
 
 class Decision(Enum):
@@ -40,10 +60,99 @@ class Decision(Enum):
         return self is Decision.ALLOW
 
 
+# --- wildcard matching ------------------------------------------------------------------
+
+
+def _glob_tokens(text: str) -> list[_Token]:
+    """``text`` read as a pattern: ``*`` and ``?`` are wildcards, the rest literal."""
+    return [_STAR if c == "*" else _ONE if c == "?" else c for c in text]
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """A run of the pattern between two ``*``: literal characters and ``?``."""
+
+    text: str  # the literal characters, with any character where the pattern has '?'
+    wild: tuple[bool, ...]  # True where the pattern has '?'
+    search: re.Pattern[str] | None  # for pieces with a '?': a quantifier-free regex
+
+    def matches_at(self, subject: str, position: int) -> bool:
+        if position + len(self.text) > len(subject):
+            return False
+        if self.search is None:
+            return subject.startswith(self.text, position)
+        return self.search.match(subject, position) is not None
+
+    def find(self, subject: str, start: int, end: int) -> int:
+        """Leftmost position in [start, end - len) where the piece matches, else -1."""
+        if self.search is None:
+            return subject.find(self.text, start, end)
+        # No quantifier: the regex engine tries each start once (no backtracking).
+        found = self.search.search(subject, start, end)
+        return -1 if found is None else found.start()
+
+
+def _piece(tokens: Sequence[_Token]) -> _Piece:
+    text = "".join("?" if t == _ONE else str(t) for t in tokens)
+    wild = tuple(t == _ONE for t in tokens)
+    search = None
+    if any(wild):
+        search = re.compile(
+            "".join("." if w else re.escape(c) for c, w in zip(text, wild, strict=True)),
+            re.DOTALL,
+        )
+    return _Piece(text, wild, search)
+
+
+@dataclass(frozen=True, slots=True)
+class _Glob:
+    """A compiled IAM wildcard pattern."""
+
+    pieces: tuple[_Piece, ...]  # split at '*'
+    anchored: bool  # no '*' at all: the one piece is the whole subject
+
+    @classmethod
+    def compile(cls, tokens: Sequence[_Token]) -> _Glob:
+        pieces: list[list[_Token]] = [[]]
+        for token in tokens:
+            if token == _STAR:
+                pieces.append([])
+            else:
+                pieces[-1].append(token)
+        return cls(tuple(_piece(p) for p in pieces), len(pieces) == 1)
+
+    def matches(self, subject: str) -> bool:
+        first, last = self.pieces[0], self.pieces[-1]
+        if self.anchored:
+            return len(subject) == len(first.text) and first.matches_at(subject, 0)
+        if len(first.text) + len(last.text) > len(subject):
+            return False
+        if not first.matches_at(subject, 0):
+            return False
+        tail = len(subject) - len(last.text)
+        if not last.matches_at(subject, tail):
+            return False
+        # Middle pieces, leftmost first: taking each as early as possible never loses a
+        # match, because a '*' on either side absorbs whatever lies between.
+        position = len(first.text)
+        for piece in self.pieces[1:-1]:
+            found = piece.find(subject, position, tail)
+            if found < 0:
+                return False
+            position = found + len(piece.text)
+        return True
+
+
 @lru_cache(maxsize=4096)
-def _wildcard(pattern: str, case_insensitive: bool) -> re.Pattern[str]:
-    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.compile("".join(parts), re.IGNORECASE | re.DOTALL if case_insensitive else re.DOTALL)
+def _compiled(pattern: str) -> _Glob:
+    return _Glob.compile(_glob_tokens(pattern))
+
+
+def _action_matches(pattern: str, action: str) -> bool:
+    return _compiled(pattern.lower()).matches(action.lower())
+
+
+# --- resources: variables and escapes ---------------------------------------------------
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -54,38 +163,39 @@ def _as_list(value: Any) -> list[Any]:
     return []
 
 
-def _substitute(pattern: str, variables: Mapping[str, str]) -> str | None:
-    missing = False
-
-    def replace(match: re.Match[str]) -> str:
-        nonlocal missing
-        name = match.group(1)
-        if name in {"*", "?", "$"}:  # IAM's escapes for literal wildcard characters
-            return {"*": "\x00star", "?": "\x00qm", "$": "\x00dollar"}[name]
+def _substituted(pattern: str, variables: Mapping[str, str]) -> list[_Token] | None:
+    """``pattern`` with its variables replaced (Version 2012-10-17); None if one has no value."""
+    tokens: list[_Token] = []
+    position = 0
+    for match in _VARIABLE.finditer(pattern):
+        tokens.extend(_glob_tokens(pattern[position : match.start()]))
+        position = match.end()
+        name = match.group(1) if match.group(2) is None else match.group(2)
+        if match.group(2) is not None or name in _ESCAPES:
+            tokens.append(name)  # $(*) / ${*}: the literal character
+            continue
         value = variables.get(name)
         if value is None:
-            missing = True
-            return ""
-        # A substituted value is literal text: escape its wildcards.
-        return value.replace("*", "\x00star").replace("?", "\x00qm")
-
-    result = _VARIABLE.sub(replace, pattern)
-    return None if missing else result
+            return None
+        # Substituted text, then matched: its '*' and '?' are wildcards, as IoT reads them.
+        tokens.extend(_glob_tokens(value))
+    tokens.extend(_glob_tokens(pattern[position:]))
+    return tokens
 
 
-def _resource_matches(pattern: str, resource: str, variables: Mapping[str, str]) -> bool:
-    substituted = _substitute(pattern, variables) if "${" in pattern else pattern
-    if substituted is None:
-        return False
-    if "\x00" in substituted:
-        # Literal '*', '?', '$' from escapes or variable values: match piecewise.
-        tokens = re.split(r"(\x00star|\x00qm|\x00dollar)", substituted)
-        literal = {"\x00star": "*", "\x00qm": "?", "\x00dollar": "$"}
-        regex = "".join(
-            re.escape(literal[t]) if t in literal else _wildcard(t, False).pattern for t in tokens
-        )
-        return re.fullmatch(regex, resource, re.DOTALL) is not None
-    return _wildcard(substituted, False).fullmatch(resource) is not None
+@lru_cache(maxsize=4096)
+def _compiled_with(pattern: str, values: tuple[tuple[str, str], ...]) -> _Glob | None:
+    tokens = _substituted(pattern, dict(values))
+    return None if tokens is None else _Glob.compile(tokens)
+
+
+def _resource_matches(
+    pattern: str, resource: str, variables: Mapping[str, str], with_variables: bool
+) -> bool:
+    if not with_variables or "$" not in pattern:
+        return _compiled(pattern).matches(resource)
+    glob = _compiled_with(pattern, tuple(sorted(variables.items())))
+    return glob is not None and glob.matches(resource)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +204,10 @@ class _Statement:
     actions: tuple[str, ...]
     resources: tuple[str, ...]
     understood: bool
+    with_variables: bool = False  # the document says "Version": "2012-10-17"
 
 
-def _parse_statement(raw: Any) -> _Statement:
+def _parse_statement(raw: Any, with_variables: bool) -> _Statement:
     if not isinstance(raw, dict):
         return _Statement("", (), (), False)
     effect = raw.get("Effect")
@@ -108,7 +219,9 @@ def _parse_statement(raw: Any) -> _Statement:
         and bool(actions)
         and bool(resources)
     )
-    return _Statement(effect if isinstance(effect, str) else "", actions, resources, understood)
+    return _Statement(
+        effect if isinstance(effect, str) else "", actions, resources, understood, with_variables
+    )
 
 
 class PolicySet:
@@ -124,9 +237,13 @@ class PolicySet:
                 continue
             if not isinstance(parsed, Mapping):
                 continue
+            version = parsed.get("Version", _PLAIN_VERSION)
+            if version not in {VARIABLES_VERSION, _PLAIN_VERSION}:
+                # IAM refuses a document in a language it does not know: it grants nothing.
+                continue
             raw = parsed.get("Statement")
             for item in raw if isinstance(raw, list) else [raw]:
-                statements.append(_parse_statement(item))
+                statements.append(_parse_statement(item, version == VARIABLES_VERSION))
         self._statements = tuple(statements)
 
     def evaluate(
@@ -137,14 +254,16 @@ class PolicySet:
         for st in self._statements:
             if st.effect == "Deny" and not st.understood:
                 # A Deny we cannot read fully is taken at its widest.
-                if not st.actions or any(_wildcard(a, True).fullmatch(action) for a in st.actions):
+                if not st.actions or any(_action_matches(a, action) for a in st.actions):
                     return Decision.EXPLICIT_DENY
                 continue
             if not st.understood:
                 continue
-            if not any(_wildcard(a, True).fullmatch(action) for a in st.actions):
+            if not any(_action_matches(a, action) for a in st.actions):
                 continue
-            if not any(_resource_matches(r, resource, variables) for r in st.resources):
+            if not any(
+                _resource_matches(r, resource, variables, st.with_variables) for r in st.resources
+            ):
                 continue
             if st.effect == "Deny":
                 return Decision.EXPLICIT_DENY
