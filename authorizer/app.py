@@ -6,8 +6,12 @@ response. Logs are keyed by ``connectionMetadata.id`` and hold the decision and 
 only: never the event, a password or a secret. Metrics (namespace ``iotauth``): ``Allowed``,
 ``Denied`` and ``DeniedByReason`` (dimension ``reason``).
 
-The AWS SDK is imported when the first request needs the table, not at import time; there is no
-Tracer (it would import the X-Ray SDK, ~600 ms of cold start).
+Per-container work happens at import, i.e. in Lambda's init phase (which SnapStart and
+provisioned concurrency capture): settings are read and the DynamoDB client is built then
+(:meth:`~iotauth.store.DynamoDBStore.for_lambda`, a standard-library client: no AWS SDK is
+imported). A misconfiguration does not crash the import, which would fail every invoke with
+an init error: it is logged once and each request is denied with reason ``config-error``.
+There is no Tracer (it would import the X-Ray SDK, ~600 ms of cold start).
 """
 
 from __future__ import annotations
@@ -26,24 +30,32 @@ from iotauth.scoping import ArnContext
 from iotauth.store import CredentialStore, DynamoDBStore
 
 logger = Logger(service="iotauth-authorizer")
-# The SDK's debug logs hold request bodies, i.e. usernames that may be mistyped passwords:
-# whatever level the function is given, they stay off.
+# An SDK's debug logs hold request bodies, i.e. usernames that may be mistyped passwords:
+# whatever level the function is given, they stay off (should boto3 ever be loaded).
 for _name in ("boto3", "botocore", "urllib3"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 metrics = Metrics(namespace="iotauth", service="authorizer")
 
-# One per container: settings are read and the DynamoDB client is created on first use.
+# One per container, built at import (below); tests replace it with {} for a cold start.
 _container: dict[str, Any] = {}
 _clock = time.time  # replaced by tests that need a fixed time
 _monotonic = time.monotonic  # the store deadline's clock; replaced by tests
 
 
 def _settings_and_store() -> tuple[Settings, CredentialStore]:
+    """The container's settings and store; raises ValueError (no secret in it) when the
+    function is misconfigured. Cheap: no network, so retrying it per request costs nothing."""
     if "store" not in _container:
         settings = Settings.from_env()
-        _container["settings"] = settings
-        _container["store"] = DynamoDBStore(settings.table)
+        store = DynamoDBStore.for_lambda(settings.table)
+        _container.update(settings=settings, store=store)
     return _container["settings"], _container["store"]
+
+
+try:
+    _settings_and_store()
+except ValueError as _exc:
+    logger.error("authorizer misconfigured", extra={"error": str(_exc)})
 
 
 def _decide(event: Any, context: LambdaContext) -> Decision:

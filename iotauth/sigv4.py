@@ -9,6 +9,9 @@ AWS IoT's flavour of SigV4 query signing:
 - ``X-Amz-Security-Token`` is **not** signed: it is appended after ``X-Amz-Signature``.
   Generic SigV4 signs it, and IoT rejects such a URL.
 
+:func:`sign_request_headers` is SigV4 header signing for AWS API calls (the authorizer's
+DynamoDB client, :mod:`iotauth.aws_json`); it shares the signing-key cache.
+
 Only the standard library is imported here (a browser's URL is minted on every reconnect, so
 import cost and per-URL cost both matter). The signing key is cached per (secret, date,
 region) and the credential and token encodings per credential set, so a signer serving many
@@ -39,6 +42,7 @@ __all__ = [
     "credential_scope",
     "presign_mqtt_url",
     "presign_mqtt_url_for_session",
+    "sign_request_headers",
     "signing_key",
     "string_to_sign",
     "verify_presigned_url",
@@ -100,6 +104,58 @@ def signing_key(secret_key: str, date: str, region: str, service: str = SERVICE)
 
 def _signature(key: bytes, to_sign: str) -> str:
     return hmac.digest(key, to_sign.encode("utf-8"), "sha256").hex()
+
+
+_UNSIGNED_HEADERS = frozenset({"user-agent", "content-length", "connection", "expect"})
+
+
+def sign_request_headers(  # noqa: PLR0917 - positional mirrors the canonical request
+    method: str,
+    host: str,
+    path: str,
+    query: str,
+    headers: dict[str, str],
+    body: bytes,
+    service: str,
+    region: str,
+    access_key: str,
+    secret_key: str,
+    session_token: str | None,
+    amz_date: str,
+) -> dict[str, str]:
+    """The headers that sign a request with SigV4 (``Authorization`` scheme).
+
+    ``headers`` are the request's own headers (``Content-Type``, ``X-Amz-Target`` …); every
+    one of them is signed except ``User-Agent``, ``Content-Length``, ``Connection`` and
+    ``Expect``, together with ``host`` (as the request sends it: with a non-default port),
+    ``x-amz-date`` and, with a session token, ``x-amz-security-token`` (generic SigV4 signs
+    it, unlike IoT's presigned URLs). ``path`` is already URI-encoded; ``query`` is the
+    canonical query string (:func:`canonical_query_string`, empty for POST APIs).
+    ``amz_date`` is ``YYYYMMDDTHHMMSSZ``. Returns ``X-Amz-Date``, ``X-Amz-Security-Token``
+    (when given) and ``Authorization`` for the caller to add.
+    """
+    added = {"X-Amz-Date": amz_date}
+    if session_token:
+        added["X-Amz-Security-Token"] = session_token
+    canonical: dict[str, str] = {"host": host}
+    for name, value in (*headers.items(), *added.items()):
+        lowered = name.lower()
+        if lowered not in _UNSIGNED_HEADERS:
+            canonical[lowered] = " ".join(value.split())
+    names = sorted(canonical)
+    signed = ";".join(names)
+    header_block = "".join(f"{n}:{canonical[n]}\n" for n in names)
+    payload = hashlib.sha256(body).hexdigest()
+    request = f"{method}\n{path}\n{query}\n{header_block}\n{signed}\n{payload}"
+    date = amz_date[:8]
+    scope = credential_scope(date, region, service)
+    to_sign = string_to_sign(amz_date, scope, request)
+    signature = _signature(signing_key(secret_key, date, region, service), to_sign)
+    added["Authorization"] = (
+        f"{ALGORITHM} Credential={access_key}/{scope}, SignedHeaders={signed}, "
+        f"Signature={signature}"
+    )
+    return added
 
 
 # -- input validation, cached per distinct value ------------------------------------------

@@ -5,14 +5,19 @@ lockout counter in one round trip, write a counter (optimistically, by version) 
 it. The CLI additionally creates, lists, updates and removes identities
 (:class:`IdentityAdmin`).
 
-DynamoDB calls have explicit timeouts and few retries so that a slow, throttled or
-unreachable table makes the authorizer deny well inside IoT's 5-second budget: connect
-0.5 s, read 0.7 s, two attempts in botocore's ``standard`` mode (DynamoDB's non-throttling
-backoff is 25 ms, throttling backoff at most 1 s), so one failing call ends in ≤ ~1.5 s.
-The authorizer stops at the first store error, and starts no store call later than 2.5 s
-into a decision (:mod:`iotauth.authenticate`), so several slow calls cannot add up either.
-botocore is imported only when a client is first needed (cold-start cost), and the client
-is created once per store.
+The authorizer's three calls (BatchGetItem, a conditional PutItem, DeleteItem) go through
+:mod:`iotauth.aws_json`, a standard-library client (botocore's client costs ~175 ms of cold
+start, REFERENCE §13); :meth:`DynamoDBStore.for_lambda` builds it from Lambda's environment
+at init. Given a boto3 client, or for administration, the store uses botocore as before
+(imported only then).
+
+Either way a slow, throttled or unreachable table makes the authorizer deny well inside
+IoT's 5-second budget: connect 0.5 s, read 0.7 s (per socket operation), two attempts in
+all, full-jitter backoff of at most 25 ms (throttling: 1 s) before the second, so one
+failing call ends in ≤ ~1.5 s. Expired or invalid credentials, a failed condition and a
+missing table are not retried. The authorizer stops at the first store error, and starts
+no store call later than 2.5 s into a decision (:mod:`iotauth.authenticate`), so several
+slow calls cannot add up either.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from iotauth.aws_json import DYNAMODB, AwsError, AwsJsonClient
 from iotauth.lockout import LockoutPolicy, LockoutState
 from iotauth.records import (
     IDENTITY_PREFIX,
@@ -49,6 +55,7 @@ __all__ = [
 CONNECT_TIMEOUT = 0.5
 READ_TIMEOUT = 0.7
 MAX_ATTEMPTS = 2  # in all (botocore's "max_attempts" would count retries only)
+_SNAKE = {"BatchGetItem": "batch_get_item", "PutItem": "put_item", "DeleteItem": "delete_item"}
 
 
 class StoreError(Exception):
@@ -132,12 +139,48 @@ def _lockout_item(username: str, state: LockoutState, policy: LockoutPolicy) -> 
 
 
 class DynamoDBStore:
-    """The table named by ``IOTAUTH_TABLE``, through the low-level DynamoDB client."""
+    """The table named by ``IOTAUTH_TABLE``.
 
-    def __init__(self, table: str, client: DynamoDBClient | None = None) -> None:
+    Without ``client``, the authorizer's calls use the standard-library client ``api``
+    (from the environment when not given, on first use) and administration a botocore
+    client created on first use; with a boto3 ``client``, everything goes through it.
+    """
+
+    def __init__(
+        self,
+        table: str,
+        client: DynamoDBClient | None = None,
+        *,
+        api: AwsJsonClient | None = None,
+    ) -> None:
         self.table = table
         self._client = client
+        self._use_client = client is not None
+        self._api = api
         self._lock = threading.Lock()
+
+    @classmethod
+    def for_lambda(cls, table: str) -> DynamoDBStore:
+        """The authorizer's store, its client built now (Lambda's init): region, endpoint
+        and credentials from the environment. Raises ValueError when they are missing."""
+        return cls(table, api=cls._new_api())
+
+    @staticmethod
+    def _new_api() -> AwsJsonClient:
+        return AwsJsonClient.from_env(
+            DYNAMODB,
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
+            max_attempts=MAX_ATTEMPTS,
+        )
+
+    @property
+    def api(self) -> AwsJsonClient:
+        if self._api is None:
+            with self._lock:
+                if self._api is None:
+                    self._api = self._new_api()
+        return self._api
 
     @property
     def client(self) -> DynamoDBClient:
@@ -149,9 +192,8 @@ class DynamoDBStore:
 
     @staticmethod
     def _new_client() -> DynamoDBClient:
-        # Deferred (most of the cold-start cost), and botocore rather than boto3: the same
-        # client and configuration chain (AWS_REGION, AWS_ENDPOINT_URL, profiles …) without
-        # importing boto3's resource layer, ~20 ms less of cold start.
+        # botocore rather than boto3: the same client and configuration chain (AWS_REGION,
+        # AWS_ENDPOINT_URL, profiles …) without importing boto3's resource layer.
         import botocore.session  # noqa: PLC0415
         from botocore.config import Config  # noqa: PLC0415
 
@@ -162,6 +204,24 @@ class DynamoDBStore:
         )
         client = botocore.session.get_session().create_client("dynamodb", config=config)
         return cast("DynamoDBClient", client)
+
+    def _data(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        """One of the authorizer's calls (``operation`` in wire spelling)."""
+        if self._use_client:
+            result: dict[str, Any] = self._call(_SNAKE[operation], **params)
+            return result
+        try:
+            api = self.api
+        except ValueError as exc:  # ConfigError: no region / credentials; names no secret
+            raise StoreError(f"DynamoDB {operation} failed: {exc}") from None
+        try:
+            return api.call(operation, params)
+        except AwsError as exc:
+            if exc.code == "ResourceNotFoundException":
+                raise TableMissing(f"table {self.table!r} does not exist") from None
+            if exc.code == "ConditionalCheckFailedException":
+                raise _Conflict from None
+            raise StoreError(f"DynamoDB {exc}") from None
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
@@ -181,12 +241,11 @@ class DynamoDBStore:
     # -- what the authorizer uses -------------------------------------------------------
     def lookup(self, username: str) -> Lookup:
         keys = [{"pk": {"S": identity_key(username)}}, {"pk": {"S": lockout_key(username)}}]
-        response = self._call(
-            "batch_get_item",
-            RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}},
+        response = self._data(
+            "BatchGetItem", {"RequestItems": {self.table: {"Keys": keys, "ConsistentRead": True}}}
         )
         if response.get("UnprocessedKeys"):
-            raise StoreError("DynamoDB batch_get_item left keys unprocessed")
+            raise StoreError("DynamoDB BatchGetItem left keys unprocessed")
         record: IdentityRecord | None = None
         lockout: LockoutState | None = None
         invalid = False
@@ -213,18 +272,22 @@ class DynamoDBStore:
         else:
             condition = {"ConditionExpression": "attribute_not_exists(pk)"}
         try:
-            self._call(
-                "put_item",
-                TableName=self.table,
-                Item=_lockout_item(username, state, policy),
-                **condition,
+            self._data(
+                "PutItem",
+                {
+                    "TableName": self.table,
+                    "Item": _lockout_item(username, state, policy),
+                    **condition,
+                },
             )
         except _Conflict:
             return False
         return True
 
     def clear_lockout(self, username: str) -> None:
-        self._call("delete_item", TableName=self.table, Key={"pk": {"S": lockout_key(username)}})
+        self._data(
+            "DeleteItem", {"TableName": self.table, "Key": {"pk": {"S": lockout_key(username)}}}
+        )
 
     # -- administration (CLI) -----------------------------------------------------------
     def create_table(self) -> None:

@@ -64,9 +64,39 @@ def moto_aws(aws_env: None) -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """One moto server for the session on 127.0.0.1 (a free port): its URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-def dynamodb_table(moto_aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A moto DynamoDB table with the project's schema; ``IOTAUTH_TABLE`` names it."""
+def moto_endpoint(aws_env: None, moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every AWS call goes over real HTTP to the (reset) moto server: ``AWS_ENDPOINT_URL``.
+
+    Unlike ``moto_aws`` this reaches clients that are not botocore (``iotauth.aws_json``).
+    """
+    import urllib.request
+
+    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    return moto_server
+
+
+@pytest.fixture
+def dynamodb_table(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A DynamoDB table with the project's schema in the moto server; ``IOTAUTH_TABLE``
+    names it."""
     from iotauth.store import DynamoDBStore
 
     name = "iotauth-test"

@@ -1,0 +1,466 @@
+"""The authorizer's stdlib DynamoDB client (iotauth.aws_json) over real HTTP.
+
+Against moto's server on 127.0.0.1: the store's three calls, error mapping, the standard
+configuration. Against small local servers that misbehave (a closed port, a server that
+accepts and never answers, 5xx, throttling, expired credentials, a bad CRC32, a dropped
+keep-alive connection): which calls are retried, and that the authorizer denies. Elapsed
+times are printed, not asserted (pytest-timeout guards against a hang).
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from iotauth.authenticate import Settings, authenticate
+from iotauth.aws_json import (
+    DYNAMODB,
+    KMS,
+    AwsError,
+    AwsJsonClient,
+    AwsTransport,
+    ConfigError,
+    Credentials,
+    Endpoint,
+    resolve_endpoint,
+    resolve_region,
+)
+from iotauth.credentials import hash_generated_secret
+from iotauth.event import parse_connect_event
+from iotauth.lockout import LockoutPolicy, LockoutState
+from iotauth.records import IdentityRecord
+from iotauth.store import (
+    CONNECT_TIMEOUT,
+    MAX_ATTEMPTS,
+    READ_TIMEOUT,
+    DynamoDBStore,
+    StoreError,
+    TableMissing,
+)
+from tests.authorizer_support import ARN, connect_event
+
+SECRET = "iotsk_TEST-ONLY_awsjson-devic_secret_not-for-pro1"
+POLICY = LockoutPolicy()
+# A call that fails every attempt: attempts x (connect + read) + backoff, with margin.
+CALL_BUDGET = MAX_ATTEMPTS * (CONNECT_TIMEOUT + READ_TIMEOUT) + 1.0
+
+
+# -- against moto's server ---------------------------------------------------------------
+
+
+@pytest.fixture
+def store(dynamodb_table: str) -> DynamoDBStore:
+    store = DynamoDBStore.for_lambda(dynamodb_table)
+    admin = DynamoDBStore(dynamodb_table)  # botocore, as the CLI
+    admin.add_identity(
+        IdentityRecord(username="alice", kind="secret", verifier=hash_generated_secret(SECRET))
+    )
+    return store
+
+
+def test_lookup_reads_identity_and_counter(store: DynamoDBStore) -> None:
+    lookup = store.lookup("alice")
+    assert lookup.record is not None and lookup.record.username == "alice"
+    assert lookup.lockout is None
+    assert store.lookup("nobody").record is None
+
+
+def test_conditional_counter_writes(store: DynamoDBStore) -> None:
+    first = LockoutState(failures=1, window_start=100, locked_until=None, version=1)
+    assert store.save_lockout("alice", first, POLICY, 0)
+    assert not store.save_lockout("alice", first, POLICY, 0)  # exists: the race is lost
+    second = LockoutState(failures=2, window_start=100, locked_until=999, version=2)
+    assert not store.save_lockout("alice", second, POLICY, 7)  # wrong version
+    assert store.save_lockout("alice", second, POLICY, 1)
+    lockout = store.lookup("alice").lockout
+    assert lockout == second
+    store.clear_lockout("alice")
+    assert store.lookup("alice").lockout is None
+    store.clear_lockout("alice")  # deleting nothing is fine
+
+
+def test_missing_table(moto_endpoint: str) -> None:
+    with pytest.raises(TableMissing):
+        DynamoDBStore.for_lambda("no-such-table").lookup("alice")
+
+
+def test_the_authorizer_decides_through_it(store: DynamoDBStore) -> None:
+    request = parse_connect_event(connect_event("alice", SECRET, "alice"))
+    decision = authenticate(request, store, now=time.time(), settings=Settings("t"), arn=ARN)
+    assert decision.allowed, decision.reason
+
+
+def test_endpoint_for_the_service_wins(
+    moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, dynamodb_table: str
+) -> None:
+    """AWS_ENDPOINT_URL_DYNAMODB over AWS_ENDPOINT_URL (which here points nowhere)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", moto_endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
+    assert DynamoDBStore.for_lambda(dynamodb_table).lookup("x").record is None
+
+
+def test_kms_json_1_1(moto_endpoint: str) -> None:
+    """The same client speaks KMS (JSON 1.1): encrypt with boto3, decrypt with ours."""
+    import base64
+
+    import boto3
+
+    kms = boto3.client("kms")
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    blob = kms.encrypt(KeyId=key, Plaintext=b"s3cret")["CiphertextBlob"]
+    client = AwsJsonClient.from_env(KMS, connect_timeout=1, read_timeout=2, max_attempts=2)
+    answer = client.call("Decrypt", {"CiphertextBlob": base64.b64encode(blob).decode()})
+    assert base64.b64decode(answer["Plaintext"]) == b"s3cret"
+    with pytest.raises(AwsError) as failed:
+        client.call("Decrypt", {"CiphertextBlob": base64.b64encode(b"junk" * 10).decode()})
+    assert failed.value.code in {"InvalidCiphertextException", "NotFoundException"}
+    assert "junk" not in str(failed.value)
+
+
+# -- configuration -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("region", "env", "url"),
+    [
+        ("eu-west-1", {}, "https://dynamodb.eu-west-1.amazonaws.com"),
+        ("cn-north-1", {}, "https://dynamodb.cn-north-1.amazonaws.com.cn"),
+        ("us-gov-west-1", {}, "https://dynamodb.us-gov-west-1.amazonaws.com"),
+        ("us-iso-east-1", {}, "https://dynamodb.us-iso-east-1.c2s.ic.gov"),
+        ("us-isob-east-1", {}, "https://dynamodb.us-isob-east-1.sc2s.sgov.gov"),
+        ("us-east-1", {"AWS_USE_FIPS_ENDPOINT": "true"}, "https://dynamodb-fips.us-east-1.amazonaws.com"),
+        ("us-east-1", {"AWS_ENDPOINT_URL": "http://localhost:8000"}, "http://localhost:8000"),
+        (
+            "us-east-1",
+            {"AWS_ENDPOINT_URL": "http://a:1", "AWS_ENDPOINT_URL_DYNAMODB": "https://b"},
+            "https://b:443",
+        ),
+        (
+            "us-east-1",
+            {"AWS_ENDPOINT_URL": "http://a:1", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true"},
+            "https://dynamodb.us-east-1.amazonaws.com",
+        ),
+    ],
+)  # fmt: skip
+def test_endpoint_resolution(region: str, env: dict[str, str], url: str) -> None:
+    endpoint = resolve_endpoint(DYNAMODB, region, env)
+    expected = Endpoint.from_url(url)
+    assert endpoint == expected
+
+
+def test_region_from_lambda_variables() -> None:
+    assert resolve_region({"AWS_REGION": "eu-west-3", "AWS_DEFAULT_REGION": "x-1"}) == "eu-west-3"
+    assert resolve_region({"AWS_DEFAULT_REGION": "ap-south-1"}) == "ap-south-1"
+    with pytest.raises(ConfigError):
+        resolve_region({})
+    with pytest.raises(ConfigError):
+        resolve_region({"AWS_REGION": "eu-west-1/../x"})
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"AWS_REGION": "us-east-1"},  # no credentials at all
+        {"AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "SK"},  # no region
+        {"AWS_REGION": "us-east-1", "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://10.1.2.3/c"},
+        {"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "SK",
+         "AWS_ENDPOINT_URL": "ftp://x"},
+        {"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "SK",
+         "AWS_USE_DUALSTACK_ENDPOINT": "true"},
+    ],
+)  # fmt: skip
+def test_misconfiguration_is_a_config_error(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError):
+        AwsJsonClient.from_env(DYNAMODB, env, connect_timeout=1, read_timeout=1, max_attempts=1)
+
+
+# -- misbehaving servers -----------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+class _Scripted(http.server.BaseHTTPRequestHandler):
+    """Answers each request with the next scripted answer (the last one repeats)."""
+
+    protocol_version = "HTTP/1.1"
+    script: list[Answer | Callable[[_Scripted], None]]
+    requests: list[dict[str, str]]
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.requests.append(dict(self.headers.items()))
+        step = self.script[min(len(self.requests), len(self.script)) - 1]
+        if callable(step):
+            step(self)
+            return
+        status, headers, body = step
+        self.send_response(status)
+        for name, value in {"Content-Length": str(len(body)), **headers}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _error(status: int, code: str) -> Answer:
+    body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "x"})
+    return status, {"Content-Type": "application/x-amz-json-1.0"}, body.encode()
+
+
+def _ok(payload: dict[str, Any] | None = None, crc: int | None = None) -> Answer:
+    body = json.dumps(payload or {"Responses": {"t": []}}).encode()
+    return 200, {"x-amz-crc32": str(zlib.crc32(body) if crc is None else crc)}, body
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[..., tuple[str, list[dict[str, str]]]]]:
+    servers: list[http.server.ThreadingHTTPServer] = []
+
+    def start(*script: Answer | Callable[[_Scripted], None]) -> tuple[str, list[dict[str, str]]]:
+        requests: list[dict[str, str]] = []
+        handler = type("Scripted", (_Scripted,), {"script": list(script), "requests": requests})
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}", requests
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def lambda_env(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], DynamoDBStore]:
+    def store_at(url: str) -> DynamoDBStore:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+        return DynamoDBStore.for_lambda("t")
+
+    return store_at
+
+
+def _deny_timed(store: DynamoDBStore) -> tuple[str, float]:
+    request = parse_connect_event(connect_event("alice", SECRET, "alice"))
+    started = time.perf_counter()
+    decision = authenticate(request, store, now=time.time(), settings=Settings("t"), arn=ARN)
+    elapsed = time.perf_counter() - started
+    assert not decision.allowed
+    assert decision.response() == {"isAuthenticated": False}
+    return decision.reason, elapsed
+
+
+@pytest.mark.timeout(10)
+def test_closed_port_denies(lambda_env: Callable[[str], DynamoDBStore]) -> None:
+    store = lambda_env(f"http://127.0.0.1:{_closed_port()}")
+    reason, elapsed = _deny_timed(store)
+    assert reason == "store-error"
+    print(f"closed port: denied in {elapsed:.3f} s")
+
+
+@pytest.mark.timeout(10)
+def test_silent_server_denies_after_both_read_timeouts(
+    lambda_env: Callable[[str], DynamoDBStore],
+) -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes handshakes; nobody ever reads or answers
+        store = lambda_env(f"http://127.0.0.1:{silent.getsockname()[1]}")
+        reason, elapsed = _deny_timed(store)
+    assert reason == "store-error"
+    assert elapsed >= MAX_ATTEMPTS * READ_TIMEOUT  # it did wait for each attempt
+    print(f"silent server: denied in {elapsed:.3f} s (budget {CALL_BUDGET:.1f} s)")
+
+
+@pytest.mark.timeout(10)
+def test_silent_tls_server_denies_within_the_connect_timeout(aws_env: None) -> None:
+    """Over https the handshake is part of connecting: a server that never speaks TLS."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        transport = AwsTransport(
+            DYNAMODB,
+            region="us-east-1",
+            endpoint=Endpoint("https", "127.0.0.1", silent.getsockname()[1]),
+            credentials=Credentials("AK", "SK"),
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
+            max_attempts=MAX_ATTEMPTS,
+        )
+        started = time.perf_counter()
+        with pytest.raises(AwsError) as failed:
+            AwsJsonClient(transport).call("BatchGetItem", {})
+        elapsed = time.perf_counter() - started
+    assert failed.value.code == "Timeout"
+    assert elapsed >= MAX_ATTEMPTS * CONNECT_TIMEOUT
+    print(f"silent TLS server: failed in {elapsed:.3f} s")
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "answer",
+    [
+        _error(500, "InternalServerError"),
+        (503, {}, b"<html>busy</html>"),
+        _error(400, "ThrottlingException"),
+        _error(400, "ProvisionedThroughputExceededException"),
+        _error(400, "RequestLimitExceeded"),
+        _ok(crc=1),
+    ],
+    ids=["500", "503-html", "throttling", "provisioned-throughput", "request-limit", "crc32"],
+)
+def test_retried_errors_are_tried_twice_then_deny(
+    scripted: Callable[..., tuple[str, list[dict[str, str]]]],
+    lambda_env: Callable[[str], DynamoDBStore],
+    answer: Answer,
+) -> None:
+    url, requests = scripted(answer)
+    reason, elapsed = _deny_timed(lambda_env(url))
+    assert reason == "store-error"
+    assert len(requests) == MAX_ATTEMPTS
+    print(f"{answer[0]}: denied in {elapsed:.3f} s")
+
+
+@pytest.mark.timeout(10)
+def test_one_throttle_then_an_answer_is_a_normal_decision(
+    scripted: Callable[..., tuple[str, list[dict[str, str]]]],
+    lambda_env: Callable[[str], DynamoDBStore],
+) -> None:
+    url, requests = scripted(_error(400, "ThrottlingException"), _ok())
+    reason, _ = _deny_timed(lambda_env(url))
+    assert reason == "unknown-identity"  # the retry answered: an unknown user, counted
+    assert len(requests) >= 2
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "code",
+    [
+        "ExpiredTokenException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "AccessDeniedException",
+        "ValidationException",
+    ],
+)
+def test_rejected_credentials_and_client_errors_are_not_retried(
+    scripted: Callable[..., tuple[str, list[dict[str, str]]]],
+    lambda_env: Callable[[str], DynamoDBStore],
+    code: str,
+) -> None:
+    url, requests = scripted(_error(400, code))
+    store = lambda_env(url)
+    with pytest.raises(StoreError) as failed:
+        store.lookup("alice")
+    assert str(failed.value) == f"DynamoDB BatchGetItem failed: {code}"
+    assert len(requests) == 1
+    assert _deny_timed(store)[0] == "store-error"
+
+
+@pytest.mark.timeout(10)
+def test_a_dropped_keep_alive_connection_is_reopened(
+    scripted: Callable[..., tuple[str, list[dict[str, str]]]],
+    lambda_env: Callable[[str], DynamoDBStore],
+) -> None:
+    """The server closes the idle connection after the first answer (as load balancers
+    do): the next call reopens it without spending its second attempt."""
+
+    def drop(handler: _Scripted) -> None:
+        handler.close_connection = True  # no answer: the client sees the connection close
+
+    url, requests = scripted(_ok(), drop, _ok())
+    store = lambda_env(url)
+    assert store.lookup("alice").record is None
+    assert store.lookup("alice").record is None
+    assert len(requests) == 3
+
+
+@pytest.mark.timeout(10)
+def test_one_connection_is_kept_alive(
+    scripted: Callable[..., tuple[str, list[dict[str, str]]]],
+    lambda_env: Callable[[str], DynamoDBStore],
+) -> None:
+    url, requests = scripted(_ok())
+    store = lambda_env(url)
+    for _ in range(3):
+        store.lookup("alice")
+    assert len(requests) == 3
+    assert len(store.api.transport._idle) == 1
+
+
+# -- container credentials (what a SnapStart function gets) ------------------------------
+
+
+@pytest.mark.timeout(10)
+def test_container_credentials_are_fetched_signed_with_and_renewed(
+    scripted: Callable[..., tuple[str, list[dict[str, str]]]],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+) -> None:
+    soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 60))
+    first = {"AccessKeyId": "ASIAFIRST", "SecretAccessKey": "s1", "Token": "t1", "Expiration": soon}
+    second = dict(first, AccessKeyId="ASIASECOND", Token="t2", Expiration="2999-01-01T00:00:00Z")
+    creds_url, creds_requests = scripted(
+        (200, {}, json.dumps(first).encode()), (200, {}, json.dumps(second).encode())
+    )
+    api_url, api_requests = scripted(_ok())
+    token_file = tmp_path / "token"
+    token_file.write_text("container-auth-token\n")
+    env = {
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": api_url,
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"{creds_url}/2021-04-23/credentials",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": str(token_file),
+    }
+    client = AwsJsonClient.from_env(
+        DYNAMODB, env, connect_timeout=1, read_timeout=1, max_attempts=1
+    )
+    assert creds_requests == []  # nothing fetched at construction (Lambda init, snapshot)
+    client.call("BatchGetItem", {})
+    # The first set expires within the refresh margin: the next call renews it.
+    client.call("BatchGetItem", {})
+    client.call("BatchGetItem", {})
+    assert [r["Authorization"] for r in creds_requests] == ["container-auth-token"] * 2
+    keys = [r["Authorization"].split("Credential=")[1].split("/")[0] for r in api_requests]
+    assert keys == ["ASIAFIRST", "ASIASECOND", "ASIASECOND"]
+    assert [r["X-Amz-Security-Token"] for r in api_requests] == ["t1", "t2", "t2"]
+
+
+@pytest.mark.timeout(10)
+def test_unavailable_container_credentials_fail_the_call(
+    scripted: Callable[..., tuple[str, list[dict[str, str]]]],
+) -> None:
+    creds_url, _ = scripted((500, {}, b"oops"))
+    api_url, api_requests = scripted(_ok())
+    env = {
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": api_url,
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": creds_url,
+    }
+    client = AwsJsonClient.from_env(
+        DYNAMODB, env, connect_timeout=1, read_timeout=1, max_attempts=2
+    )
+    with pytest.raises(AwsError) as failed:
+        client.call("BatchGetItem", {})
+    assert failed.value.code == "CredentialsUnavailable"
+    assert api_requests == []
