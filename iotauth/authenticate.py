@@ -8,19 +8,24 @@ exist:
 
 1. Malformed event, missing username/password/client id, or a username that no identity
    could have → deny without touching the store.
-2. One read fetches the identity and its lockout counter. Locked → deny (even the right
-   password), without verifying.
-3. A guessable credential (a chosen password or an Aliyun signature: anything not shaped
-   like a generated secret) is counted as a failure *before* it is verified, with a
+2. One read fetches the identity and its lockout counter. The lockout applies to
+   *guessable presentations* only — a presented password not shaped like a generated
+   secret, or any Aliyun signature — decided by what was presented, never by the record's
+   kind. Locked and guessable → deny (even the right password), without verifying. A
+   generated-shaped presentation (``iotsk_`` + 43 base64url characters) is never locked,
+   never counted: nobody can guess 256 bits, so counting it would protect nothing and would
+   let anyone who knows a name lock its real device out. A guesser sees the same rule for
+   every name, whatever its kind and whether it exists (docs/lockout.md).
+3. A guessable presentation is counted as a failure *before* it is verified, with a
    conditional write; if that write finds the username locked meanwhile, or keeps losing
    races, deny without verifying. Otherwise a burst of parallel guesses that all read the
    counter before any of them wrote it would each be checked: the lock would bound
-   nothing but the guesses that arrive after it. Generated secrets (256 bits) cannot be
-   guessed, so they skip this write and are counted after a failed check as before.
+   nothing but the guesses that arrive after it.
 4. Verify. The cost depends only on the request's shape (:mod:`iotauth.credentials`;
    Aliyun usernames always cost one HMAC), never on whether the identity exists.
-5. Failure → count it (unknown users too; already done in 3) and deny. Success → clear
-   the counter (one delete; for guessable credentials always, undoing step 3).
+5. Failure → deny (a guessable one was counted in 3). Success of a guessable
+   presentation → clear the counter (one delete, undoing step 3); a generated secret's
+   success writes nothing.
 6. Then status, client-id binding, timestamp, policy size. A client id that is not the
    identity's, or any unsafe client id, is refused: it could never widen access anyway,
    because the policy names only the identity's own client ids, as literals.
@@ -341,12 +346,14 @@ def _decide(  # noqa: PLR0917 — private; called once, positionally
     now = int(precise_now)
     found = store.lookup(username)
     known = username if found.record is not None else None  # never log unknown names
-    if is_locked(found.lockout, now):
+    # The lockout guards guessable presentations only, told apart by the *presented*
+    # credential's shape (never by the record's kind: see the module notes, step 2).
+    guessable = aliyun_id is not None or not is_generated_shape(password)
+    if guessable and is_locked(found.lockout, now):
         return _deny("locked", known)
 
     # Step 3 of the module notes: guessable credentials are counted before they are checked.
-    counted_first = aliyun_id is not None or not is_generated_shape(password)
-    if counted_first and not _record_failure(
+    if guessable and not _record_failure(
         store, username, found.lockout, now, settings, unless_locked=True
     ):
         return _deny("locked", known)
@@ -359,13 +366,11 @@ def _decide(  # noqa: PLR0917 — private; called once, positionally
         ok = verify_password(password, record.verifier if record and expected_kind else None)
         ok = ok and expected_kind
     if not ok or record is None:
-        if not counted_first:
-            _record_failure(store, username, found.lockout, now, settings)
         if found.invalid_record:
             return _deny("invalid-record", known)
         return _deny("unknown-identity" if record is None else "bad-password", known)
-    if counted_first or found.lockout is not None:
-        store.clear_lockout(username)
+    if guessable:
+        store.clear_lockout(username)  # undo step 3 (and any earlier failures)
 
     if record.status != "active":
         return _deny("disabled", known)

@@ -1,24 +1,33 @@
 """Brute-force lockout rules (pure; the store keeps the state).
 
 ``threshold`` failures within ``window_seconds`` of the first one lock the username for
-``lockout_seconds``. While locked, every attempt is refused — the right password too —
-and not counted. A success clears the counter. Unknown usernames are counted exactly like
-known ones, so the lock state says nothing about whether an identity exists.
+``lockout_seconds``. While locked, every *guessable* attempt is refused — the right
+password too — and not counted. A success clears the counter. Unknown usernames are
+counted exactly like known ones, so the lock state says nothing about whether an identity
+exists.
+
+What is counted and locked is decided by the presented credential, never by the record
+(:mod:`iotauth.authenticate`): chosen-password-shaped passwords and Aliyun signatures are;
+generated-shaped secrets (256 bits) are neither, so nobody can lock a device that uses a
+generated secret, and a guesser sees the same lock behaviour for every name and kind.
 
 The window is fixed (it starts at the first failure), which makes the state small and the
-rule easy to state: at most ``threshold - 1`` guesses per window, then a lock. Guessable
-credentials are counted before they are checked (:mod:`iotauth.authenticate`), so parallel
-guesses cannot outrun the counter.
+rule easy to state: at most ``threshold`` guesses are checked per window — the
+``threshold``-th failure is counted, checked, and sets the lock — then none until the lock
+ends. Guessable credentials are counted before they are checked, so parallel guesses cannot
+outrun the counter.
 
-Known and accepted consequences:
+Known and accepted consequences (docs/lockout.md):
 
-- Anyone who knows a username can lock it: ``threshold`` wrong guesses deny the real device
-  for ``lockout_seconds`` (and can be repeated). That is the price of stopping online
-  guessing; ``iotauth devices enable NAME`` lifts a lock, and devices using generated
-  secrets are not worth guessing at all.
+- Anyone who knows a username that uses a *chosen* password (or an Aliyun secret) can lock
+  it: ``threshold`` wrong guesses deny the real device for ``lockout_seconds`` (and can be
+  repeated), and a live session of it is dropped at its next refresh, because IoT Core's
+  refresh replays the original CONNECT and no documented field tells it apart from a new
+  one. That is the price of stopping online guessing of guessable secrets;
+  ``iotauth devices enable NAME`` lifts a lock; generated secrets are immune.
 - A success clears the counter, and IoT Core re-runs the authorizer every
-  ``refreshAfterInSeconds`` (300 s by default) for each connected device, so against a
-  connected device an attacker gets up to ``threshold - 1`` guesses per refresh period.
+  ``refreshAfterInSeconds`` for each connected device, so against a connected
+  chosen-password device an attacker gets up to ``threshold`` guesses per refresh period.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-__all__ = ["CommandError", "main"]
+__all__ = ["CommandError", "main", "refuse_secret_flag"]
 
 # Imported lazily per command so `iotauth sign-url` does not pay for boto3 or amqtt.
 _COMMAND_MODULES = (
@@ -24,6 +24,26 @@ _COMMAND_MODULES = (
 
 class CommandError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
+
+
+class _RefusedSecretFlag(argparse.Action):
+    """A flag that would put a secret in shell history and ``ps``: always refused."""
+
+    def __init__(self, option_strings: list[str], dest: str, instead: str, **kw: object) -> None:
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kw)  # type: ignore[arg-type]
+        self.instead = instead
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object, **_kw: object) -> None:
+        # The value is never echoed; by now it is in the shell history already.
+        parser.error(
+            f"{'/'.join(self.option_strings)} is not accepted: a secret on the command line "
+            f"lands in shell history and ps (and is readable by other users); {self.instead}"
+        )
+
+
+def refuse_secret_flag(parser: argparse.ArgumentParser, flag: str, instead: str) -> None:
+    """Register ``flag`` (hidden) so that using it fails with a pointer to ``instead``."""
+    parser.add_argument(flag, action=_RefusedSecretFlag, instead=instead)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from iotauth.cli import CommandError
+from iotauth.cli import CommandError, refuse_secret_flag
 from iotauth.credentials import (
     InvalidPassword,
     check_chosen_password,
@@ -68,15 +68,29 @@ def _read_stdin_secret(what: str) -> bytes:
     return data
 
 
-def _verifier_from_stdin() -> tuple[str, str]:
-    """(kind, verifier) for a secret or password given on stdin."""
-    raw = _read_stdin_secret("password")
-    if is_generated_shape(raw):
+def _verifier_from_stdin(*, generated: bool) -> tuple[str, str]:
+    """(kind, verifier) for a chosen password, or (``generated``) a generated secret, on stdin.
+
+    The authorizer tells the kinds apart by shape and exempts generated-shaped secrets from
+    the lockout (256 bits cannot be guessed), so a *chosen* value may never take that shape:
+    ``--password-stdin`` refuses anything starting with ``iotsk_``, and ``--secret-stdin``
+    takes only a secret that iotauth generated (moving a device between tables).
+    """
+    if generated:
+        raw = _read_stdin_secret("generated secret")
+        if not is_generated_shape(raw):
+            raise CommandError(
+                "--secret-stdin takes a secret iotauth generated (iotsk_ + 43 base64url "
+                "characters); use --password-stdin for a chosen password"
+            )
         return "secret", hash_generated_secret(raw.decode("ascii"))
+    raw = _read_stdin_secret("password")
     try:
         return "password", hash_chosen_password(check_chosen_password(raw))
     except InvalidPassword as exc:
-        raise CommandError(str(exc)) from None
+        restoring = is_generated_shape(raw)
+        hint = " (to restore a generated secret use --secret-stdin)" if restoring else ""
+        raise CommandError(f"{exc}{hint}") from None
 
 
 def _device_secret_from_stdin() -> str:
@@ -132,8 +146,8 @@ def cmd_create_table(args: argparse.Namespace) -> int:
 def cmd_add(args: argparse.Namespace) -> int:
     store = _store(args)
     secret: str | None = None
-    if args.password_stdin:
-        kind, verifier = _verifier_from_stdin()
+    if args.password_stdin or args.secret_stdin:
+        kind, verifier = _verifier_from_stdin(generated=args.secret_stdin)
     else:
         secret = generate_secret()
         kind, verifier = "secret", hash_generated_secret(secret)
@@ -239,8 +253,8 @@ def cmd_rotate(args: argparse.Namespace) -> int:
         updated = replace(record, device_secret=_device_secret_from_stdin(), updated_at=now)
     elif args.device_secret_stdin:
         raise CommandError("--device-secret-stdin is for Aliyun identities")
-    elif args.password_stdin:
-        kind, verifier = _verifier_from_stdin()
+    elif args.password_stdin or args.secret_stdin:
+        kind, verifier = _verifier_from_stdin(generated=args.secret_stdin)
         updated = replace(record, kind=kind, verifier=verifier, updated_at=now)  # type: ignore[arg-type]
     else:
         secret = generate_secret()
@@ -263,6 +277,17 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 # -- authorize: the local handler, as `aws iot test-invoke-authorizer` runs a deployed one --
+
+
+def _authorize_password(args: argparse.Namespace) -> bytes:
+    """From stdin (``--password-stdin``, bytes as given but one trailing newline) or
+    ``$IOTAUTH_PASSWORD`` (as is); never from the command line."""
+    if args.password_stdin:
+        return _read_stdin_secret("password")
+    env = os.environ.get("IOTAUTH_PASSWORD")
+    if env:
+        return env.encode("utf-8")
+    raise CommandError("no password: pipe it with --password-stdin or set IOTAUTH_PASSWORD")
 
 
 def cmd_authorize(args: argparse.Namespace) -> int:
@@ -289,11 +314,12 @@ def cmd_authorize(args: argparse.Namespace) -> int:
         ),
     )
     suffix = f"?x-amz-customauthorizer-name={args.authorizer_name}" if args.authorizer_name else ""
+    password = _authorize_password(args)
     # The event IoT Core sends for an MQTT-over-TLS CONNECT with these credentials.
     event = authorizer_event(
         ConnectionInfo("tls", server_name="local.iotauth"),
         username=args.username + suffix,
-        password=args.password.encode("utf-8"),
+        password=password,
         client_id=args.client_id if args.client_id is not None else args.username,
     )
     # The handler's logs and metrics go to stderr; stdout carries only the response.
@@ -308,6 +334,22 @@ def cmd_authorize(args: argparse.Namespace) -> int:
 
 
 # -- registration --------------------------------------------------------------------------
+
+
+def _secret_args(parser: argparse.ArgumentParser) -> Any:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read a chosen password from stdin (12-1024 bytes, not starting with iotsk_)",
+    )
+    group.add_argument(
+        "--secret-stdin",
+        action="store_true",
+        help="read a secret iotauth generated before (iotsk_…) from stdin, e.g. when moving "
+        "a device between tables; never a value someone chose",
+    )
+    return group
 
 
 def _aws_options() -> argparse.ArgumentParser:
@@ -338,11 +380,7 @@ def register(subparsers: Any) -> None:
         "printed once on stdout.",
     )
     p.add_argument("name")
-    p.add_argument(
-        "--password-stdin",
-        action="store_true",
-        help="read the password from stdin (a generated-shaped secret is kept as one)",
-    )
+    _secret_args(p)
     _grant_args(p, client_id_help="a client id it may use (repeatable; default: its name)")
     p.set_defaults(func=cmd_add)
 
@@ -381,9 +419,8 @@ def register(subparsers: Any) -> None:
         "rotate", parents=[common], help="replace a secret (prints a generated one once)"
     )
     p.add_argument("name")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--password-stdin", action="store_true")
-    group.add_argument("--device-secret-stdin", action="store_true")
+    group = _secret_args(p)
+    group.add_argument("--device-secret-stdin", action="store_true", help="Aliyun identities")
     p.set_defaults(func=cmd_rotate)
 
     p = subparsers.add_parser(
@@ -395,7 +432,12 @@ def register(subparsers: Any) -> None:
         "Exit status 0 when authenticated, 1 when not.",
     )
     p.add_argument("--username", required=True)
-    p.add_argument("--password", required=True)
+    p.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from stdin (default: $IOTAUTH_PASSWORD)",
+    )
+    refuse_secret_flag(p, "--password", "use --password-stdin or $IOTAUTH_PASSWORD")
     p.add_argument("--client-id", help="default: the username")
     p.add_argument("--authorizer-name", default="iotauth")
     p.set_defaults(func=cmd_authorize)

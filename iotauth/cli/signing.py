@@ -1,19 +1,22 @@
 """``iotauth sign-url`` and ``iotauth aliyun-credentials``: connect parameters for scripts.
 
 Only the standard-library signers are imported here; botocore is loaded only when
-``sign-url`` has to take credentials from the default chain.
+``sign-url`` has to take credentials from the default chain beyond the standard variables.
+Secrets are never taken from the command line (shell history, ``ps``): the flags that
+used to take them are refused with a pointer to stdin or the environment.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import datetime
 from typing import Any
 
 from iotauth.aliyun import SIGN_METHODS, mqtt_credentials
-from iotauth.cli import CommandError
+from iotauth.cli import CommandError, refuse_secret_flag
 from iotauth.sigv4 import presign_mqtt_url, presign_mqtt_url_for_session
 
 __all__ = ["register"]
@@ -25,15 +28,27 @@ def register(subparsers: Any) -> None:
         help="print a SigV4-presigned wss:// URL for AWS IoT Core",
         description=(
             "Print a presigned MQTT-over-WebSocket URL for AWS IoT Core (alone on stdout). "
-            "Without --access-key/--secret-key the default AWS credential chain is used. "
+            "Credentials: --credentials-stdin, else the default AWS credential chain (the "
+            "standard AWS_* variables first, read without botocore; then profiles, SSO, "
+            "instance roles). "
             "IoT accepts the URL for about 15 minutes after its time."
         ),
     )
     sign.add_argument("--endpoint", required=True, help="IoT data endpoint host (…-ats.iot…)")
     sign.add_argument("--region", required=True, help="AWS region of the endpoint")
-    sign.add_argument("--access-key", help="access key id (with --secret-key)")
-    sign.add_argument("--secret-key", help="secret access key (with --access-key)")
-    sign.add_argument("--session-token", help="session token of temporary credentials")
+    sign.add_argument(
+        "--credentials-stdin",
+        action="store_true",
+        help="read credentials as JSON from stdin: AccessKeyId, SecretAccessKey and optional "
+        "SessionToken, as `aws sts assume-role --query Credentials` or "
+        "`aws configure export-credentials` print them",
+    )
+    instead = (
+        "use the standard AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN "
+        "variables, a profile, or --credentials-stdin"
+    )
+    for flag in ("--access-key", "--secret-key", "--session-token"):
+        refuse_secret_flag(sign, flag, instead)
     sign.add_argument("--at", metavar="ISO8601", help="signing time with a timezone (default: now)")
     sign.add_argument("--expires", type=int, metavar="N", help="add a signed X-Amz-Expires=N")
     sign.set_defaults(func=_sign_url)
@@ -45,11 +60,12 @@ def register(subparsers: Any) -> None:
     )
     aliyun.add_argument("--product-key", required=True)
     aliyun.add_argument("--device-name", required=True)
-    secret = aliyun.add_mutually_exclusive_group(required=True)
-    secret.add_argument("--device-secret")
-    secret.add_argument(
-        "--device-secret-stdin", action="store_true", help="read the device secret from stdin"
+    aliyun.add_argument(
+        "--device-secret-stdin",
+        action="store_true",
+        help="read the device secret from stdin (required: it is never taken from argv)",
     )
+    refuse_secret_flag(aliyun, "--device-secret", "pipe it with --device-secret-stdin")
     aliyun.add_argument("--client-id", required=True, help="up to 64 characters (MAC or serial)")
     aliyun.add_argument("--timestamp", help="digits (default: now, in milliseconds)")
     aliyun.add_argument("--signmethod", default="hmacsha1", choices=sorted(SIGN_METHODS))
@@ -74,24 +90,48 @@ def _parse_time(value: str | None) -> datetime | None:
     return when
 
 
+def _credentials_from_stdin() -> tuple[str, str, str | None]:
+    try:
+        data = json.loads(sys.stdin.read())
+        key, secret = data["AccessKeyId"], data["SecretAccessKey"]
+        token = data.get("SessionToken") or None
+        if not all(isinstance(v, str) and v for v in (key, secret)) or not (
+            token is None or isinstance(token, str)
+        ):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, AttributeError):
+        # Never quote the input: it is a secret.
+        raise CommandError(
+            "--credentials-stdin: expected a JSON object with AccessKeyId, SecretAccessKey "
+            "and optionally SessionToken"
+        ) from None
+    return key, secret, token
+
+
+def _credentials_from_env() -> tuple[str, str, str | None] | None:
+    """The standard variables, as every AWS SDK reads them first (no botocore import).
+
+    With ``AWS_PROFILE`` set, botocore decides (it then prefers the named profile)."""
+    if os.environ.get("AWS_PROFILE"):
+        return None
+    key = os.environ.get("AWS_ACCESS_KEY_ID", "")
+    secret = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+    if not (key and secret):
+        return None
+    return key, secret, os.environ.get("AWS_SESSION_TOKEN") or None
+
+
 def _sign_url(args: argparse.Namespace) -> int:
     now = _parse_time(args.at)
     try:
-        if args.access_key or args.secret_key:
-            if not (args.access_key and args.secret_key):
-                raise CommandError("--access-key and --secret-key go together")
+        credentials = _credentials_from_stdin() if args.credentials_stdin else None
+        credentials = credentials or _credentials_from_env()
+        if credentials is not None:
+            key, secret, token = credentials
             url = presign_mqtt_url(
-                args.endpoint,
-                args.region,
-                args.access_key,
-                args.secret_key,
-                args.session_token or None,
-                now=now,
-                expires=args.expires,
+                args.endpoint, args.region, key, secret, token, now=now, expires=args.expires
             )
         else:
-            if args.session_token:
-                raise CommandError("--session-token needs --access-key and --secret-key")
             url = presign_mqtt_url_for_session(
                 args.endpoint, args.region, now=now, expires=args.expires
             )
@@ -102,12 +142,11 @@ def _sign_url(args: argparse.Namespace) -> int:
 
 
 def _aliyun_credentials(args: argparse.Namespace) -> int:
-    if args.device_secret_stdin:
-        secret = sys.stdin.readline().rstrip("\r\n")
-        if not secret:
-            raise CommandError("no device secret on stdin")
-    else:
-        secret = args.device_secret
+    if not args.device_secret_stdin:
+        raise CommandError("pass the device secret on stdin with --device-secret-stdin")
+    secret = sys.stdin.readline().rstrip("\r\n")
+    if not secret:
+        raise CommandError("no device secret on stdin")
     try:
         credentials = mqtt_credentials(
             args.product_key,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -115,32 +116,55 @@ def test_aliyun_fixture_session_is_never_refreshed(
     assert response["refreshAfterInSeconds"] == response["disconnectAfterInSeconds"] == 3600
 
 
+def _wrong_aliyun(events: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    event = events("authorizer/aliyun-signed")
+    event["protocolData"]["mqtt"]["password"] = base64.b64encode(b"0" * 64).decode()
+    return event
+
+
 def test_lockout_in_dynamodb(
     invoke: Callable[[dict[str, Any]], dict[str, Any]], events: Any, dynamodb_table: str
 ) -> None:
-    wrong = events("authorizer/wrong-password")
+    wrong = _wrong_aliyun(events)
     for _ in range(5):
         assert not invoke(wrong)["isAuthenticated"]
-    assert not invoke(events("authorizer/connect-mqtt"))["isAuthenticated"]  # locked
+    assert not invoke(events("authorizer/aliyun-signed"))["isAuthenticated"]  # locked
     import boto3
 
     item = boto3.client("dynamodb").get_item(
-        TableName=dynamodb_table, Key={"pk": {"S": "lockout#demo-device"}}
+        TableName=dynamodb_table, Key={"pk": {"S": "lockout#demo-sensor&a1DemoPK"}}
     )["Item"]
     assert item["failures"]["N"] == "5"
     assert int(item["expiresAt"]["N"]) > int(item["lockedUntil"]["N"])
 
 
+def test_guessable_lockout_never_refuses_a_generated_secret(
+    invoke: Callable[[dict[str, Any]], dict[str, Any]], events: Any, dynamodb_table: str
+) -> None:
+    guess = connect_event("demo-device", "a guessed chosen password", "demo-device")
+    for _ in range(6):
+        assert not invoke(guess)["isAuthenticated"]
+    for _ in range(10):
+        assert not invoke(events("authorizer/wrong-password"))["isAuthenticated"]
+    import boto3
+
+    item = boto3.client("dynamodb").get_item(
+        TableName=dynamodb_table, Key={"pk": {"S": "lockout#demo-device"}}
+    )["Item"]
+    assert item["failures"]["N"] == "5" and "lockedUntil" in item  # guessers are locked
+    assert invoke(events("authorizer/connect-mqtt"))["isAuthenticated"]  # the device is not
+
+
 def test_success_clears_counter(
     invoke: Callable[[dict[str, Any]], dict[str, Any]], events: Any, dynamodb_table: str
 ) -> None:
-    invoke(events("authorizer/wrong-password"))
-    assert invoke(events("authorizer/connect-mqtt"))["isAuthenticated"]
+    invoke(_wrong_aliyun(events))
     import boto3
 
-    response = boto3.client("dynamodb").get_item(
-        TableName=dynamodb_table, Key={"pk": {"S": "lockout#demo-device"}}
-    )
+    key = {"pk": {"S": "lockout#demo-sensor&a1DemoPK"}}
+    assert "Item" in boto3.client("dynamodb").get_item(TableName=dynamodb_table, Key=key)
+    assert invoke(events("authorizer/aliyun-signed"))["isAuthenticated"]
+    response = boto3.client("dynamodb").get_item(TableName=dynamodb_table, Key=key)
     assert "Item" not in response
 
 

@@ -37,6 +37,13 @@ def run(moto_aws: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
     return call
 
 
+def authorize(run: Run, username: str, password: str, *argv: str) -> tuple[int, str, str]:
+    """`iotauth authorize` with the password piped in, as a user does it."""
+    return run(
+        "authorize", "--username", username, "--password-stdin", *argv, stdin=password.encode()
+    )
+
+
 @pytest.fixture
 def table(run: Run) -> DynamoDBStore:
     code, _, _ = run("devices", "create-table")
@@ -59,16 +66,14 @@ def test_add_prints_secret_once_and_it_authorizes(run: Run, table: DynamoDBStore
     assert code == 0
     secret = out.strip()
     assert is_generated_shape(secret.encode()) and "shown only this once" in err
-    code, out, _ = run("authorize", "--username", "alice", "--password", secret)
+    code, out, _ = authorize(run, "alice", secret)
     assert code == 0
     response = json.loads(out)
     assert response["isAuthenticated"] is True
     assert any("broadcast/news" in d for d in response["policyDocuments"])
     code, out, _ = run("devices", "list")
     assert "alice" in out and secret not in out
-    code, out, _ = run(
-        "authorize", "--username", "alice", "--password", secret, "--client-id", "bob"
-    )
+    code, out, _ = authorize(run, "alice", secret, "--client-id", "bob")
     assert code == 1 and json.loads(out) == {"isAuthenticated": False}
 
 
@@ -77,10 +82,44 @@ def test_chosen_password(run: Run, table: DynamoDBStore) -> None:
     assert code == 0 and out == ""
     record = table.get_identity("carol")
     assert record is not None and record.kind == "password"
-    code, _, _ = run("authorize", "--username", "carol", "--password", "a long passphrase")
+    code, _, _ = authorize(run, "carol", "a long passphrase")
     assert code == 0
-    code, _, _ = run("authorize", "--username", "carol", "--password", "a long passphrase\n")
-    assert code == 1
+    code, _, _ = authorize(run, "carol", "a long passphrase\n")  # one newline is dropped
+    assert code == 0
+
+
+def test_authorize_reads_the_password_from_the_environment(
+    run: Run, table: DynamoDBStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run("devices", "add", "carol", "--password-stdin", stdin=b"a long passphrase")
+    monkeypatch.setenv("IOTAUTH_PASSWORD", "a long passphrase")
+    assert run("authorize", "--username", "carol")[0] == 0
+    monkeypatch.setenv("IOTAUTH_PASSWORD", "a long passphrase\n")  # taken as it is
+    assert run("authorize", "--username", "carol")[0] == 1
+    monkeypatch.delenv("IOTAUTH_PASSWORD")
+    code, out, err = run("authorize", "--username", "carol")
+    assert code == 2 and out == "" and "--password-stdin" in err
+
+
+def test_password_on_the_command_line_is_refused(
+    run: Run, table: DynamoDBStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run("devices", "add", "carol", "--password-stdin", stdin=b"a long passphrase")
+    with pytest.raises(SystemExit) as exc:
+        run("authorize", "--username", "carol", "--password", "a long passphrase")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "shell history" in err and "--password-stdin" in err
+    assert "a long passphrase" not in err
+
+
+def test_generated_secret_restored_only_with_secret_stdin(run: Run, table: DynamoDBStore) -> None:
+    secret = "iotsk_" + "r" * 43
+    code, out, _ = run("devices", "add", "moved", "--secret-stdin", stdin=secret.encode())
+    assert code == 0 and out == ""
+    record = table.get_identity("moved")
+    assert record is not None and record.kind == "secret"
+    assert authorize(run, "moved", secret)[0] == 0
 
 
 @pytest.mark.parametrize(
@@ -94,6 +133,10 @@ def test_chosen_password(run: Run, table: DynamoDBStore) -> None:
         (("devices", "add", "alice", "--refresh-after", "10"), b"", "300-86400"),
         (("devices", "add", "alice", "--password-stdin"), b"short", "at least"),
         (("devices", "add", "alice", "--password-stdin"), b"", "no password"),
+        # A chosen password may not look generated: the authorizer would not lock it out.
+        (("devices", "add", "alice", "--password-stdin"), b"iotsk_" + b"A" * 43, "--secret-stdin"),
+        (("devices", "add", "alice", "--password-stdin"), b"iotsk_short-but-12", "iotsk_"),
+        (("devices", "add", "alice", "--secret-stdin"), b"a chosen passphrase", "generated"),
         (
             (
                 "devices",
@@ -141,28 +184,36 @@ def test_no_table_configured(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_disable_enable_rotate_remove(run: Run, table: DynamoDBStore) -> None:
     secret = run("devices", "add", "alice")[1].strip()
     assert run("devices", "disable", "alice")[0] == 0
-    assert run("authorize", "--username", "alice", "--password", secret)[0] == 1
+    assert authorize(run, "alice", secret)[0] == 1
     assert run("devices", "enable", "alice")[0] == 0
-    assert run("authorize", "--username", "alice", "--password", secret)[0] == 0
+    assert authorize(run, "alice", secret)[0] == 0
     code, out, _ = run("devices", "rotate", "alice")
     new_secret = out.strip()
     assert code == 0 and is_generated_shape(new_secret.encode()) and new_secret != secret
-    assert run("authorize", "--username", "alice", "--password", secret)[0] == 1
-    assert run("authorize", "--username", "alice", "--password", new_secret)[0] == 0
+    assert authorize(run, "alice", secret)[0] == 1
+    assert authorize(run, "alice", new_secret)[0] == 0
     code, out, _ = run("devices", "rotate", "alice", "--password-stdin", stdin=b"now a passphrase")
     assert code == 0 and out == ""
-    assert run("authorize", "--username", "alice", "--password", "now a passphrase")[0] == 0
+    assert authorize(run, "alice", "now a passphrase")[0] == 0
     assert run("devices", "remove", "alice")[0] == 0
     assert table.get_identity("alice") is None
 
 
 def test_enable_lifts_lockout(run: Run, table: DynamoDBStore) -> None:
-    secret = run("devices", "add", "alice")[1].strip()
+    run("devices", "add", "alice", "--password-stdin", stdin=b"the right passphrase")
     for _ in range(5):
-        run("authorize", "--username", "alice", "--password", "iotsk_" + "Z" * 43)
-    assert run("authorize", "--username", "alice", "--password", secret)[0] == 1
+        authorize(run, "alice", "a wrong passphrase")
+    assert authorize(run, "alice", "the right passphrase")[0] == 1  # locked
     run("devices", "enable", "alice")
-    assert run("authorize", "--username", "alice", "--password", secret)[0] == 0
+    assert authorize(run, "alice", "the right passphrase")[0] == 0
+
+
+def test_guesses_never_lock_out_a_generated_secret(run: Run, table: DynamoDBStore) -> None:
+    secret = run("devices", "add", "bob")[1].strip()
+    for _ in range(6):
+        authorize(run, "bob", "a wrong passphrase")
+        authorize(run, "bob", "iotsk_" + "Z" * 43)
+    assert authorize(run, "bob", secret)[0] == 0
 
 
 def test_add_aliyun(run: Run, table: DynamoDBStore) -> None:
@@ -193,9 +244,7 @@ def test_add_aliyun(run: Run, table: DynamoDBStore) -> None:
         timestamp=timestamp,
     )
     client_id = f"pk1&sensor1|securemode=2,signmethod=hmacsha1,timestamp={timestamp}|"
-    code, out, _ = run(
-        "authorize", "--username", "sensor1&pk1", "--password", password, "--client-id", client_id
-    )
+    code, out, _ = authorize(run, "sensor1&pk1", password, "--client-id", client_id)
     assert code == 0, out
     code, _, err = run(
         "devices",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -26,20 +27,43 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_sign_url_with_keys(capsys: pytest.CaptureFixture[str]) -> None:
+def test_sign_url_with_credentials_on_stdin(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The JSON `aws sts assume-role --query Credentials` prints, piped in."""
+    creds = {"AccessKeyId": AK, "SecretAccessKey": SK, "SessionToken": "tok/en", "Expiration": "x"}
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(creds)))
     code, out, err = run(
         capsys,
         "sign-url",
         "--endpoint", ENDPOINT,
         "--region", REGION,
-        "--access-key", AK,
-        "--secret-key", SK,
-        "--session-token", "tok/en",
+        "--credentials-stdin",
         "--at", "2025-01-02T03:04:05Z",
         "--expires", "900",
     )  # fmt: skip
     assert (code, err) == (0, "")
     assert out == presign_mqtt_url(ENDPOINT, REGION, AK, SK, "tok/en", now=WHEN, expires=900) + "\n"
+
+
+def test_sign_url_from_the_standard_variables_without_botocore(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env |= {"AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": SK, "AWS_SESSION_TOKEN": "t/k"}
+    code = (
+        "import sys; from iotauth.cli import main; "
+        f"rc = main(['sign-url', '--endpoint', {ENDPOINT!r}, '--region', {REGION!r}, "
+        f"'--at', {WHEN.isoformat()!r}]); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'boto3', 'botocore'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60,
+        check=True,
+    )  # fmt: skip
+    url, modules = result.stdout.splitlines()
+    assert url == presign_mqtt_url(ENDPOINT, REGION, AK, SK, "t/k", now=WHEN)
+    assert modules == "[]"
 
 
 def test_sign_url_from_the_default_chain(aws_env: None, capsys: pytest.CaptureFixture[str]) -> None:
@@ -56,23 +80,49 @@ def test_sign_url_from_the_default_chain(aws_env: None, capsys: pytest.CaptureFi
 
 
 @pytest.mark.parametrize(
-    ("argv", "message"),
+    ("argv", "stdin", "message"),
     [
-        (["--access-key", AK], "go together"),
-        (["--session-token", "t"], "needs --access-key"),
-        (["--access-key", AK, "--secret-key", SK, "--at", "2025-01-02T03:04:05"], "timezone"),
-        (["--access-key", AK, "--secret-key", SK, "--at", "yesterday"], "ISO 8601"),
-        (["--access-key", "AK/ID", "--secret-key", SK], "access key"),
-        (["--access-key", AK, "--secret-key", SK, "--expires", "0"], "expires"),
+        (["--credentials-stdin"], "", "expected a JSON object"),
+        (["--credentials-stdin"], json.dumps({"AccessKeyId": AK}), "SecretAccessKey"),
+        (["--credentials-stdin"], SK, "expected a JSON object"),
+        (["--at", "2025-01-02T03:04:05"], "", "timezone"),
+        (["--at", "yesterday"], "", "ISO 8601"),
+        (["--expires", "0"], "", "expires"),
     ],
 )
 def test_sign_url_errors_are_one_line(
-    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+    aws_env: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    stdin: str,
+    message: str,
 ) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
     code, out, err = run(capsys, "sign-url", "--endpoint", ENDPOINT, "--region", REGION, *argv)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("iotauth: error:") and message in err
     assert SK not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sign-url", "--endpoint", ENDPOINT, "--region", REGION, "--secret-key", SK],
+        ["sign-url", "--endpoint", ENDPOINT, "--region", REGION, "--session-token", SK],
+        ["sign-url", "--endpoint", ENDPOINT, "--region", REGION, "--access-key", AK],
+        ["aliyun-credentials", "--product-key", "pk", "--device-name", "d", "--client-id", "c",
+         "--device-secret", SK],
+    ],
+)  # fmt: skip
+def test_secrets_on_the_command_line_are_refused(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "shell history" in err and SK not in err
 
 
 def test_sign_url_bad_region(capsys: pytest.CaptureFixture[str]) -> None:
@@ -80,13 +130,16 @@ def test_sign_url_bad_region(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 2 and "invalid region" in err
 
 
-def test_aliyun_credentials_published_example(capsys: pytest.CaptureFixture[str]) -> None:
+def test_aliyun_credentials_published_example(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("secret\n"))
     code, out, err = run(
         capsys,
         "aliyun-credentials",
         "--product-key", "pk",
         "--device-name", "device",
-        "--device-secret", "secret",
+        "--device-secret-stdin",
         "--client-id", "12345",
         "--timestamp", "789",
         "--securemode", "3",
@@ -124,9 +177,10 @@ def test_aliyun_credentials_secret_from_stdin(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--client-id", "x" * 65, "--device-secret", "s"], "at most 64"),
-        (["--client-id", "c", "--device-secret", "s", "--timestamp", "soon"], "digits"),
+        (["--client-id", "x" * 65, "--device-secret-stdin"], "at most 64"),
+        (["--client-id", "c", "--device-secret-stdin", "--timestamp", "soon"], "digits"),
         (["--client-id", "c", "--device-secret-stdin"], "stdin"),
+        (["--client-id", "c"], "--device-secret-stdin"),
     ],
 )
 def test_aliyun_credentials_errors(
@@ -135,7 +189,8 @@ def test_aliyun_credentials_errors(
     argv: list[str],
     message: str,
 ) -> None:
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    stdin = "s\n" if "x" * 65 in argv or "soon" in argv else ""
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
     code, out, err = run(
         capsys, "aliyun-credentials", "--product-key", "pk", "--device-name", "dev", *argv
     )
@@ -143,7 +198,7 @@ def test_aliyun_credentials_errors(
 
 
 def test_region_and_instance_are_exclusive() -> None:
-    argv = "aliyun-credentials --product-key pk --device-name d --device-secret s"
+    argv = "aliyun-credentials --product-key pk --device-name d --device-secret-stdin"
     argv += " --client-id c --region cn-shanghai --instance-id iot-1"
     with pytest.raises(SystemExit) as exc:
         main(argv.split())

@@ -93,7 +93,7 @@ def test_malformed_requests_deny_without_store(
 
 
 def test_unknown_user_is_denied_and_counted(store: MemoryStore) -> None:
-    decision = decide(store, connect_event("ghost", "iotsk_" + "C" * 43, "ghost"))
+    decision = decide(store, connect_event("ghost", "a guessed password", "ghost"))
     assert decision.reason == "unknown-identity"
     assert store.lockouts["ghost"].failures == 1
 
@@ -144,21 +144,24 @@ def test_record_durations_and_grants(store: MemoryStore) -> None:
 
 
 def test_lockout_after_five_failures_even_right_password(store: MemoryStore) -> None:
-    secret = add_secret_identity(store, "alice")
-    wrong = connect_event("alice", "iotsk_" + "D" * 43, "alice")
+    """Chosen passwords (guessable) lock; generated secrets never do (test_lockout_by_shape)."""
+    add_password_identity(store, "alice", "the right passphrase")
+    right = connect_event("alice", "the right passphrase", "alice")
+    wrong = connect_event("alice", "a wrong passphrase", "alice")
     for i in range(5):
         assert decide(store, wrong, now=NOW + i).reason == "bad-password"
-    assert decide(store, connect_event("alice", secret, "alice"), now=NOW + 10).reason == "locked"
-    assert decide(store, connect_event("alice", secret, "alice"), now=NOW + 4 + 900).allowed
+    assert decide(store, right, now=NOW + 10).reason == "locked"
+    assert decide(store, right, now=NOW + 4 + 900).allowed
     assert "alice" not in store.lockouts  # success resets
 
 
 def test_success_resets_count(store: MemoryStore) -> None:
-    secret = add_secret_identity(store, "alice")
-    wrong = connect_event("alice", "iotsk_" + "D" * 43, "alice")
+    add_password_identity(store, "alice", "the right passphrase")
+    wrong = connect_event("alice", "a wrong passphrase", "alice")
     for i in range(4):
         decide(store, wrong, now=NOW + i)
-    assert decide(store, connect_event("alice", secret, "alice"), now=NOW + 5).allowed
+    right = connect_event("alice", "the right passphrase", "alice")
+    assert decide(store, right, now=NOW + 5).allowed
     for i in range(4):
         assert decide(store, wrong, now=NOW + 6 + i).reason == "bad-password"
 
@@ -167,7 +170,7 @@ def test_unknown_users_lock_like_known_ones(store: MemoryStore) -> None:
     add_secret_identity(store, "alice")
     for name in ("alice", "ghost"):
         reasons = [
-            decide(store, connect_event(name, "iotsk_" + "E" * 43, name), now=NOW + i).reason
+            decide(store, connect_event(name, "a guessed password", name), now=NOW + i).reason
             for i in range(6)
         ]
         assert reasons[-1] == "locked"
@@ -178,7 +181,7 @@ def test_configurable_lockout(store: MemoryStore) -> None:
     settings = replace(
         SETTINGS, lockout=LockoutPolicy(threshold=2, window_seconds=60, lockout_seconds=300)
     )
-    wrong = connect_event("ghost", "iotsk_" + "E" * 43, "ghost")
+    wrong = connect_event("ghost", "a guessed password", "ghost")
     assert decide(store, wrong, settings=settings).reason == "unknown-identity"
     assert decide(store, wrong, settings=settings).reason == "unknown-identity"
     assert decide(store, wrong, settings=settings).reason == "locked"
@@ -197,7 +200,7 @@ def test_concurrent_failure_is_counted_on_top(store: MemoryStore) -> None:
         return original(username, state, policy, previous_version)
 
     store.save_lockout = racing_save  # type: ignore[method-assign]
-    decide(store, connect_event("alice", "iotsk_" + "F" * 43, "alice"))
+    decide(store, connect_event("alice", "a guessed password", "alice"))
     assert store.lockouts["alice"].failures == 2
 
 
