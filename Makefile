@@ -18,7 +18,7 @@ export PATH := $(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_SAM_CLI_TELEMETRY := 0
 
-.PHONY: help dev run web-deps test lint typecheck validate build pytest bench invoke browser-deps clean
+.PHONY: help dev run web-deps test lint typecheck validate build pytest bench invoke browser-deps broker-deps clean
 
 help:
 	@echo "make run    start the local stack (gateway, signer, chat page) on 127.0.0.1"
@@ -54,7 +54,7 @@ validate: $(VENV)/.installed $(SAM_VENV)/.installed
 build: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(SAM) build
 
-pytest: $(VENV)/.installed browser-deps $(LAMBDA_RUNTIME)/.installed
+pytest: $(VENV)/.installed browser-deps broker-deps $(LAMBDA_RUNTIME)/.installed
 	$(BIN)/python -m pytest
 
 test: lint typecheck validate build pytest
@@ -76,6 +76,13 @@ browser-deps: web-deps
 		$$SUDO apt-get update && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends chromium; }
 
+# Debian's mosquitto 2 (MQTT 5): the message engine behind the local gateway.
+broker-deps:
+	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends mosquitto; }
+
 # The Lambda runtime client for `make invoke` and tests/sam: awslambdaric and boto3 (which
 # the real runtime provides), in a venv of their own so nothing of .venv leaks into a function.
 $(LAMBDA_RUNTIME)/.installed: $(VENV)/.installed
@@ -89,7 +96,7 @@ invoke: build $(LAMBDA_RUNTIME)/.installed
 		echo "usage: make invoke FN=AuthorizerFunction EVENT=events/authorizer/connect-mqtt.json [INVOKE_ARGS=...]"; exit 2; }
 	$(BIN)/python tools/lambda_invoke.py $(FN) $(EVENT) $(INVOKE_ARGS)
 
-run: $(VENV)/.installed web-deps
+run: $(VENV)/.installed web-deps broker-deps
 	$(BIN)/iotauth local $(ARGS)
 
 clean:

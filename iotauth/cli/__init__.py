@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 __all__ = ["CommandError", "main", "refuse_secret_flag"]
 
-# Imported lazily per command so `iotauth sign-url` does not pay for boto3 or amqtt.
+# Imported lazily per command so `iotauth sign-url` does not pay for boto3 or the gateway.
 _COMMAND_MODULES = (
     "iotauth.cli.devices",  # devices …, authorize
     "iotauth.cli.signing",  # sign-url, aliyun-credentials

@@ -19,11 +19,12 @@ from iotauth.cli import CommandError
 __all__ = ["register"]
 
 _PORT_FLAGS = (
+    ("iot", "IoT Core's port: TLS, ALPN 'mqtt' → MQTT, else HTTPS/wss at /mqtt"),
     ("web", "the chat page"),
     ("signer", "the signer's HTTP API (GET /mqtt-url)"),
     ("aws", "the AWS stand-in (moto server: DynamoDB, IAM, STS)"),
     ("mqtt", "MQTT over TCP"),
-    ("mqtts", "MQTT over TLS, ALPN 'mqtt' (IoT Core uses 443)"),
+    ("mqtts", "MQTT over TLS, ALPN 'mqtt'"),
     ("ws", "MQTT over WebSocket at /mqtt"),
 )
 
@@ -46,7 +47,7 @@ def _parameter(text: str) -> tuple[str, str]:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from iotauth.local import LocalPorts  # noqa: PLC0415 - cheap; no amqtt here
+    from iotauth.local import LocalPorts  # noqa: PLC0415 - cheap; no gateway here
 
     defaults = LocalPorts()
     parser = subparsers.add_parser(
@@ -59,12 +60,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     for name, what in _PORT_FLAGS:
+        default = getattr(defaults, name)
+        shown = "443 when it may be bound, else 8443" if default is None else default
         parser.add_argument(
             f"--{name}-port",
             type=_port,
-            default=getattr(defaults, name),
+            default=default,
             metavar="PORT",
-            help=f"{what} (default {getattr(defaults, name)})",
+            help=f"{what} (default {shown})",
         )
     parser.add_argument(
         "--web-root",
@@ -118,23 +121,34 @@ def _open_log(path: Path | None) -> tuple[Path, TextIO]:
 
 
 def _configure_logging(verbose: bool, log: TextIO) -> list[logging.Handler]:
-    """Everything to ``log``; errors also to the terminal (stderr) when ``log`` is a file."""
+    """Everything to ``log``, errors and tracebacks included: the banner names one place.
+
+    Uncaught exceptions in threads (which Python prints to stderr) are logged there too.
+    """
     root = logging.getLogger()
     handlers: list[logging.Handler] = [logging.StreamHandler(log)]
     if log is not sys.stderr:
-        errors = logging.StreamHandler(sys.stderr)
-        errors.setLevel(logging.ERROR)
-        handlers.append(errors)
+        threading.excepthook = _log_thread_exception
     for handler in handlers:
         handler.setFormatter(logging.Formatter(_LOG_FORMAT))
         root.addHandler(handler)
     root.setLevel(logging.INFO)
     for noisy in _QUIET:
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # The broker's own activity (connections, listeners) only when asked for.
-    logging.getLogger("amqtt").setLevel(logging.INFO if verbose else logging.WARNING)
+    # The gateway's per-connection activity only when asked for.
+    logging.getLogger("iotauth.local.engine").setLevel(logging.INFO if verbose else logging.WARNING)
     logging.getLogger("iotauth").setLevel(logging.INFO)
     return handlers
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    name = args.thread.name if args.thread is not None else "?"
+    if args.exc_value is not None:
+        logging.getLogger("iotauth.local").error(
+            "uncaught error in thread %s",
+            name,
+            exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -178,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
         for log_handler in handlers:
             logging.getLogger().removeHandler(log_handler)
+        threading.excepthook = threading.__excepthook__
         if log is not sys.stderr:
             log.close()
             if info is None and log_path is not None and args.log_file is None:

@@ -52,6 +52,7 @@ import os
 import secrets
 import shutil
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -64,10 +65,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, ClassVar, TextIO
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from iotauth.local import LocalPorts, PortInUse
 from iotauth.local.certs import generate_certificates
+from iotauth.local.domain import NO_DOMAIN, DomainConfiguration
 from iotauth.local.gateway import GatewayConfig, LocalGateway
 from iotauth.local.iot_events import AUTHORIZER_NAME_PARAMETER
 from iotauth.local.lambda_host import REPO_ROOT, LambdaContext, function_arn, load_handler_module
@@ -98,16 +100,27 @@ class StackInfo:
     dev_tokens: dict[str, str]
     gateway_ws_url: str
     authorizer_name: str
-    tcp_port: int
-    tls_port: int
+    mqtt_port: int  # plain MQTT over TCP
+    mqtts_port: int  # MQTT over TLS, ALPN "mqtt"
     ca_cert_path: Path
     devices: dict[str, str]
-    ws_port: int
+    ws_port: int  # plain MQTT over WebSocket at /mqtt
     aws_endpoint_url: str
     table_name: str
     region: str
     client_role_arn: str
     chat_room: str
+    iot_port: int = 0  # IoT Core's port: TLS, ALPN "mqtt" → MQTT, else HTTPS/wss at /mqtt
+    iot_port_note: str = ""  # why it is not 443, and how to allow 443
+    domain: DomainConfiguration = NO_DOMAIN
+
+    @property
+    def tcp_port(self) -> int:
+        return self.mqtt_port
+
+    @property
+    def tls_port(self) -> int:
+        return self.mqtts_port
 
     @property
     def config(self) -> dict[str, Any]:
@@ -139,13 +152,77 @@ def _check_free(port: int, flag: str) -> None:
             raise PortInUse(f"cannot listen on 127.0.0.1:{port} ({flag}): {exc}") from None
 
 
+def _choose_iot_port(requested: int | None) -> tuple[int, str]:
+    """IoT's port: 443 when this process may bind it, else 8443 (and the banner says why)."""
+    if requested is not None:
+        return requested, ""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", 443))
+        except OSError as exc:
+            if exc.errno != errno.EACCES:
+                return 8443, "443 is in use"
+            python = os.path.realpath(sys.executable)
+            return 8443, (
+                "443 needs privileges: sudo setcap 'cap_net_bind_service=+ep' "
+                f"{python}  (or sudo sysctl net.ipv4.ip_unprivileged_port_start=443)"
+            )
+    return 443, ""
+
+
 # --- moto -------------------------------------------------------------------------------
+
+
+#: IoT's data plane ``DeleteConnection``: (client id, cleanSession, preventWillMessage) →
+#: whether a live connection was closed.
+DeleteConnection = Callable[[str, bool, bool], bool]
+
+
+def _data_plane(app: Any, delete_connection: Callable[[], DeleteConnection | None]) -> Any:
+    """A WSGI app answering ``DELETE /connections/{clientId}`` as IoT's data plane does
+    (API_iotdata_DeleteConnection), everything else by ``app`` (moto)."""
+
+    def respond(start_response: Any, status: str, body: dict[str, str], error: str = "") -> Any:
+        payload = json.dumps(body).encode()
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+        if error:
+            headers.append(("x-amzn-ErrorType", error))
+        start_response(status, headers)
+        return [payload]
+
+    def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if environ.get("REQUEST_METHOD") != "DELETE" or not path.startswith("/connections/"):
+            return app(environ, start_response)
+        # PATH_INFO is already percent-decoded by the WSGI server (one level, as sent).
+        client_id = path[len("/connections/") :]
+        query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+        handler = delete_connection()
+        if not client_id or "/" in client_id or handler is None:
+            return respond(
+                start_response,
+                "400 Bad Request",
+                {"message": "invalid client id"},
+                "InvalidRequestException",
+            )
+        clean = query.get("cleanSession", "false").lower() == "true"
+        prevent_will = query.get("preventWillMessage", "false").lower() == "true"
+        if handler(client_id, clean, prevent_will):
+            return respond(start_response, "200 OK", {})
+        return respond(
+            start_response,
+            "404 Not Found",
+            {"message": "No connection found for the client id"},
+            "ResourceNotFoundException",
+        )
+
+    return wsgi
 
 
 class _MotoServer:
     """moto's server, bound in the calling thread (so a busy port is an error, not a hang)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, delete_connection: Callable[[], DeleteConnection | None]) -> None:
         from moto.moto_server.werkzeug_app import (  # noqa: PLC0415 - heavy, local only
             DomainDispatcherApplication,
             MotoRequestHandler,
@@ -158,7 +235,7 @@ class _MotoServer:
         self._server = make_server(
             "127.0.0.1",
             port,
-            DomainDispatcherApplication(create_backend_app),
+            _data_plane(DomainDispatcherApplication(create_backend_app), delete_connection),
             threaded=True,
             request_handler=MotoRequestHandler,
         )
@@ -204,7 +281,9 @@ class _IssuedCredentials:
             now = now.replace(tzinfo=None)
         return role if now < expiration else None
 
-    def verify(self, path: str, host: str) -> list[list[str]] | None:
+    def verify(
+        self, path: str, host: str, headers: Mapping[str, str] | None = None
+    ) -> list[list[str]] | None:
         """The session policy of the credentials that signed this request, if valid."""
         from iotauth.sigv4 import verify_presigned_url  # noqa: PLC0415
 
@@ -403,6 +482,11 @@ class _WebPage(_QuietHandler):
         path = urlsplit(self.path).path
         no_store = {"Cache-Control": "no-store"}
         if path == "/config.json":
+            # It holds the dev tokens: only for the page itself, asked for by its own origin
+            # (a DNS-rebinding page on another name gets nothing); no CORS headers, ever.
+            if not self._own_origin():
+                self._send(HTTPStatus.FORBIDDEN, b"forbidden\n", "text/plain; charset=utf-8")
+                return
             body = json.dumps(self.stack.info.config, indent=2).encode()
             self._send(HTTPStatus.OK, body, headers=no_store)
             return
@@ -430,12 +514,27 @@ class _WebPage(_QuietHandler):
             content_type += "; charset=utf-8"
         self._send(HTTPStatus.OK, file.read_bytes(), content_type, no_store)
 
+    def _own_origin(self) -> bool:
+        """Host is the page's own (127.0.0.1 or localhost, its port); an Origin, if sent, too."""
+        host = self.headers.get("Host", "")
+        origin = self.headers.get("Origin")
+        own = self.stack.allowed_origins
+        if f"http://{host}" not in own:
+            return False
+        return origin is None or origin in own
+
     do_HEAD = do_GET  # noqa: N815 - http.server's naming
+
+
+class _LoggingHTTPServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver prints tracebacks to stderr; they belong in the log (no request data).
+        log.warning("HTTP handler error", exc_info=True)
 
 
 def _serve_http(handler: type[_QuietHandler], port: int, flag: str) -> ThreadingHTTPServer:
     try:
-        server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        server = _LoggingHTTPServer(("127.0.0.1", port), handler)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise PortInUse(f"port {port} ({flag}) is already in use") from None
@@ -474,6 +573,8 @@ class LocalStack:
         self._authorizer: Callable[[Any, Any], Any] | None = None
         self._dev_tokens: dict[str, str] = {}
         self.allowed_origins: frozenset[str] = frozenset()
+        self._gateway: LocalGateway | None = None
+        self._gateway_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def info(self) -> StackInfo:
@@ -506,6 +607,7 @@ class LocalStack:
             (ports.mqtt, "--mqtt-port"),
             (ports.mqtts, "--mqtts-port"),
             (ports.ws, "--ws-port"),
+            (ports.iot or 0, "--iot-port"),
         ):
             _check_free(port, flag)
         try:
@@ -524,7 +626,7 @@ class LocalStack:
         self._cleanup.append(lambda: shutil.rmtree(workdir, ignore_errors=True))
 
         try:
-            moto = _MotoServer(ports.aws)
+            moto = _MotoServer(ports.aws, lambda: self._delete_connection)
         except OSError as exc:
             raise PortInUse(f"port {ports.aws} (--aws-port) is already in use: {exc}") from None
         self._cleanup.append(moto.stop)
@@ -548,6 +650,8 @@ class LocalStack:
             template.function_environment("AuthorizerFunction", {"CredentialsTable": TABLE_NAME})
         )
         self._authorizer = self._handler("authorizer")
+        iot_port, iot_note = _choose_iot_port(ports.iot)
+        domain = template.domain_configuration({"IotAuthorizer": authorizer_name})
         gateway = LocalGateway(
             GatewayConfig(
                 authorizer=self._call_authorizer,
@@ -558,9 +662,12 @@ class LocalStack:
                 tcp_port=ports.mqtt,
                 tls_port=ports.mqtts,
                 ws_port=ports.ws,
+                iot_port=iot_port,
+                domain=domain,
             )
         )
         gateway_ports = self._start_gateway(gateway)
+        self._gateway = gateway
 
         # Handler classes bound to this stack (two stacks may run in one process).
         page_handler = type("WebPage", (_WebPage,), {"stack": self})
@@ -597,8 +704,8 @@ class LocalStack:
             dev_tokens=dict(self._dev_tokens),
             gateway_ws_url=ws_url,
             authorizer_name=authorizer_name,
-            tcp_port=gateway_ports.tcp,
-            tls_port=gateway_ports.tls,
+            mqtt_port=gateway_ports.tcp,
+            mqtts_port=gateway_ports.tls,
             ca_cert_path=certificates.ca_cert,
             devices=devices,
             ws_port=gateway_ports.ws,
@@ -607,12 +714,16 @@ class LocalStack:
             region=REGION,
             client_role_arn=role_arn,
             chat_room=chat_room,
+            iot_port=gateway_ports.iot,
+            iot_port_note=iot_note,
+            domain=domain,
         )
         return self._info
 
     def stop(self) -> None:
         """Stop everything started so far (safe to call twice)."""
         self._info = None
+        self._gateway = None
         while self._cleanup:
             step = self._cleanup.pop()
             try:
@@ -703,6 +814,7 @@ class LocalStack:
 
     def _start_gateway(self, gateway: LocalGateway) -> Any:
         loop = asyncio.new_event_loop()
+        self._gateway_loop = loop
         thread = threading.Thread(target=loop.run_forever, name="iotauth-gateway", daemon=True)
         thread.start()
 
@@ -724,6 +836,36 @@ class LocalStack:
             if isinstance(exc.__cause__, OSError) or "address already in use" in str(exc):
                 raise PortInUse(f"a gateway port is already in use: {exc}") from None
             raise
+
+    def _on_gateway(self, coroutine: Any, timeout: float = 5.0) -> Any:
+        loop = self._gateway_loop
+        if loop is None or self._gateway is None:
+            coroutine.close()
+            raise RuntimeError("the local stack is not running")
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout)
+
+    def live_client_ids(self) -> list[str]:
+        """Client ids with a live connection through the gateway (for tests)."""
+        gateway = self._gateway
+        if gateway is None:
+            return []
+
+        async def ids() -> list[str]:
+            return gateway.live_client_ids()
+
+        result: list[str] = self._on_gateway(ids())
+        return result
+
+    def _delete_connection(self, client_id: str, clean: bool, prevent_will: bool) -> bool:
+        """IoT's DeleteConnection (on the AWS endpoint): close the connection now."""
+        gateway = self._gateway
+        if gateway is None:
+            return False
+        closed: bool = self._on_gateway(
+            gateway.delete_connection(client_id, clean_session=clean, prevent_will=prevent_will)
+        )
+        log.info("DeleteConnection %r: %s", client_id, "closed" if closed else "no connection")
+        return closed
 
     def _call_authorizer(self, event: dict[str, Any]) -> Any:
         assert self._authorizer is not None
@@ -773,18 +915,31 @@ def banner(info: StackInfo, log_file: Path | None = None) -> str:
     suffix = f"?{AUTHORIZER_NAME_PARAMETER}={info.authorizer_name}"
     width = max(len(n) for n in [*info.devices, *info.dev_tokens])
     logs = f"{log_file}  (-v: on the terminal instead)" if log_file else "on the terminal"
+    iot_note = f"\n                  not 443: {info.iot_port_note}" if info.iot_port_note else ""
+    domain = info.domain
+    if domain.default_authorizer:
+        authorizer_line = (
+            f"Devices: MQTT username <device> (default authorizer {domain.default_authorizer}; "
+            f"or <device>{suffix}), password its secret."
+        )
+    else:
+        authorizer_line = "Devices: MQTT username <device>" + suffix + ", password its secret."
     lines = [
         "iotauth local stack: everything runs on 127.0.0.1; nothing talks to AWS.",
         "",
         f"  Chat page       {info.page_url}",
         f"  Signer          GET {info.signer_url}  (Authorization: Bearer <dev token>)",
-        f"  MQTT over TCP   127.0.0.1:{info.tcp_port}",
-        f'  MQTT over TLS   127.0.0.1:{info.tls_port}  (ALPN "mqtt", CA {info.ca_cert_path})',
+        f'  IoT endpoint    localhost:{info.iot_port}  (TLS: ALPN "mqtt" → MQTT, '
+        f"else wss://localhost:{info.iot_port}/mqtt){iot_note}",
+        f'  MQTT over TLS   127.0.0.1:{info.mqtts_port}  (ALPN "mqtt")',
+        f"  MQTT over TCP   127.0.0.1:{info.mqtt_port}",
         f"  MQTT over WS    {info.gateway_ws_url}",
+        f"  CA certificate  {info.ca_cert_path}  (localhost, 127.0.0.1)",
         f"  AWS (moto)      {info.aws_endpoint_url}  (table {info.table_name})",
         f"  Logs            {logs}",
         "",
-        "Devices: MQTT username <device>" + suffix + ", password its secret.",
+        authorizer_line,
+        "MQTT 3.1.1 and MQTT 5 on every listener.",
         "Secrets are shown once; they live only as long as this stack.",
         *(f"  {name:<{width}}  {secret}" for name, secret in info.devices.items()),
         "",

@@ -6,7 +6,7 @@ presigned URL) and each function's environment (``Globals`` + the function's
 ``Environment.Variables``), with the parameters' defaults unless overridden. No copy to keep
 in step, and a template change the local stack cannot follow fails its start loudly.
 
-The YAML is read with PyYAML (which amqtt and moto's server require anyway) and a loader that
+The YAML is read with PyYAML (which moto's server requires anyway) and a loader that
 knows CloudFormation's short tags (``!Sub`` → ``{"Fn::Sub": …}``, ``!GetAtt a.b`` →
 ``{"Fn::GetAtt": ["a", "b"]}``, …): the same shapes cfn-lint's decoder produces. Resolution
 handles what those parts of the template use: ``Ref`` (parameters, pseudo parameters, resources
@@ -24,9 +24,13 @@ from typing import Any
 
 import yaml
 
+from iotauth.local.domain import NO_DOMAIN, DomainConfiguration
 from iotauth.scoping import ArnContext
 
-__all__ = ["Template", "TemplateError"]
+__all__ = ["DOMAIN_CONFIGURATION", "Template", "TemplateError"]
+
+#: The logical id of the endpoint's domain configuration (COORDINATION.md, interface 2).
+DOMAIN_CONFIGURATION = "IotDomainConfiguration"
 
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -270,3 +274,35 @@ class Template:
                 raise TemplateError(f"{logical_id}: {name} does not resolve to text")
             environment[str(name)] = str(resolved)
         return environment
+
+    def domain_configuration(self, refs: Refs | None = None) -> DomainConfiguration:
+        """``IotDomainConfiguration`` (``AWS::IoT::DomainConfiguration``), resolved; without it,
+        an endpoint with no default authorizer where port and ALPN decide."""
+        resource = self.document["Resources"].get(DOMAIN_CONFIGURATION)
+        if resource is None:
+            return NO_DOMAIN
+        if (
+            not isinstance(resource, dict)
+            or resource.get("Type") != "AWS::IoT::DomainConfiguration"
+        ):
+            raise TemplateError(f"{DOMAIN_CONFIGURATION} is not an AWS::IoT::DomainConfiguration")
+        properties = resource.get("Properties") or {}
+        if not isinstance(properties, dict):
+            raise TemplateError(f"{DOMAIN_CONFIGURATION}: Properties must be a mapping")
+        config = self.resolve(properties.get("AuthorizerConfig") or {}, refs)
+        if not isinstance(config, dict):
+            raise TemplateError(f"{DOMAIN_CONFIGURATION}: AuthorizerConfig must be a mapping")
+        default = config.get("DefaultAuthorizerName")
+        override = config.get("AllowAuthorizerOverride", False)
+        if isinstance(override, str):
+            override = override.lower() == "true"
+        authentication = self.resolve(properties.get("AuthenticationType", "DEFAULT"), refs)
+        protocol = self.resolve(properties.get("ApplicationProtocol", "DEFAULT"), refs)
+        if default is not None and not isinstance(default, str):
+            raise TemplateError(f"{DOMAIN_CONFIGURATION}: DefaultAuthorizerName must be text")
+        return DomainConfiguration(
+            default_authorizer=default or None,
+            allow_authorizer_override=bool(override),
+            authentication_type=str(authentication),
+            application_protocol=str(protocol),
+        )

@@ -40,16 +40,23 @@ class Message:
 
 
 class Mqtt:
-    """A paho-mqtt 2.x client (MQTT 3.1.1) with blocking, bounded helpers."""
+    """A paho-mqtt 2.x client (MQTT 3.1.1, or 5 with ``version=5``) with bounded helpers.
 
-    def __init__(self, client_id: str, transport: str = "tcp") -> None:
+    Transports: ``tcp``, ``tls`` (ALPN ``mqtt``), ``ws``, and on the IoT port ``iot`` (TLS,
+    ALPN ``mqtt``) and ``wss`` (TLS, WebSocket at ``/mqtt``).
+    """
+
+    def __init__(self, client_id: str, transport: str = "tcp", version: int = 4) -> None:
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            transport="websockets" if transport == "ws" else "tcp",
-            protocol=mqtt.MQTTv311,
+            transport="websockets" if transport in ("ws", "wss") else "tcp",
+            protocol=mqtt.MQTTv5 if version == 5 else mqtt.MQTTv311,
             reconnect_on_failure=False,
         )
+        self.version = version
+        self.disconnect_reason: ReasonCode | None = None
+        self.last_suback: list[ReasonCode] = []
         self.transport = transport
         self.connack: ReasonCode | None = None
         self.answered = threading.Event()
@@ -61,17 +68,32 @@ class Mqtt:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_publish = self._on_publish
+        self.acks: dict[int, ReasonCode] = {}  # mid → the PUBACK's reason code
+        self._ack_event = threading.Condition()
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         self.connack = rc
         self.answered.set()
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        self.disconnect_reason = rc
         self.disconnected.set()
         self.answered.set()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         self.messages.put(Message(message.topic, bytes(message.payload)))
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
+        with self._ack_event:
+            self.acks[mid] = rc
+            self._ack_event.notify_all()
+
+    def wait_ack(self, mid: int, timeout: float = WAIT) -> ReasonCode | None:
+        """The reason code of ``mid``'s PUBACK, or None if none came within ``timeout``."""
+        with self._ack_event:
+            self._ack_event.wait_for(lambda: mid in self.acks, timeout)
+            return self.acks.get(mid)
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, codes: Any, props: Any) -> None:
         with self._suback_event:
@@ -87,18 +109,20 @@ class Mqtt:
         ws_path: str = "/mqtt",
         ca_cert: Path | None = None,
         alpn: bool = True,
+        keepalive: int = 30,
     ) -> bool:
         """True when the gateway accepted the CONNECT."""
         if username is not None:
             self.client.username_pw_set(username, password)
-        if self.transport == "ws":
+        if self.transport in ("ws", "wss"):
             self.client.ws_set_options(path=ws_path)
-        if self.transport == "tls":
+        if self.transport in ("tls", "iot", "wss"):
             context = ssl.create_default_context(cafile=str(ca_cert))
-            if alpn:
+            if alpn and self.transport != "wss":
                 context.set_alpn_protocols(["mqtt"])
             self.client.tls_set_context(context)
-        self.client.connect("127.0.0.1", port, keepalive=30)
+        host = "localhost" if self.transport in ("iot", "wss") else "127.0.0.1"
+        self.client.connect(host, port, keepalive=keepalive)
         self.client.loop_start()
         assert self.answered.wait(WAIT), "no CONNACK"
         return self.connack is not None and not self.connack.is_failure
@@ -110,10 +134,14 @@ class Mqtt:
         with self._suback_event:
             assert self._suback_event.wait_for(lambda: mid in self._subacks, WAIT), "no SUBACK"
             codes = self._subacks.pop(mid)
+        self.last_suback = codes
         return not codes[0].is_failure
 
-    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
-        self.client.publish(topic, payload, qos=qos, retain=retain)
+    def publish(
+        self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, **kwargs: Any
+    ) -> int:
+        """The message id (for :meth:`wait_ack`)."""
+        return self.client.publish(topic, payload, qos=qos, retain=retain, **kwargs).mid
 
     def next_message(self, timeout: float = WAIT) -> Message:
         return self.messages.get(timeout=timeout)
@@ -135,8 +163,8 @@ def clients() -> Iterator[Callable[..., Mqtt]]:
     """``clients(client_id, transport)`` → a client closed at the end of the test."""
     made: list[Mqtt] = []
 
-    def make(client_id: str, transport: str = "tcp") -> Mqtt:
-        client = Mqtt(client_id, transport)
+    def make(client_id: str, transport: str = "tcp", version: int = 4) -> Mqtt:
+        client = Mqtt(client_id, transport, version)
         made.append(client)
         return client
 
@@ -152,7 +180,8 @@ def stack() -> Iterator[StackInfo]:
 
 
 def port_of(info: StackInfo, transport: str) -> int:
-    return {"tcp": info.tcp_port, "tls": info.tls_port, "ws": info.ws_port}[transport]
+    ports = {"tcp": info.mqtt_port, "tls": info.mqtts_port, "ws": info.ws_port}
+    return ports.get(transport) or info.iot_port  # "iot" (ALPN mqtt) and "wss"
 
 
 def username_for(info: StackInfo, name: str) -> str:

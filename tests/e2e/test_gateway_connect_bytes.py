@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from iotauth.local.gateway import _connect_fields
+from iotauth.local.mqtt.codec import Connect, MalformedPacket, decode_packet, split_packets
 from iotauth.local.stack import StackInfo
 from tests.e2e.conftest import WAIT, Mqtt, unique, username_for
 from tests.e2e.test_gateway_cli import IOTAUTH, ROOT
@@ -69,21 +69,33 @@ def raw_connect(port: int, packet: bytes) -> bytes:
 # --- the parser --------------------------------------------------------------------------
 
 
+def _decode(packet: bytes) -> Connect:
+    ((first, body),) = split_packets(packet)
+    decoded = decode_packet(first, body, 4)
+    assert isinstance(decoded, Connect)
+    return decoded
+
+
 def test_connect_fields_keep_password_bytes() -> None:
     packet = connect_packet(b"c-1", b"user", BINARY_PASSWORD, will=(b"t/w", b"\xff"))
-    fields = _connect_fields(packet)
-    assert fields is not None and fields.password == BINARY_PASSWORD
-    assert BINARY_PASSWORD.hex() not in repr(fields)
-    assert _connect_fields(connect_packet(b"c-1")) is not None
-    assert _connect_fields(connect_packet(b"c-1")).password is None  # type: ignore[union-attr]
+    fields = _decode(packet)
+    assert fields.password == BINARY_PASSWORD
+    assert BINARY_PASSWORD.hex() not in repr(fields) and "binary" not in repr(fields)
+    assert _decode(connect_packet(b"c-1")).password is None
     # Not UTF-8 where MQTT requires text: client id, will topic, username.
-    assert _connect_fields(connect_packet(b"c-\xff")) is None
-    assert _connect_fields(connect_packet(b"c", b"u\xff", b"p")) is None
-    assert _connect_fields(connect_packet(b"c", will=(b"t\xff", b"m"))) is None
-    # Truncated or not a CONNECT.
+    for bad in (
+        connect_packet(b"c-\xff"),
+        connect_packet(b"c", b"u\xff", b"p"),
+        connect_packet(b"c", will=(b"t\xff", b"m")),
+    ):
+        with pytest.raises(MalformedPacket):
+            _decode(bad)
+    # Truncated: no complete packet, or a body shorter than its fields.
     for cut in range(len(packet)):
-        assert _connect_fields(packet[:cut]) is None
-    assert _connect_fields(b"\x20" + packet[1:]) is None
+        assert split_packets(packet[:cut]) == []  # incomplete: nothing decoded yet
+    with pytest.raises(MalformedPacket):
+        decode_packet(0x10, packet[2:-1], 4)
+    assert decode_packet(0x20, b"\x00\x00", 4) != _decode(packet)  # a CONNACK, not a CONNECT
 
 
 # --- through the gateway ---------------------------------------------------------------------
@@ -123,7 +135,7 @@ def test_binary_password_reaches_the_authorizer_as_sent(
     ok = clients(binary_device)
     assert ok.connect(stack.tcp_port, username=username, password=BINARY_PASSWORD)  # type: ignore[arg-type]
     ok.close()
-    # amqtt alone would have turned the bytes into their repr: that text is not the password.
+    # The bytes' repr or a latin-1 reading is not the password.
     for wrong in (str(BINARY_PASSWORD), BINARY_PASSWORD.decode("latin-1")):
         assert not clients(binary_device).connect(stack.tcp_port, username=username, password=wrong)
 
