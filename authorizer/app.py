@@ -3,8 +3,9 @@
 A thin shell: parse the event (:mod:`iotauth.event`), decide (:mod:`iotauth.authenticate`)
 against the DynamoDB table named by ``IOTAUTH_TABLE`` (:mod:`iotauth.store`), shape the
 response. Logs are keyed by ``connectionMetadata.id`` and hold the decision and its reason
-only: never the event, a password or a secret. Metrics (namespace ``iotauth``): ``Allowed``,
-``Denied`` and ``DeniedByReason`` (dimension ``reason``).
+only: never the event, a password or a secret. Metrics (namespace ``iotauth``, one EMF
+record per invoke, :mod:`iotauth.decision_metrics`): ``Allowed``, ``Denied`` and
+``DeniedByReason`` (dimension ``reason``).
 
 Per-container work happens at import, i.e. in Lambda's init phase (which SnapStart and
 provisioned concurrency capture): settings are read and the DynamoDB client is built then
@@ -20,21 +21,22 @@ import logging
 import time
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from iotauth.authenticate import Decision, Settings, authenticate
+from iotauth.decision_metrics import decision_metrics
 from iotauth.event import parse_connect_event
 from iotauth.scoping import ArnContext
 from iotauth.store import CredentialStore, DynamoDBStore
 
-logger = Logger(service="iotauth-authorizer")
+SERVICE = "iotauth-authorizer"
+logger = Logger(service=SERVICE)
 # An SDK's debug logs hold request bodies, i.e. usernames that may be mistyped passwords:
 # whatever level the function is given, they stay off (should boto3 ever be loaded).
 for _name in ("boto3", "botocore", "urllib3"):
     logging.getLogger(_name).setLevel(logging.WARNING)
-metrics = Metrics(namespace="iotauth", service="authorizer")
+metrics, _decisions = decision_metrics(SERVICE)
 
 # One per container, built at import (below); tests replace it with {} for a cold start.
 _container: dict[str, Any] = {}
@@ -93,12 +95,5 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, object]:
     except Exception as exc:  # fail closed; the type only, a message could echo input
         logger.error("authorizer error", extra={"error": type(exc).__name__})
         decision = Decision(allowed=False, reason="internal-error")
-    if decision.allowed:
-        metrics.add_metric(name="Allowed", unit=MetricUnit.Count, value=1)
-    else:
-        metrics.add_metric(name="Denied", unit=MetricUnit.Count, value=1)
-        with single_metric(
-            name="DeniedByReason", unit=MetricUnit.Count, value=1, namespace="iotauth"
-        ) as metric:
-            metric.add_dimension(name="reason", value=decision.reason)
+    _decisions.record(decision.allowed, decision.reason)
     return decision.response()

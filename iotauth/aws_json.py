@@ -27,8 +27,9 @@ retried after a full-jitter backoff (``rand × 1 s`` when throttled, else
 ``rand × base``; DynamoDB's base is 25 ms, as botocore's). Anything else (a conditional
 check, a missing table, expired or invalid credentials) is not retried. One keep-alive
 connection per concurrent caller is kept; a reused connection that the server had closed
-is reopened once without counting an attempt. No connection is opened at construction, so
-a client built during Lambda's init (or captured by SnapStart) holds no socket.
+is reopened once without counting an attempt. Construction reads the configuration and
+loads the TLS trust store but opens no connection, so a client built during Lambda's init
+(or captured by a SnapStart snapshot) holds no socket.
 """
 
 from __future__ import annotations
@@ -352,7 +353,8 @@ _TLS_LOCK = threading.Lock()
 
 
 def _tls_context() -> ssl.SSLContext:
-    # Built once per process, on first use: loading the CA bundle takes a few ms.
+    # Built once per process (loading the CA bundle takes a few ms), when the first
+    # transport for an https endpoint is constructed.
     global _TLS  # noqa: PLW0603
     with _TLS_LOCK:
         if _TLS is None:
@@ -451,6 +453,8 @@ class AwsTransport:
             self._credentials = _CredentialSource(
                 os.environ if env is None else env, connect_timeout, read_timeout
             )
+        if endpoint.scheme == "https":
+            _tls_context()  # per-container work: at construction (Lambda's init), not per call
         self._idle: list[Any] = []
         self._idle_lock = threading.Lock()
         self._sleep: Callable[[float], None] = time.sleep
