@@ -52,7 +52,7 @@ class DecisionMetrics(AmazonCloudWatchEMFProvider):
         dimensions: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Any:
-        record = super().serialize_metric_set(metrics, dimensions, metadata)
+        record: dict[str, Any] = dict(super().serialize_metric_set(metrics, dimensions, metadata))
         if self._reason is not None:
             record["_aws"]["CloudWatchMetrics"].append(
                 {
