@@ -1,76 +1,137 @@
-"""boto3 implementations of the signer's ports (:mod:`iotauth.web_signing`).
+"""The signer's ports (:mod:`iotauth.web_signing`) on the standard-library AWS client.
 
-Clients are created lazily (boto3 costs ~300 ms to import, and a client must be created
-after a test's moto mock is active) with short timeouts: a browser waits on these calls.
-boto3 honours ``AWS_ENDPOINT_URL``, which the local stand-in uses to point at moto.
+``sts:AssumeRole`` (query protocol, XML answer) and ``iot:DescribeEndpoint`` (REST-JSON)
+through :class:`iotauth.aws_json.AwsTransport`, which honours ``AWS_REGION``,
+``AWS_ENDPOINT_URL[_STS|_IOT]`` (the local stand-in points them at moto) and Lambda's
+credentials. botocore's STS client alone costs about as much cold start as the whole signer
+does without it. The transports are built by ``from_env`` (the signer does it at init) or
+on first use, with short timeouts: a browser waits on these calls. Every failure — no
+configuration, unreachable, throttled, denied, a malformed answer — is
+:class:`~iotauth.web_signing.SignerUnavailable`, whose message names no value.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import json
+import xml.etree.ElementTree as ET  # STS answers (over TLS), not user input
+from collections.abc import Mapping
+from datetime import datetime
+from urllib.parse import urlencode
 
+from iotauth.aws_json import IOT, STS, AwsError, AwsTransport, HttpResponse, Service
+from iotauth.sigv4 import canonical_query_string
 from iotauth.web_signing import SignerUnavailable, TemporaryCredentials
 
-if TYPE_CHECKING:
-    from mypy_boto3_iot import IoTClient
-    from mypy_boto3_sts import STSClient
+__all__ = ["IotEndpointResolver", "StsCredentialIssuer", "query_error_code", "transport"]
 
-__all__ = ["IotEndpointResolver", "StsCredentialIssuer", "client"]
+CONNECT_TIMEOUT = 2.0
+READ_TIMEOUT = 3.0
+MAX_ATTEMPTS = 3  # in all
 
 
-def client(service: str) -> Any:
-    import boto3  # noqa: PLC0415 - deferred: see the module docstring
-    from botocore.config import Config  # noqa: PLC0415
-
-    config = Config(
-        connect_timeout=2,
-        read_timeout=3,
-        retries={"max_attempts": 2, "mode": "standard"},
+def transport(service: Service, env: Mapping[str, str] | None = None) -> AwsTransport:
+    """A transport for ``service`` from the environment; raises ConfigError (ValueError)."""
+    return AwsTransport.from_env(
+        service,
+        env,
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+        max_attempts=MAX_ATTEMPTS,
     )
-    return boto3.client(service, config=config)  # type: ignore[call-overload]
+
+
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+def _parse_xml(body: bytes) -> ET.Element:
+    return ET.fromstring(body)  # noqa: S314 - STS's answer, not user input
+
+
+def query_error_code(response: HttpResponse) -> str:
+    """``<ErrorResponse><Error><Code>…`` of a query-protocol error, '' when none."""
+    try:
+        root = _parse_xml(response.body)
+    except ET.ParseError:
+        return ""
+    for element in root.iter():
+        if _local(element.tag) == "Code" and element.text:
+            code = element.text.strip()
+            return code if code.isidentifier() else "UnknownError"
+    return ""
 
 
 class StsCredentialIssuer:
-    def __init__(self, sts: STSClient | None = None) -> None:
+    def __init__(self, sts: AwsTransport | None = None) -> None:
         self._sts = sts
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> StsCredentialIssuer:
+        return cls(transport(STS, env))
 
     def assume_role(
         self, *, role_arn: str, session_name: str, policy: str, duration_seconds: int
     ) -> TemporaryCredentials:
+        body = urlencode(
+            {
+                "Action": "AssumeRole",
+                "Version": "2011-06-15",
+                "RoleArn": role_arn,
+                "RoleSessionName": session_name,
+                "Policy": policy,
+                "DurationSeconds": str(duration_seconds),
+            }
+        ).encode("ascii")
         try:
             if self._sts is None:
-                self._sts = client("sts")
-            response = self._sts.assume_role(
-                RoleArn=role_arn,
-                RoleSessionName=session_name,
-                Policy=policy,
-                DurationSeconds=duration_seconds,
+                self._sts = transport(STS)
+            response = self._sts.send(
+                "AssumeRole",
+                "POST",
+                "/",
+                headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+                body=body,
+                error_code=query_error_code,
             )
-            creds = response["Credentials"]
+            fields = {
+                _local(e.tag): (e.text or "").strip() for e in _parse_xml(response.body).iter()
+            }
+            expiration = datetime.fromisoformat(fields["Expiration"].replace("Z", "+00:00"))
             return TemporaryCredentials(
-                access_key_id=creds["AccessKeyId"],
-                secret_access_key=creds["SecretAccessKey"],
-                session_token=creds["SessionToken"],
-                expiration=creds["Expiration"],
+                access_key_id=fields["AccessKeyId"],
+                secret_access_key=fields["SecretAccessKey"],
+                session_token=fields["SessionToken"],
+                expiration=expiration,
             )
-        except Exception as exc:  # botocore errors, throttling, timeouts, malformed replies
+        except (AwsError, ValueError, KeyError, ET.ParseError) as exc:
             raise SignerUnavailable("sts:AssumeRole failed") from exc
 
 
 class IotEndpointResolver:
     """The configured endpoint, else ``iot:DescribeEndpoint`` (``iot:Data-ATS``) once."""
 
-    def __init__(self, configured: str | None = None, iot: IoTClient | None = None) -> None:
+    def __init__(self, configured: str | None = None, iot: AwsTransport | None = None) -> None:
         self._endpoint = configured or None
         self._iot = iot
+
+    @classmethod
+    def from_env(
+        cls, configured: str | None, env: Mapping[str, str] | None = None
+    ) -> IotEndpointResolver:
+        """No IoT transport when the endpoint is configured: nothing to look up."""
+        return cls(configured, None if configured else transport(IOT, env))
 
     def data_endpoint(self) -> str:
         if self._endpoint is None:
             try:
                 if self._iot is None:
-                    self._iot = client("iot")
-                address = self._iot.describe_endpoint(endpointType="iot:Data-ATS")
-                self._endpoint = address["endpointAddress"]
-            except Exception as exc:
+                    self._iot = transport(IOT)
+                query = canonical_query_string([("endpointType", "iot:Data-ATS")])
+                response = self._iot.send("DescribeEndpoint", "GET", "/endpoint", query=query)
+                address = json.loads(response.body)["endpointAddress"]
+                if not isinstance(address, str) or not address:
+                    raise ValueError("no endpoint address")
+                self._endpoint = address
+            except (AwsError, ValueError, KeyError, TypeError) as exc:
                 raise SignerUnavailable("iot:DescribeEndpoint failed") from exc
         return self._endpoint

@@ -15,6 +15,9 @@ from typing import Any
 
 import pytest
 
+# The `scripted` fixture: a misbehaving HTTP server for fault tests.
+pytest_plugins = ["tests.http_stubs"]
+
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 

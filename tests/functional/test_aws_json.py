@@ -9,13 +9,11 @@ times are printed, not asserted (pytest-timeout guards against a hang).
 
 from __future__ import annotations
 
-import http.server
 import json
 import socket
-import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -46,6 +44,7 @@ from iotauth.store import (
     TableMissing,
 )
 from tests.authorizer_support import ARN, connect_event
+from tests.http_stubs import Answer, Scripted
 
 SECRET = "iotsk_TEST-ONLY_awsjson-devic_secret_not-for-pro1"
 POLICY = LockoutPolicy()
@@ -192,36 +191,6 @@ def _closed_port() -> int:
     return port
 
 
-Answer = tuple[int, dict[str, str], bytes]
-
-
-class _Scripted(http.server.BaseHTTPRequestHandler):
-    """Answers each request with the next scripted answer (the last one repeats)."""
-
-    protocol_version = "HTTP/1.1"
-    script: list[Answer | Callable[[_Scripted], None]]
-    requests: list[dict[str, str]]
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.requests.append(dict(self.headers.items()))
-        step = self.script[min(len(self.requests), len(self.script)) - 1]
-        if callable(step):
-            step(self)
-            return
-        status, headers, body = step
-        self.send_response(status)
-        for name, value in {"Content-Length": str(len(body)), **headers}.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 def _error(status: int, code: str) -> Answer:
     body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "x"})
     return status, {"Content-Type": "application/x-amz-json-1.0"}, body.encode()
@@ -230,25 +199,6 @@ def _error(status: int, code: str) -> Answer:
 def _ok(payload: dict[str, Any] | None = None, crc: int | None = None) -> Answer:
     body = json.dumps(payload or {"Responses": {"t": []}}).encode()
     return 200, {"x-amz-crc32": str(zlib.crc32(body) if crc is None else crc)}, body
-
-
-@pytest.fixture
-def scripted() -> Iterator[Callable[..., tuple[str, list[dict[str, str]]]]]:
-    servers: list[http.server.ThreadingHTTPServer] = []
-
-    def start(*script: Answer | Callable[[_Scripted], None]) -> tuple[str, list[dict[str, str]]]:
-        requests: list[dict[str, str]] = []
-        handler = type("Scripted", (_Scripted,), {"script": list(script), "requests": requests})
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}", requests
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
@@ -385,7 +335,7 @@ def test_a_dropped_keep_alive_connection_is_reopened(
     """The server closes the idle connection after the first answer (as load balancers
     do): the next call reopens it without spending its second attempt."""
 
-    def drop(handler: _Scripted) -> None:
+    def drop(handler: Scripted) -> None:
         handler.close_connection = True  # no answer: the client sees the connection close
 
     url, requests = scripted(_ok(), drop, _ok())

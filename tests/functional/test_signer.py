@@ -1,7 +1,13 @@
-"""The signer Lambda end to end in-process, with STS and IoT served by moto."""
+"""The signer Lambda end to end in-process, with STS and IoT served by moto's server (over
+real HTTP: the signer's AWS client is the standard-library one, iotauth.aws_json).
+
+Its own routing and CORS (iotauth.http_api) must answer as Powertools'
+``APIGatewayHttpResolver`` with the same CORS configuration did (the oracle below; it is
+still a dependency), apart from the ``Vary: Origin`` it adds."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 from collections.abc import Callable, Iterator
@@ -13,6 +19,7 @@ import pytest
 from iotauth.names import web_username
 from iotauth.policy import PolicySet
 from iotauth.sigv4 import verify_presigned_url
+from tests.conftest import ROOT, FakeLambdaContext, load_event
 
 SUB = "0f6c1d2e-3a4b-4c5d-8e9f-0a1b2c3d4e5f"  # the sub claim of events/signer/mqtt-url.json
 ORIGIN = "https://app.example.com"
@@ -22,7 +29,7 @@ ACCOUNT = "123456789012"
 
 @pytest.fixture
 def signer_app(
-    moto_aws: None, monkeypatch: pytest.MonkeyPatch
+    moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
     """``signer.app`` with fresh container state, and a spy on what STS is asked and returns."""
     import boto3
@@ -160,6 +167,15 @@ def test_no_claims_is_401(
     assert calls == []
 
 
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
 def test_sts_failure_is_a_generic_503(
     signer_app: tuple[Any, list[dict[str, Any]]],
     events: Callable[[str], dict[str, Any]],
@@ -167,22 +183,38 @@ def test_sts_failure_is_a_generic_503(
     monkeypatch: pytest.MonkeyPatch,
     logs: io.StringIO,
 ) -> None:
-    from botocore.exceptions import EndpointConnectionError
-
-    from iotauth import aws_adapters
-
     app_module, _ = signer_app
-
-    def unreachable(service: str) -> Any:
-        raise EndpointConnectionError(endpoint_url=f"https://{service}.example.invalid")
-
-    monkeypatch.setattr(aws_adapters, "client", unreachable)
+    port = str(_closed_port())
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://127.0.0.1:{port}")  # unreachable STS
     result = invoke(app_module, events("signer/mqtt-url"), lambda_context)
     assert result["statusCode"] == 503
     assert json.loads(result["body"]) == {"message": "Service unavailable, try again shortly"}
-    assert "example.invalid" not in result["body"]
+    assert port not in result["body"]
     assert "cannot issue a URL" in logs.getvalue()
-    assert "example.invalid" not in logs.getvalue()
+    assert port not in logs.getvalue()
+
+
+def test_sts_denied_is_a_generic_503(
+    signer_app: tuple[Any, list[dict[str, Any]]],
+    events: Callable[[str], dict[str, Any]],
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    scripted: Any,
+) -> None:
+    """STS answers with a query-protocol error (not retried): 503, one request."""
+    error = (
+        b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
+        b"<Type>Sender</Type><Code>AccessDenied</Code><Message>not you</Message></Error>"
+        b"</ErrorResponse>"
+    )
+    url, requests = scripted((403, {"Content-Type": "text/xml"}, error))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", url)
+    app_module, _ = signer_app
+    result = invoke(app_module, events("signer/mqtt-url"), lambda_context)
+    assert result["statusCode"] == 503
+    assert len(requests) == 1
+    assert requests[0]["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=")
+    assert "/sts/aws4_request" in requests[0]["Authorization"]
 
 
 def test_endpoint_failure_is_503_then_recovers(
@@ -190,33 +222,24 @@ def test_endpoint_failure_is_503_then_recovers(
     events: Callable[[str], dict[str, Any]],
     lambda_context: Any,
     monkeypatch: pytest.MonkeyPatch,
+    scripted: Any,
 ) -> None:
-    from botocore.exceptions import ClientError
-
-    from iotauth import aws_adapters
-
+    """iot:DescribeEndpoint refused once (not retried), then answered: 503, then 200, and
+    the endpoint is looked up once per container after that."""
+    denied = (403, {"x-amzn-ErrorType": "AccessDeniedException"}, b'{"message":"no"}')
+    found = (200, {}, b'{"endpointAddress":"recovered-ats.iot.us-east-1.amazonaws.com"}')
+    url, describe_calls = scripted(denied, found)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_IOT", url)
     app_module, _ = signer_app
-    real_client = aws_adapters.client
-    describe_calls: list[int] = []
-
-    class ThrottledOnce:
-        def __init__(self) -> None:
-            self._real = real_client("iot")
-
-        def describe_endpoint(self, **kwargs: Any) -> Any:
-            describe_calls.append(1)
-            if len(describe_calls) == 1:
-                error = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
-                raise ClientError(error, "DescribeEndpoint")  # type: ignore[arg-type]
-            return self._real.describe_endpoint(**kwargs)
-
-    monkeypatch.setattr(
-        aws_adapters, "client", lambda s: ThrottledOnce() if s == "iot" else real_client(s)
-    )
     assert invoke(app_module, events("signer/mqtt-url"), lambda_context)["statusCode"] == 503
     for _ in range(2):
-        assert invoke(app_module, events("signer/mqtt-url"), lambda_context)["statusCode"] == 200
+        result = invoke(app_module, events("signer/mqtt-url"), lambda_context)
+        assert result["statusCode"] == 200
+        assert json.loads(result["body"])["url"].startswith(
+            "wss://recovered-ats.iot.us-east-1.amazonaws.com/mqtt?"
+        )
     assert len(describe_calls) == 2  # the endpoint is looked up once per container
+    assert "/iot/aws4_request" in describe_calls[0]["Authorization"]
 
 
 def test_configured_endpoint_skips_describe_endpoint(
@@ -287,3 +310,96 @@ def test_powertools_dev_mode_prints_neither_event_nor_url(
     out = capsys.readouterr()
     for secret in ("eyJ", "Bearer", "X-Amz-"):
         assert secret not in out.out + out.err
+
+
+# -- routing, CORS and init ---------------------------------------------------------------
+
+ORIGINS = ["https://app.example.com", "http://localhost:8080"]
+
+
+def powertools_app() -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The signer's former routing: the resolver, CORS for ORIGINS, one GET route."""
+    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
+
+    cors = CORSConfig(
+        allow_origin=ORIGINS[0],
+        extra_origins=ORIGINS[1:],
+        allow_headers=["Authorization"],
+        max_age=600,
+    )
+    app = APIGatewayHttpResolver(cors=cors, debug=False)
+
+    @app.get("/mqtt-url")
+    def mqtt_url() -> Response[str]:  # the route's own answer is not what is compared
+        status = 200 if app.current_event.request_context.authorizer.jwt_claim.get("sub") else 401
+        return Response(status, "application/json", "{}", headers={"Cache-Control": "no-store"})
+
+    def call(event: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = app.resolve(event, FakeLambdaContext())
+        result.setdefault("headers", {}).update({"Cache-Control": "no-store"})
+        return result
+
+    return call
+
+
+def _variants() -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for origin in (ORIGINS[0], ORIGINS[1], "https://evil.example.net", None):
+        for name in ("signer/preflight", "signer/mqtt-url", "signer/mqtt-url-no-claims"):
+            event = load_event(name)
+            if origin is None:
+                event["headers"].pop("origin", None)
+            else:
+                event["headers"]["origin"] = origin
+            out.append((f"{name}@{origin}", event))
+    for path, method in (("/other", "GET"), ("/mqtt-url/", "GET"), ("/mqtt-url", "POST"),
+                         ("/other", "OPTIONS"), ("/mqtt-url", "DELETE")):  # fmt: skip
+        event = load_event("signer/mqtt-url")
+        event["rawPath"] = event["requestContext"]["http"]["path"] = path
+        event["requestContext"]["http"]["method"] = method
+        event["routeKey"] = f"{method} {path}"
+        out.append((f"{method} {path}", event))
+    return out
+
+
+@pytest.mark.parametrize(("label", "event"), _variants(), ids=[v[0] for v in _variants()])
+def test_answers_as_the_powertools_resolver_did(
+    signer_app: tuple[Any, list[Any]], label: str, event: dict[str, Any], monkeypatch: Any
+) -> None:
+    app_module, _ = signer_app
+    monkeypatch.setenv("IOTAUTH_ALLOWED_ORIGINS", ",".join(ORIGINS))
+    monkeypatch.setenv("IOTAUTH_IOT_ENDPOINT", "example-ats.iot.us-east-1.amazonaws.com")
+    ours = app_module.lambda_handler(json.loads(json.dumps(event)), FakeLambdaContext())
+    theirs = powertools_app()(json.loads(json.dumps(event)))
+    assert ours["statusCode"] == theirs["statusCode"]
+    assert ours["isBase64Encoded"] is theirs["isBase64Encoded"] is False
+    vary = ours["headers"].pop("Vary", None)
+    assert ours["headers"] == theirs["headers"]
+    assert vary == ("Origin" if "Access-Control-Allow-Origin" in ours["headers"] else None)
+    if ours["statusCode"] not in {200, 401}:
+        assert json.loads(ours["body"] or "null") == json.loads(theirs["body"] or "null")
+
+
+def test_a_misconfigured_signer_imports_and_answers_500(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IOTAUTH_CLIENT_ROLE_ARN", "not-an-arn")
+    spec = importlib.util.spec_from_file_location("_bad_signer", ROOT / "signer" / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # does not raise
+    result = module.lambda_handler(load_event("signer/mqtt-url"), FakeLambdaContext())
+    assert result["statusCode"] == 500
+    assert json.loads(result["body"]) == {"message": "Internal error"}
+    assert result["headers"]["Cache-Control"] == "no-store"
+
+
+def test_clients_are_built_at_import(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IOTAUTH_CLIENT_ROLE_ARN", "arn:aws:iam::123456789012:role/web")
+    monkeypatch.delenv("IOTAUTH_IOT_ENDPOINT", raising=False)
+    spec = importlib.util.spec_from_file_location("_ok_signer", ROOT / "signer" / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    _, signer = module._container["app"]
+    assert signer._issuer._sts is not None and signer._endpoints._iot is not None
