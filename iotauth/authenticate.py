@@ -120,7 +120,7 @@ class Settings:
     lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
     aliyun_max_skew_seconds: int = 900
     disconnect_after_seconds: int = 86400
-    refresh_after_seconds: int = 300
+    refresh_after_seconds: int = 86400
     # Internal, not an environment setting: see STORE_DEADLINE_SECONDS.
     store_deadline_seconds: float = STORE_DEADLINE_SECONDS
 
@@ -159,7 +159,7 @@ class Settings:
             ),
             aliyun_max_skew_seconds=number("IOTAUTH_ALIYUN_MAX_SKEW_SECONDS", 900),
             disconnect_after_seconds=number("IOTAUTH_DISCONNECT_AFTER_SECONDS", 86400),
-            refresh_after_seconds=number("IOTAUTH_REFRESH_AFTER_SECONDS", 300),
+            refresh_after_seconds=number("IOTAUTH_REFRESH_AFTER_SECONDS", 86400),
         )
 
 

@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "iotauth.cli.devices",  # devices …, authorize
     "iotauth.cli.signing",  # sign-url, aliyun-credentials
     "iotauth.cli.local",  # local
+    "iotauth.cli.endpoint",  # endpoint
 )
 
 

@@ -5,6 +5,12 @@ Standard AWS configuration applies (``AWS_PROFILE``/``--profile``, ``AWS_REGION`
 ``IOTAUTH_TABLE`` names the table. Every write is validated first and is conditional, so a
 refused command changes nothing. Secrets are read from stdin, never from the command line,
 and a generated secret is printed once, alone on stdout.
+
+``disable``, ``rotate`` and ``remove`` then close the identity's live connections with IoT's
+``DeleteConnection`` (:mod:`iotauth.revocation`; ``disconnect`` does only that), on the
+``iot:Data-ATS`` endpoint (``--iot-endpoint``/``IOTAUTH_IOT_ENDPOINT``, else
+``AWS_ENDPOINT_URL`` as the local stand-in sets it, else ``iot:DescribeEndpoint``), and say
+what they closed on stderr.
 """
 
 from __future__ import annotations
@@ -30,6 +36,14 @@ from iotauth.credentials import (
 )
 from iotauth.names import InvalidName
 from iotauth.records import IdentityRecord, InvalidRecord
+from iotauth.revocation import (
+    IotDataDisconnector,
+    RevocationError,
+    RevocationPlan,
+    describe,
+    plan_for,
+    revoke,
+)
 from iotauth.store import DynamoDBStore, StoreError
 
 __all__ = ["register"]
@@ -40,21 +54,90 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # -- plumbing ------------------------------------------------------------------------------
 
 
-def _store(args: argparse.Namespace) -> DynamoDBStore:
-    table = args.table or os.environ.get("IOTAUTH_TABLE", "")
-    if not table:
-        raise CommandError("no table: pass --table or set IOTAUTH_TABLE")
+def _session(args: argparse.Namespace) -> Any:
     import boto3  # noqa: PLC0415 — only the commands that need AWS pay for it
     from botocore.exceptions import BotoCoreError  # noqa: PLC0415
 
     try:
         # botocore reads AWS_DEFAULT_REGION only; AWS_REGION is what Lambda and AWS CLI v2 use.
         region = args.region or os.environ.get("AWS_REGION") or None
-        session = boto3.Session(profile_name=args.profile, region_name=region)
-        client = session.client("dynamodb")
+        return boto3.Session(profile_name=args.profile, region_name=region)
+    except BotoCoreError as exc:
+        raise CommandError(f"AWS configuration: {exc}") from None
+
+
+def _store(args: argparse.Namespace) -> DynamoDBStore:
+    table = args.table or os.environ.get("IOTAUTH_TABLE", "")
+    if not table:
+        raise CommandError("no table: pass --table or set IOTAUTH_TABLE")
+    from botocore.exceptions import BotoCoreError  # noqa: PLC0415
+
+    try:
+        client = _session(args).client("dynamodb")
     except BotoCoreError as exc:
         raise CommandError(f"AWS configuration: {exc}") from None
     return DynamoDBStore(table, client=client)
+
+
+def _data_endpoint_url(args: argparse.Namespace, session: Any) -> str | None:
+    """``https://<iot:Data-ATS host>``, or None when boto3's endpoint override applies."""
+    host = getattr(args, "iot_endpoint", None) or os.environ.get("IOTAUTH_IOT_ENDPOINT", "")
+    if host:
+        return host if host.startswith(("https://", "http://")) else f"https://{host}"
+    if os.environ.get("AWS_ENDPOINT_URL_IOT_DATA") or os.environ.get("AWS_ENDPOINT_URL"):
+        return None
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    try:
+        found = session.client("iot").describe_endpoint(endpointType="iot:Data-ATS")
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "error")
+        raise RevocationError(f"iot:DescribeEndpoint failed: {code}") from None
+    except BotoCoreError as exc:
+        raise RevocationError(f"iot:DescribeEndpoint failed: {exc}") from None
+    return f"https://{found['endpointAddress']}"
+
+
+def _disconnector(args: argparse.Namespace) -> IotDataDisconnector:
+    session = _session(args)
+    from botocore.config import Config  # noqa: PLC0415
+
+    config = Config(connect_timeout=3, read_timeout=5, retries={"mode": "standard"})
+
+    def factory(endpoint_url: str | None) -> Any:
+        if endpoint_url is None:
+            endpoint_url = _data_endpoint_url(args, session)
+        return session.client("iot-data", endpoint_url=endpoint_url, config=config)
+
+    return IotDataDisconnector(factory, clean_session=args.clean_session)
+
+
+def _close_connections(args: argparse.Namespace, name: str, plan: RevocationPlan) -> int:
+    """Close the plan's connections; 0, or 1 when DeleteConnection failed (table untouched)."""
+    if args.no_disconnect:
+        print("live connections left open (--no-disconnect)", file=sys.stderr)
+        return 0
+    try:
+        report = revoke(plan, _disconnector(args))
+    except RevocationError as exc:
+        print(
+            f"iotauth: error: {exc}; run `iotauth devices disconnect {name}` "
+            "(with --client-id for a removed identity) to retry",
+            file=sys.stderr,
+        )
+        return 1
+    for line in describe(report):
+        print(line, file=sys.stderr)
+    return 0
+
+
+def _plan(record: IdentityRecord) -> RevocationPlan:
+    return plan_for(record, deployment_disconnect_seconds=_deployment_disconnect())
+
+
+def _deployment_disconnect() -> int:
+    raw = os.environ.get("IOTAUTH_DISCONNECT_AFTER_SECONDS", "").strip()
+    return int(raw) if raw.isdigit() else 86400
 
 
 def _read_stdin_secret(what: str) -> bytes:
@@ -231,11 +314,22 @@ def _set_status(args: argparse.Namespace, status: str) -> int:
     if status == "active":
         _run(lambda: store.clear_lockout(args.name))  # enabling also lifts a lockout
     print(f"{args.name!r} is now {status}", file=sys.stderr)
+    if status == "disabled":
+        return _close_connections(args, args.name, _plan(record))
     return 0
 
 
 def cmd_disable(args: argparse.Namespace) -> int:
     return _set_status(args, "disabled")
+
+
+def cmd_disconnect(args: argparse.Namespace) -> int:
+    """Close an identity's live connections now (or the given client ids)."""
+    if args.client_id:
+        plan = RevocationPlan(tuple(dict.fromkeys(args.client_id)))
+    else:
+        plan = _plan(_existing(_store(args), args.name))
+    return _close_connections(args, args.name, plan)
 
 
 def cmd_enable(args: argparse.Namespace) -> int:
@@ -265,15 +359,17 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     print(f"rotated the credentials of {args.name!r}", file=sys.stderr)
     if secret is not None:
         print("its new secret follows; it is shown only this once:", file=sys.stderr)
-        print(secret)
-    return 0
+        print(secret, flush=True)
+    # Sessions opened with the old credentials end now; the device reconnects with the new.
+    return _close_connections(args, args.name, _plan(record))
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
     store = _store(args)
+    plan = _plan(_existing(store, args.name))  # before the record is gone
     _run(lambda: store.remove_identity(args.name))
     print(f"removed {args.name!r}", file=sys.stderr)
-    return 0
+    return _close_connections(args, args.name, plan)
 
 
 # -- authorize: the local handler, as `aws iot test-invoke-authorizer` runs a deployed one --
@@ -360,6 +456,27 @@ def _aws_options() -> argparse.ArgumentParser:
     return common
 
 
+def _revocation_options() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--iot-endpoint",
+        metavar="HOST",
+        help="the iot:Data-ATS host for DeleteConnection "
+        "(default: $IOTAUTH_IOT_ENDPOINT, else AWS_ENDPOINT_URL, else iot:DescribeEndpoint)",
+    )
+    options.add_argument(
+        "--clean-session",
+        action="store_true",
+        help="also discard the clients' persistent sessions (queued messages, subscriptions)",
+    )
+    options.add_argument(
+        "--no-disconnect",
+        action="store_true",
+        help="change the table only; live connections last until their refresh or disconnect",
+    )
+    return options
+
+
 def register(subparsers: Any) -> None:
     common = _aws_options()
     devices = subparsers.add_parser(
@@ -406,17 +523,45 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
 
-    for name, func, text in (
-        ("disable", cmd_disable, "refuse every connection of an identity"),
-        ("enable", cmd_enable, "enable an identity again (and lift a lockout)"),
-        ("remove", cmd_remove, "delete an identity"),
+    revoking = _revocation_options()
+    for name, func, text, parents in (
+        (
+            "disable",
+            cmd_disable,
+            "refuse every connection of an identity, and close live ones",
+            [common, revoking],
+        ),
+        ("enable", cmd_enable, "enable an identity again (and lift a lockout)", [common]),
+        (
+            "remove",
+            cmd_remove,
+            "delete an identity and close its live connections",
+            [common, revoking],
+        ),
     ):
-        p = sub.add_parser(name, parents=[common], help=text)
+        p = sub.add_parser(name, parents=parents, help=text)
         p.add_argument("name")
         p.set_defaults(func=func)
 
     p = sub.add_parser(
-        "rotate", parents=[common], help="replace a secret (prints a generated one once)"
+        "disconnect",
+        parents=[common, revoking],
+        help="close an identity's live connections now (IoT DeleteConnection)",
+    )
+    p.add_argument("name")
+    p.add_argument(
+        "--client-id",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="close these client ids instead of the record's (e.g. of a removed identity)",
+    )
+    p.set_defaults(func=cmd_disconnect)
+
+    p = sub.add_parser(
+        "rotate",
+        parents=[common, revoking],
+        help="replace a secret (prints a generated one once) and close live connections",
     )
     p.add_argument("name")
     group = _secret_args(p)

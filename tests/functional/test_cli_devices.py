@@ -185,19 +185,22 @@ def test_no_table_configured(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_disable_enable_rotate_remove(run: Run, table: DynamoDBStore) -> None:
     secret = run("devices", "add", "alice")[1].strip()
-    assert run("devices", "disable", "alice")[0] == 0
+    # Closing live connections is tested in test_cli_revocation.py.
+    assert run("devices", "disable", "alice", "--no-disconnect")[0] == 0
     assert authorize(run, "alice", secret)[0] == 1
     assert run("devices", "enable", "alice")[0] == 0
     assert authorize(run, "alice", secret)[0] == 0
-    code, out, _ = run("devices", "rotate", "alice")
+    code, out, _ = run("devices", "rotate", "alice", "--no-disconnect")
     new_secret = out.strip()
     assert code == 0 and is_generated_shape(new_secret.encode()) and new_secret != secret
     assert authorize(run, "alice", secret)[0] == 1
     assert authorize(run, "alice", new_secret)[0] == 0
-    code, out, _ = run("devices", "rotate", "alice", "--password-stdin", stdin=b"now a passphrase")
+    code, out, _ = run(
+        "devices", "rotate", "alice", "--no-disconnect", "--password-stdin", stdin=b"now a passphrase"
+    )
     assert code == 0 and out == ""
     assert authorize(run, "alice", "now a passphrase")[0] == 0
-    assert run("devices", "remove", "alice")[0] == 0
+    assert run("devices", "remove", "alice", "--no-disconnect")[0] == 0
     assert table.get_identity("alice") is None
 
 

@@ -38,7 +38,7 @@ def test_generated_secret_allows_with_scoped_policy(store: MemoryStore) -> None:
     assert response["isAuthenticated"] is True
     assert response["principalId"] == principal_id_for("alice")
     assert response["disconnectAfterInSeconds"] == 86400
-    assert response["refreshAfterInSeconds"] == 300
+    assert response["refreshAfterInSeconds"] == 86400  # revocation is DeleteConnection, not refresh
     documents = response["policyDocuments"]
     assert isinstance(documents, list) and all(isinstance(d, str) for d in documents)
     policy = PolicySet(documents)
@@ -386,4 +386,4 @@ def test_aliyun_without_timestamp_refreshes_as_usual(store: MemoryStore) -> None
     """Credentials without a timestamp do not expire: the usual refresh re-checks them."""
     add_aliyun_identity(store, "sensor2", "pk1", "s3cret", allow_no_timestamp=True)
     decision = decide(store, aliyun_event("sensor2", "pk1", "s3cret", timestamp=None))
-    assert (decision.disconnect_after, decision.refresh_after) == (86400, 300)
+    assert (decision.disconnect_after, decision.refresh_after) == (86400, 86400)

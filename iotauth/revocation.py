@@ -1,0 +1,179 @@
+"""Closing an identity's live connections at once: which client ids, and the port to IoT.
+
+Contract: :func:`plan_for` says, for an identity record, which MQTT client ids its live
+connections can have — pure, no AWS. :class:`Disconnector` is the port the CLI calls for
+each id; :class:`IotDataDisconnector` implements it with IoT's data-plane
+``DeleteConnection`` (boto3 ``iot-data``), which closes a connection at once (REFERENCE §11).
+:func:`revoke` runs a plan through a port and reports what it closed.
+
+The one reason that matters: with revocation at DeleteConnection, the authorizer's refresh
+can be long (86,400 s) — IoT re-invoking it every few minutes for every live connection was
+the only other way to make ``disable`` take effect, and it was most of the cost.
+
+What cannot be enumerated: IoT sees an Aliyun device's *full* MQTT client id,
+``inner|securemode=…,signmethod=…,timestamp=<ts>|``; with a timestamp it changes on every
+connection and is stored nowhere (recording it would be a write on every CONNECT). Such a
+session is bounded instead: it is never refreshed and ends at its ``disconnectAfter``
+(one hour unless the record says otherwise, :mod:`iotauth.authenticate`), after which the
+disabled device's next CONNECT is refused. The same holds for any identity whose record
+lets it choose its client id freely. The plan says so (``bounded_seconds``), and the CLI
+prints it. Without a timestamp, the spellings real SDKs send (``securemode`` 2 or 3, each
+sign method) are closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from iotauth import aliyun
+from iotauth.authenticate import ALIYUN_TIMED_DISCONNECT_SECONDS
+from iotauth.records import IdentityRecord
+
+__all__ = [
+    "Disconnector",
+    "IotDataDisconnector",
+    "RevocationError",
+    "RevocationPlan",
+    "RevocationReport",
+    "describe",
+    "plan_for",
+    "revoke",
+]
+
+_SECUREMODES = ("2", "3")
+
+
+class RevocationError(Exception):
+    """DeleteConnection failed for a reason other than "no such connection" (safe to print)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationPlan:
+    """The client ids to close, and how long a connection we cannot name may still last."""
+
+    client_ids: tuple[str, ...]
+    # > 0 when the identity may hold connections whose client ids cannot be enumerated;
+    # such a connection ends at the latest after this many seconds.
+    bounded_seconds: int = 0
+    why_bounded: str = ""
+
+
+@dataclass(slots=True)
+class RevocationReport:
+    closed: list[str] = field(default_factory=list)
+    not_connected: list[str] = field(default_factory=list)
+    plan: RevocationPlan | None = None
+
+
+def _aliyun_spellings(inner: str) -> list[str]:
+    return [
+        f"{inner}|securemode={mode},signmethod={method}|"
+        for mode in _SECUREMODES
+        for method in sorted(aliyun.SIGN_METHODS)
+    ]
+
+
+def plan_for(
+    record: IdentityRecord, *, deployment_disconnect_seconds: int = 86400
+) -> RevocationPlan:
+    """Which client ids ``record``'s live connections can have (see the module notes)."""
+    ids = list(record.allowed_client_ids())
+    if record.kind != "aliyun":
+        bounded = 0
+        why = ""
+        if getattr(record, "any_client_id", False):  # identity's flag (COORDINATION §5)
+            bounded = record.disconnect_after or deployment_disconnect_seconds
+            why = "it may connect with any client id"
+        return RevocationPlan(tuple(ids), bounded, why)
+    # Aliyun: the inner ids themselves (harmless if unused), and the full ids of
+    # connections without a timestamp, which are fixed strings.
+    candidates = list(ids)
+    if record.allow_no_timestamp:
+        for inner in ids:
+            candidates.extend(_aliyun_spellings(inner))
+    bounded = record.disconnect_after or min(
+        ALIYUN_TIMED_DISCONNECT_SECONDS, deployment_disconnect_seconds
+    )
+    why = "an Aliyun client id carries the connection's signed timestamp"
+    if getattr(record, "any_client_id", False):
+        why = "it may connect with any client id it signs"
+    return RevocationPlan(tuple(dict.fromkeys(candidates)), bounded, why)
+
+
+class Disconnector(Protocol):
+    def disconnect(self, client_id: str) -> bool:
+        """Close ``client_id``'s connection: True if one was closed, False if none was live.
+
+        Raises :class:`RevocationError` on any other failure.
+        """
+        ...
+
+
+def revoke(plan: RevocationPlan, port: Disconnector) -> RevocationReport:
+    """Close every client id of ``plan``; stops at the first error (raised)."""
+    report = RevocationReport(plan=plan)
+    for client_id in plan.client_ids:
+        if port.disconnect(client_id):
+            report.closed.append(client_id)
+        else:
+            report.not_connected.append(client_id)
+    return report
+
+
+class IotDataDisconnector:
+    """``DeleteConnection`` on the account's data endpoint (boto3 ``iot-data``).
+
+    ``endpoint_url`` is ``https://<iot:Data-ATS host>``; when None, boto3's own
+    configuration decides (``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_IOT_DATA``, as the local
+    stand-in sets it). ``clean_session``: also discard the client's persistent session;
+    the will message is suppressed (a revoked client gets no last word).
+    """
+
+    def __init__(
+        self,
+        client_factory: Callable[[str | None], Any],
+        endpoint_url: str | None = None,
+        *,
+        clean_session: bool = False,
+    ) -> None:
+        self._factory = client_factory
+        self._endpoint_url = endpoint_url
+        self._clean_session = clean_session
+        self._client: Any = None
+
+    def disconnect(self, client_id: str) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+        try:
+            if self._client is None:
+                self._client = self._factory(self._endpoint_url)
+            self._client.delete_connection(
+                clientId=client_id,
+                cleanSession=self._clean_session,
+                preventWillMessage=True,
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "ResourceNotFoundException":
+                return False
+            raise RevocationError(f"iot-data DeleteConnection failed: {code or 'error'}") from None
+        except BotoCoreError as exc:
+            raise RevocationError(f"iot-data DeleteConnection failed: {exc}") from None
+        return True
+
+
+def describe(report: RevocationReport) -> Iterable[str]:
+    """Lines for the operator: what was closed, what was not live, what is bounded."""
+    if report.closed:
+        yield "closed live connections: " + ", ".join(report.closed)
+    else:
+        yield "no live connection found for its client ids"
+    plan = report.plan
+    if plan is not None and plan.bounded_seconds:
+        yield (
+            f"note: {plan.why_bounded}, so a connection under another client id cannot be "
+            f"named; it ends within {plan.bounded_seconds} s (its disconnectAfter) and "
+            "cannot reconnect"
+        )

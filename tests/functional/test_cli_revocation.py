@@ -1,0 +1,158 @@
+"""`iotauth devices disable|rotate|remove|disconnect` close live connections.
+
+The table is moto's; moto has no IoT data plane, so the iot-data client is botocore's own with
+a Stubber that checks every DeleteConnection request's shape (the e2e test runs the same CLI
+against the local stand-in's endpoint).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from iotauth.cli import devices, main
+from iotauth.revocation import IotDataDisconnector
+from iotauth.store import DynamoDBStore
+
+
+class _Stdin:
+    def __init__(self, data: bytes) -> None:
+        self.buffer = io.BytesIO(data)
+
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def iot_data(moto_aws: None) -> Iterator[Stubber]:
+    client = boto3.client(
+        "iot-data", endpoint_url="https://example-ats.iot.us-east-1.amazonaws.com"
+    )
+    stub = Stubber(client)
+    with stub:
+        yield stub
+    stub.assert_no_pending_responses()
+
+
+@pytest.fixture
+def run(
+    iot_data: Stubber, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Run:
+    monkeypatch.setenv("IOTAUTH_TABLE", "iotauth-cli")
+    client = iot_data.client
+    monkeypatch.setattr(
+        devices,
+        "_disconnector",
+        lambda args: IotDataDisconnector(lambda url: client, clean_session=args.clean_session),
+    )
+    DynamoDBStore("iotauth-cli").create_table()
+
+    def call(*argv: str, stdin: bytes = b"") -> tuple[int, str, str]:
+        monkeypatch.setattr("sys.stdin", _Stdin(stdin))
+        capsys.readouterr()
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call
+
+
+def _expect(stub: Stubber, client_id: str, *, live: bool, clean: bool = False) -> None:
+    params = {"clientId": client_id, "cleanSession": clean, "preventWillMessage": True}
+    if live:
+        stub.add_response("delete_connection", {}, params)
+    else:
+        stub.add_client_error(
+            "delete_connection",
+            "ResourceNotFoundException",
+            "No connection",
+            http_status_code=404,
+            expected_params=params,
+        )
+
+
+def test_disable_closes_its_client_ids(run: Run, iot_data: Stubber) -> None:
+    run("devices", "add", "sensor-1", "--client-id", "sensor-1", "--client-id", "sensor-1-b")
+    _expect(iot_data, "sensor-1", live=True)
+    _expect(iot_data, "sensor-1-b", live=False)
+    code, out, err = run("devices", "disable", "sensor-1")
+    assert code == 0 and out == ""
+    assert "'sensor-1' is now disabled" in err
+    assert "closed live connections: sensor-1\n" in err
+
+
+def test_rotate_prints_the_secret_then_closes(run: Run, iot_data: Stubber) -> None:
+    run("devices", "add", "sensor-2")
+    _expect(iot_data, "sensor-2", live=False, clean=True)
+    code, out, err = run("devices", "rotate", "sensor-2", "--clean-session")
+    assert code == 0 and out.startswith("iotsk_")
+    assert "no live connection found" in err
+
+
+def test_remove_plans_before_the_record_is_gone(run: Run, iot_data: Stubber) -> None:
+    run(
+        "devices",
+        "add-aliyun",
+        "--product-key",
+        "pk1",
+        "--device-name",
+        "dev1",
+        "--device-secret-stdin",
+        stdin=b"s3cret",
+    )
+    _expect(iot_data, "pk1&dev1", live=False)
+    code, _, err = run("devices", "remove", "dev1&pk1")
+    assert code == 0
+    assert "removed 'dev1&pk1'" in err
+    # Timestamped Aliyun client ids cannot be named: the CLI says how long a session lasts.
+    assert "ends within 3600 s" in err
+
+
+def test_disconnect_named_client_ids_without_a_record(run: Run, iot_data: Stubber) -> None:
+    _expect(iot_data, "gone-1", live=True)
+    code, _, err = run("devices", "disconnect", "gone", "--client-id", "gone-1")
+    assert code == 0 and "closed live connections: gone-1" in err
+    code, _, err = run("devices", "disconnect", "nobody")
+    assert code == 2 and "no identity 'nobody'" in err
+
+
+def test_a_failed_deleteconnection_is_reported_and_the_table_change_kept(
+    run: Run, iot_data: Stubber
+) -> None:
+    run("devices", "add", "sensor-3")
+    iot_data.add_client_error(
+        "delete_connection", "ForbiddenException", "not allowed", http_status_code=403
+    )
+    code, _, err = run("devices", "disable", "sensor-3")
+    assert code == 1
+    assert "ForbiddenException" in err and "iotauth devices disconnect sensor-3" in err
+    record = DynamoDBStore("iotauth-cli").get_identity("sensor-3")
+    assert record is not None and record.status == "disabled"
+
+
+def test_no_disconnect_leaves_connections(run: Run) -> None:
+    run("devices", "add", "sensor-4")
+    code, _, err = run("devices", "disable", "sensor-4", "--no-disconnect")
+    assert code == 0 and "left open" in err  # and the Stubber saw no call
+
+
+def test_endpoint_resolution(moto_aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--iot-endpoint, then AWS_ENDPOINT_URL (boto3's own), then iot:DescribeEndpoint."""
+    import argparse
+
+    session = boto3.Session(region_name="us-east-1")
+    args = argparse.Namespace(iot_endpoint="abc-ats.iot.eu-west-1.amazonaws.com")
+    assert (
+        devices._data_endpoint_url(args, session) == "https://abc-ats.iot.eu-west-1.amazonaws.com"
+    )
+    args = argparse.Namespace(iot_endpoint=None)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    assert devices._data_endpoint_url(args, session) is None
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    found = devices._data_endpoint_url(args, session)  # moto answers a random host each time
+    assert found is not None and found.startswith("https://")
+    assert found.endswith("-ats.iot.us-east-1.amazonaws.com")
