@@ -196,7 +196,12 @@ def test_disable_enable_rotate_remove(run: Run, table: DynamoDBStore) -> None:
     assert authorize(run, "alice", secret)[0] == 1
     assert authorize(run, "alice", new_secret)[0] == 0
     code, out, _ = run(
-        "devices", "rotate", "alice", "--no-disconnect", "--password-stdin", stdin=b"now a passphrase"
+        "devices",
+        "rotate",
+        "alice",
+        "--no-disconnect",
+        "--password-stdin",
+        stdin=b"now a passphrase",
     )
     assert code == 0 and out == ""
     assert authorize(run, "alice", "now a passphrase")[0] == 0
