@@ -27,6 +27,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from iotauth.authenticate import Decision, Settings, authenticate
 from iotauth.decision_metrics import decision_metrics
 from iotauth.event import parse_connect_event
+from iotauth.negative_cache import NegativeCache
 from iotauth.scoping import ArnContext
 from iotauth.store import CredentialStore, DynamoDBStore
 
@@ -71,7 +72,13 @@ def _decide(event: Any, context: LambdaContext) -> Decision:
         logger.error("authorizer misconfigured", extra={"error": str(exc)})
         return Decision(allowed=False, reason="config-error")
     decision = authenticate(
-        request, store, now=_clock(), settings=settings, arn=arn, monotonic=_monotonic
+        request,
+        store,
+        now=_clock(),
+        settings=settings,
+        arn=arn,
+        monotonic=_monotonic,
+        negative_cache=_container.setdefault("negative_cache", NegativeCache()),
     )
     logger.info(
         "connect allowed" if decision.allowed else "connect denied",

@@ -3,6 +3,8 @@
 - Decisions/s on one core for each credential scheme, with the in-memory store: the
   decision alone (parse + authenticate + response) and the whole handler (Powertools
   logging and metrics included, output discarded).
+- 1,000 identical bad CONNECTs before/after the negative cache: scrypt runs, store reads
+  and writes (:mod:`iotauth.negative_cache`).
 - The cost of one scrypt check with the parameters in :mod:`iotauth.credentials`.
 - Deny time against an unresponsive store, and against a slow store whose counter writes
   keep losing races (bounded by the decision's store deadline).
@@ -182,6 +184,79 @@ def decisions() -> None:
         print(f"handler/s/core   {name:<36} {_rate(call):>10,.0f}")
 
 
+def bad_credential_storm() -> None:
+    """1,000 identical bad CONNECTs, without and with the per-container negative cache:
+    scrypt runs, store reads and writes, and wall time (in-memory store)."""
+    from iotauth import credentials
+    from iotauth.authenticate import Settings, authenticate
+    from iotauth.event import parse_connect_event
+    from iotauth.lockout import LockoutState
+    from iotauth.negative_cache import NegativeCache
+    from iotauth.store import Lookup, MemoryStore
+    from tests.authorizer_support import (
+        ARN,
+        add_aliyun_identity,
+        add_password_identity,
+        add_secret_identity,
+        aliyun_event,
+        connect_event,
+    )
+
+    counts = {"scrypt": 0, "read": 0, "write": 0}
+    real_scrypt = credentials._scrypt
+
+    def counting_scrypt(password: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
+        counts["scrypt"] += 1
+        return real_scrypt(password, salt, n, r, p)
+
+    class Counting(MemoryStore):
+        def lookup(self, username: str) -> Lookup:
+            counts["read"] += 1
+            return super().lookup(username)
+
+        def save_lockout(self, username: str, state: LockoutState, *args: Any) -> bool:
+            counts["write"] += 1
+            return super().save_lockout(username, state, *args)
+
+        def clear_lockout(self, username: str) -> None:
+            counts["write"] += 1
+            super().clear_lockout(username)
+
+    cases = {
+        "chosen password, wrong": connect_event("carol", "a wrong passphrase", "carol"),
+        "unknown name, chosen-shaped": connect_event("nobody", "a wrong passphrase", "nobody"),
+        "generated secret, wrong": connect_event("alice", "iotsk_" + "W" * 43, "alice"),
+        "aliyun signature, wrong": aliyun_event("sensor1", "pk1", "not-the-secret"),
+    }
+    settings = Settings(table="bench")
+    credentials._scrypt = counting_scrypt  # type: ignore[assignment]
+    try:
+        print("1,000 identical bad CONNECTs (lockout 5/900 s on): scrypt runs, store reads, writes")
+        for name, event in cases.items():
+            figures = []
+            for cache in (None, NegativeCache()):
+                store = Counting()
+                add_secret_identity(store, "alice")
+                add_password_identity(store, "carol", "a long chosen passphrase")
+                add_aliyun_identity(store, "sensor1", "pk1", "device-secret")
+                for key in counts:
+                    counts[key] = 0
+                request = parse_connect_event(event)
+                start = time.perf_counter()
+                for _ in range(1000):
+                    authenticate(
+                        request, store, now=NOW, settings=settings, arn=ARN, negative_cache=cache
+                    )
+                elapsed = time.perf_counter() - start
+                figures.append(
+                    f"{counts['scrypt']:>4} / {counts['read']:>4} / {counts['write']:>3} "
+                    f"({elapsed * 1000:6.1f} ms)"
+                )
+            print(f"  {name:<30} before {figures[0]}   after {figures[1]}")
+    finally:
+        credentials._scrypt = real_scrypt  # type: ignore[assignment]
+
+
 def scrypt_cost() -> None:
     from iotauth import credentials
 
@@ -274,6 +349,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     print(f"python {sys.version.split()[0]}, one core per figure, in-memory store")
     decisions()
+    bad_credential_storm()
     scrypt_cost()
     unresponsive_store()
     slow_store()

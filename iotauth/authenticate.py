@@ -87,6 +87,7 @@ from iotauth.names import (
     principal_id_for,
     validate_username,
 )
+from iotauth.negative_cache import NegativeCache
 from iotauth.records import MAX_DURATION, MAX_MQTT_CLIENT_ID, MIN_DURATION, IdentityRecord
 from iotauth.scoping import ArnContext, PolicyTooLarge, policy_documents
 from iotauth.store import CredentialStore, Lookup, StoreError
@@ -302,11 +303,13 @@ def authenticate(
     settings: Settings,
     arn: ArnContext,
     monotonic: Callable[[], float] = time.monotonic,
+    negative_cache: NegativeCache | None = None,
 ) -> Decision:
     """Decide one connection attempt. Raises only on programming errors; store errors deny.
 
     ``now`` is the wall clock (timestamps, lockout); ``monotonic`` times the store deadline
-    (``settings.store_deadline_seconds`` from this call), checked before every store call.
+    (``settings.store_deadline_seconds`` from this call), checked before every store call,
+    and the ``negative_cache`` (the container's; None: no cache) entries.
     """
     deadline = monotonic() + settings.store_deadline_seconds
     if request.problem is not None:
@@ -324,13 +327,24 @@ def authenticate(
         if aliyun_id is None or aliyun_id.securemode not in _SECUREMODES:
             return _deny("malformed-client-id")
 
+    # Repeats of a triple already verified wrong: no scrypt, no store (iotauth.negative_cache).
+    cache_key = None
+    if negative_cache is not None:
+        cache_key = negative_cache.key_for(username, password, client_id)
+        cached = negative_cache.get(cache_key, monotonic())
+        if cached is not None:
+            return _deny(cached.reason, cached.username)
+
     timed = _DeadlineStore(store, deadline, monotonic)
     try:
-        return _decide(request, timed, now, settings, arn, aliyun_id)
+        decision = _decide(request, timed, now, settings, arn, aliyun_id)
     except _StoreTimeout:
         return _deny("store-timeout")
     except StoreError:
         return _deny("store-error")
+    if negative_cache is not None and cache_key is not None:
+        negative_cache.record(cache_key, decision.reason, decision.username, monotonic())
+    return decision
 
 
 def _decide(  # noqa: PLR0917 — private; called once, positionally

@@ -116,18 +116,19 @@ def test_aliyun_fixture_session_is_never_refreshed(
     assert response["refreshAfterInSeconds"] == response["disconnectAfterInSeconds"] == 3600
 
 
-def _wrong_aliyun(events: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+def _wrong_aliyun(events: Callable[[str], dict[str, Any]], guess: int = 0) -> dict[str, Any]:
+    """A wrong signature; distinct guesses (the negative cache absorbs identical repeats)."""
     event = events("authorizer/aliyun-signed")
-    event["protocolData"]["mqtt"]["password"] = base64.b64encode(b"0" * 64).decode()
+    wrong = f"{guess:064d}".encode()
+    event["protocolData"]["mqtt"]["password"] = base64.b64encode(wrong).decode()
     return event
 
 
 def test_lockout_in_dynamodb(
     invoke: Callable[[dict[str, Any]], dict[str, Any]], events: Any, dynamodb_table: str
 ) -> None:
-    wrong = _wrong_aliyun(events)
-    for _ in range(5):
-        assert not invoke(wrong)["isAuthenticated"]
+    for guess in range(5):
+        assert not invoke(_wrong_aliyun(events, guess))["isAuthenticated"]
     assert not invoke(events("authorizer/aliyun-signed"))["isAuthenticated"]  # locked
     import boto3
 
@@ -141,8 +142,8 @@ def test_lockout_in_dynamodb(
 def test_guessable_lockout_never_refuses_a_generated_secret(
     invoke: Callable[[dict[str, Any]], dict[str, Any]], events: Any, dynamodb_table: str
 ) -> None:
-    guess = connect_event("demo-device", "a guessed chosen password", "demo-device")
-    for _ in range(6):
+    for i in range(6):
+        guess = connect_event("demo-device", f"guessed chosen password {i}", "demo-device")
         assert not invoke(guess)["isAuthenticated"]
     for _ in range(10):
         assert not invoke(events("authorizer/wrong-password"))["isAuthenticated"]

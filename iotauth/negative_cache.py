@@ -1,0 +1,112 @@
+"""Per-container negative cache: a storm of the same bad credentials costs one check.
+
+Contract. :class:`NegativeCache` remembers, for ``ttl_seconds`` (60 s), that one exact
+(username, password, client id) triple was *verified and found wrong* — denials with
+reason ``bad-password`` or ``unknown-identity``, nothing else — and answers a repeat of
+that triple with the same denial, without scrypt and without a store read. It never holds
+an allow, never a denial that did not come from a failed verification (a lock, a store
+error, a disabled identity, a client id or timestamp refused after a *correct*
+credential), and never the credentials themselves: entries are keyed by
+HMAC-SHA256 under a random per-container key of the length-prefixed triple.
+
+The reason that matters: it can only ever deny a credential that was itself presented and
+verified wrong, at most ``ttl_seconds`` earlier. A correct credential that was never
+presented wrong is never affected, whatever happens to other triples of the same name.
+What the TTL bounds is rotation: a device that presents a new password just *before* the
+operator rotates to it, or a name tried just before it is added, is denied for up to
+``ttl_seconds`` more in the containers that saw it.
+
+One more case is cached: a triple that was verified wrong within ``remember_seconds``
+(900 s, the default lockout window) and is now refused by a lock is re-armed — the lock
+denies it anyway, and a device stuck on a stale password then costs one store read per
+TTL instead of one per attempt. Repeats of a cached triple are not counted by the lockout:
+repeating a known-wrong guess tells a guesser nothing new. Bounded: at most
+``max_entries`` (4,096, ~0.5 MB), least recently used evicted first. Lambda runs one
+request per container at a time; the lock makes it safe in threaded hosts too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+__all__ = ["CACHEABLE_REASONS", "CachedDenial", "NegativeCache"]
+
+#: Denials that mean "this exact credential was verified and is wrong".
+CACHEABLE_REASONS = frozenset({"bad-password", "unknown-identity"})
+_REARM_REASON = "locked"
+
+
+@dataclass(frozen=True, slots=True)
+class CachedDenial:
+    reason: str
+    username: str | None  # the known identity's name (as the Decision had it), else None
+
+
+@dataclass(slots=True)
+class _Entry:
+    denial: CachedDenial
+    expires_at: float
+    verified_at: float  # when this triple was last verified wrong
+
+
+class NegativeCache:
+    def __init__(
+        self,
+        *,
+        ttl_seconds: float = 60.0,
+        max_entries: int = 4096,
+        remember_seconds: float = 900.0,
+    ) -> None:
+        if not (0 < ttl_seconds <= 3600 and 1 <= max_entries <= 1_000_000):
+            raise ValueError("negative cache: ttl 0-3600 s, 1-1,000,000 entries")
+        self.ttl_seconds = ttl_seconds
+        self.max_entries = max_entries
+        self.remember_seconds = max(remember_seconds, ttl_seconds)
+        self._key = secrets.token_bytes(32)
+        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def key_for(self, username: str, password: bytes, client_id: str) -> bytes:
+        mac = hmac.new(self._key, digestmod=hashlib.sha256)
+        for part in (username.encode("utf-8", "surrogatepass"), password, client_id.encode()):
+            mac.update(len(part).to_bytes(4, "big"))
+            mac.update(part)
+        return mac.digest()
+
+    def get(self, key: bytes, now: float) -> CachedDenial | None:
+        """The cached denial for ``key`` if it is still fresh at ``now`` (monotonic)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or now >= entry.expires_at or now < entry.verified_at:
+                return None
+            self._entries.move_to_end(key)
+            return entry.denial
+
+    def record(self, key: bytes, reason: str, username: str | None, now: float) -> None:
+        """Remember the outcome of one decision for ``key`` (only denials that qualify)."""
+        with self._lock:
+            if reason in CACHEABLE_REASONS:
+                self._entries[key] = _Entry(
+                    CachedDenial(reason, username), now + self.ttl_seconds, now
+                )
+            elif reason == _REARM_REASON:
+                entry = self._entries.get(key)
+                if entry is None or not 0 <= now - entry.verified_at <= self.remember_seconds:
+                    return
+                entry.denial = CachedDenial(reason, username)
+                entry.expires_at = now + self.ttl_seconds
+            else:
+                # Anything else — above all an allow — forgets the triple.
+                self._entries.pop(key, None)
+                return
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
