@@ -118,10 +118,10 @@ _ws_log.setLevel(logging.WARNING)
 
 #: Calls the custom authorizer with an IoT event and returns its answer (run in a thread).
 AuthorizerFunction = Callable[[dict[str, Any]], Any]
-#: Checks a presigned WebSocket request (path with query, Host header, all headers); returns
+#: Checks a presigned WebSocket upgrade (request target, headers as sent, over TLS?); returns
 #: the policy sets that bound the credentials (e.g. the STS session policy and the role's
 #: policies: the effective permissions are their intersection), or ``None`` to refuse it.
-PresignedVerifier = Callable[..., Sequence[Sequence[str]] | None]
+PresignedVerifier = Callable[[str, Sequence[tuple[str, str]], bool], Sequence[Sequence[str]] | None]
 
 _MAX_CONNECTION_SECONDS = 86_400  # IoT Core ends every connection after 24 hours
 _READ_SIZE = 65_536
@@ -1014,7 +1014,7 @@ class LocalGateway:
         query = dict(parse_qsl(url.query, keep_blank_values=True))
         presigned: _AllOf | None = None
         if "X-Amz-Algorithm" in query or "X-Amz-Signature" in query:
-            presigned = self._verify_presigned(request)
+            presigned = self._verify_presigned(request, secure=transport == "wss")
             if presigned is None:
                 log.info("websocket upgrade refused: presigned URL not valid")
                 self._respond(raw, protocol, protocol.reject(HTTPStatus.FORBIDDEN, "Forbidden\n"))
@@ -1060,12 +1060,12 @@ class LocalGateway:
                 raw.write(chunk)
         raw.close()
 
-    def _verify_presigned(self, request: Request) -> _AllOf | None:
+    def _verify_presigned(self, request: Request, *, secure: bool) -> _AllOf | None:
         verifier = self.config.presigned
         if verifier is None:
             return None
         try:
-            documents = verifier(request.path, request.headers.get("Host", ""), request.headers)
+            documents = verifier(request.path, list(request.headers.raw_items()), secure)
         except Exception:  # fail closed, and say nothing about the URL
             log.warning("presigned URL verification failed with an error")
             return None

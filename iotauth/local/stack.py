@@ -58,7 +58,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -282,10 +282,10 @@ class _IssuedCredentials:
         return role if now < expiration else None
 
     def verify(
-        self, path: str, host: str, headers: Mapping[str, str] | None = None
+        self, target: str, headers: Sequence[tuple[str, str]], secure: bool
     ) -> list[list[str]] | None:
-        """The session policy of the credentials that signed this request, if valid."""
-        from iotauth.sigv4 import verify_presigned_url  # noqa: PLC0415
+        """The session policy of the credentials that signed this upgrade, if valid."""
+        from iotauth.local.handshake import verify_handshake  # noqa: PLC0415
 
         found: dict[str, Any] = {}
 
@@ -300,8 +300,8 @@ class _IssuedCredentials:
             role = self._assumed_role(access_key)
             return None if role is None else str(role.session_token)
 
-        access_key = verify_presigned_url(
-            f"ws://{host}{path}", host, self._region, secret, expected_token=token
+        access_key = verify_handshake(
+            target, headers, self._region, secret, token, time.time(), secure
         )
         role = found.get("role")
         if access_key is None or role is None or role.access_key_id != access_key:
