@@ -401,6 +401,9 @@ class _Session:
                 return None
             if not data:
                 return None
+            if not reader.buffered() and data[0] >> 4 != CONNECT:
+                log.info("connection closed: the first packet is not a CONNECT")
+                return None
             reader.feed(data)
             try:
                 packets = list(reader.packets())
@@ -447,6 +450,9 @@ class _Session:
             return False
         self.grant = grant
         self.client_id = connect.client_id
+        # One client id, one connection: the previous one ends before the engine sees this
+        # one (so it is told "Session taken over", not that the engine went away).
+        await self.gateway.register(self)
         self._keep_alive = float(enforcement.effective_keep_alive(connect.keep_alive, self.limits))
         try:
             connack = await self._open_engine(connect)
@@ -461,7 +467,6 @@ class _Session:
             await self.end(None, "engine refused")
             return False
         self.send(self._client_connack(connect, connack))
-        self.gateway.register(self)
         log.info("CONNECT accepted (%s): %s (connection %s)", grant.kind, what, grant.connection_id)
         return True
 
@@ -900,12 +905,14 @@ class LocalGateway:
 
     # -- connection registry ------------------------------------------------------------------
 
-    def register(self, session: _Session) -> None:
-        """One client id, one connection: the newest wins."""
+    async def register(self, session: _Session) -> None:
+        """One client id, one connection: the newest wins, the previous one is ended."""
         previous = self._live.get(session.client_id)
         self._live[session.client_id] = session
         if previous is not None and previous is not session:
-            previous.kick(Reason.SESSION_TAKEN_OVER, "a new connection took over its client id")
+            await previous.end(
+                Reason.SESSION_TAKEN_OVER, "a new connection took over its client id"
+            )
 
     def forget(self, session: _Session) -> None:
         self._sessions.discard(session)
