@@ -1049,8 +1049,8 @@ class LocalGateway:
                 data = await asyncio.wait_for(raw.read(), max(0.0, remaining))
             except TimeoutError:
                 return None
-            if not data:
-                return None
+            if not data or (not received and not data.startswith(b"G")):
+                return None  # closed, or not an HTTP GET (an upgrade is nothing else)
             received += len(data)
             protocol.receive_data(data)
             for event in protocol.events_received():

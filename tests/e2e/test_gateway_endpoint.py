@@ -1,0 +1,204 @@
+"""Endpoint settings with a scripted authorizer: a domain configuration's default
+authorizer (names none, mangled by SDK v1, override), custom authentication without ALPN,
+and keep-alive enforcement (IoT's 1.5x rule, with a shortened minimum so a test is quick)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iotauth.local.certs import generate_certificates
+from iotauth.local.domain import DomainConfiguration
+from iotauth.local.enforcement import LIMITS
+from iotauth.local.gateway import GatewayConfig, GatewayPorts, LocalGateway
+from iotauth.local.mqtt.codec import Connect, Disconnect, Ping
+from iotauth.scoping import ArnContext, Scope, policy_documents
+from tests.e2e.mqtt_raw import RawClient
+
+pytestmark = pytest.mark.e2e
+
+ARN = ArnContext("aws", "us-east-1", "123456789012")
+NAME = "iotauth"
+DEFAULT_DOMAIN = DomainConfiguration(
+    default_authorizer=NAME,
+    allow_authorizer_override=True,
+    authentication_type="CUSTOM_AUTH",
+    application_protocol="SECURE_MQTT",
+)
+
+
+def allow(event: dict[str, Any]) -> dict[str, Any]:
+    mqtt = event["protocolData"]["mqtt"]
+    user = mqtt["username"].split("?", 1)[0].split("&", 1)[0]
+    if base64.b64decode(mqtt.get("password", "")) != f"pw-{user}".encode():
+        return {"isAuthenticated": False}
+    return {
+        "isAuthenticated": True,
+        "principalId": "p" + user.replace("-", ""),
+        "policyDocuments": policy_documents(Scope.for_identity(user), ARN),
+        "disconnectAfterInSeconds": 3600,
+        "refreshAfterInSeconds": 300,
+    }
+
+
+class Running:
+    def __init__(self, ports: GatewayPorts, ca_cert: Path, events: list[dict[str, Any]]) -> None:
+        self.ports = ports
+        self.ca_cert = ca_cert
+        self.events = events
+
+
+def _run(config: GatewayConfig, events: list[dict[str, Any]]) -> Iterator[Running]:
+    gateway = LocalGateway(config)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    ports = asyncio.run_coroutine_threadsafe(gateway.start(), loop).result(15)
+    try:
+        yield Running(ports, config.certificates.ca_cert, events)
+    finally:
+        asyncio.run_coroutine_threadsafe(gateway.stop(), loop).result(15)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+
+def _config(events: list[dict[str, Any]], **overrides: Any) -> GatewayConfig:
+    def authorizer(event: dict[str, Any]) -> dict[str, Any]:
+        events.append(event)
+        return allow(event)
+
+    certs = generate_certificates(Path(tempfile.mkdtemp(prefix="iotauth-test-")))
+    return GatewayConfig(
+        authorizer=authorizer, authorizer_name=NAME, arn=ARN, certificates=certs, **overrides
+    )
+
+
+@pytest.fixture(scope="module")
+def with_domain() -> Iterator[Running]:
+    events: list[dict[str, Any]] = []
+    yield from _run(_config(events, domain=DEFAULT_DOMAIN), events)
+
+
+@pytest.fixture(scope="module")
+def without_domain() -> Iterator[Running]:
+    events: list[dict[str, Any]] = []
+    limits = replace(LIMITS, keep_alive_min=1)
+    yield from _run(_config(events, limits=limits), events)
+
+
+def _connect(user: str, username: str, version: int = 4, keep_alive: int = 60) -> Connect:
+    return Connect(
+        client_id=user,
+        version=version,
+        username=username,
+        password=f"pw-{user}".encode(),
+        keep_alive=keep_alive,
+    )
+
+
+NAMED = f"x-amz-customauthorizer-name={NAME}"
+SDK_V1 = "dev-v1?x-amz-customauthorizer-name=iotauth?SDK=Python&Version=1.6.2"
+
+
+@pytest.mark.parametrize(
+    ("username", "accepted_with", "accepted_without"),
+    [
+        ("dev-a", True, False),  # names no authorizer
+        (SDK_V1.replace("dev-v1", "dev-a"), True, False),  # SDK v1's mangled name
+        ("dev-a?x-amz-customauthorizer-name=iotauth", True, True),
+        ("dev-a?x-amz-customauthorizer-name=other", True, False),  # unknown: the default
+    ],
+)
+def test_default_authorizer(
+    with_domain: Running,
+    without_domain: Running,
+    username: str,
+    accepted_with: bool,
+    accepted_without: bool,
+) -> None:
+    for running, expected in ((with_domain, accepted_with), (without_domain, accepted_without)):
+        client = RawClient(running.ports.tcp, version=4)
+        try:
+            code = client.connect(_connect("dev-a", username)).reason_code
+        finally:
+            client.close()
+        assert (code == 0) is expected, (username, running is with_domain)
+        if not expected:
+            assert code == 5  # not authorized
+
+
+def test_the_authorizer_sees_the_username_as_sent(with_domain: Running) -> None:
+    client = RawClient(with_domain.ports.tcp, version=4)
+    try:
+        assert client.connect(_connect("dev-v1", SDK_V1)).reason_code == 0
+    finally:
+        client.close()
+    assert with_domain.events[-1]["protocolData"]["mqtt"]["username"] == SDK_V1
+
+
+def test_override_disallowed_uses_the_default() -> None:
+    domain = DomainConfiguration(default_authorizer=NAME, allow_authorizer_override=False)
+    assert domain.authorizer_for("other", frozenset({NAME, "other"})) == NAME
+    allowed = replace(domain, allow_authorizer_override=True)
+    assert allowed.authorizer_for("other", frozenset({NAME, "other"})) == "other"
+    assert DomainConfiguration().authorizer_for(None, frozenset({NAME})) is None
+
+
+@pytest.mark.parametrize("port", ["iot", "tls"])
+def test_custom_auth_without_alpn_where_the_domain_allows_it(
+    with_domain: Running, without_domain: Running, port: str
+) -> None:
+    """An unmodified LinkKit device: TLS without ALPN, username ``deviceName&productKey``."""
+    user = "dev-l"
+    username = f"{user}&a1ProductKey"
+    for running, accepted in ((with_domain, True), (without_domain, False)):
+        number = getattr(running.ports, port)
+        try:
+            client = RawClient(number, version=4, ca_cert=running.ca_cert, alpn=False)
+            client.send(_connect(user, username))
+            answer = client.receive()
+            client.close()
+        except OSError:
+            answer = None
+        if accepted:
+            assert answer is not None and getattr(answer, "reason_code", None) == 0
+        else:
+            # Without a domain configuration: on 8883 the connection is closed; on 443 a TLS
+            # connection without ALPN "mqtt" is HTTPS, and a CONNECT is no HTTP request.
+            assert answer is None
+
+
+def test_keep_alive_is_enforced(without_domain: Running) -> None:
+    silent = RawClient(without_domain.ports.tcp, version=5)
+    assert silent.connect(_connect("dev-k", f"dev-k?{NAMED}", 5, keep_alive=1)).reason_code == 0
+    assert silent.until_closed(timeout=5) == [Disconnect(0x8D)]  # Keep alive timeout
+    assert silent.closed
+
+    talking = RawClient(without_domain.ports.tcp, version=4)
+    try:
+        assert (
+            talking.connect(_connect("dev-t", f"dev-t?{NAMED}", 4, keep_alive=1)).reason_code == 0
+        )
+        for _ in range(6):  # 3 s: twice the 1.5 s a silent client gets
+            talking.send(Ping(12))
+            assert talking.receive() == Ping(13)
+            time.sleep(0.5)
+        assert not talking.closed
+    finally:
+        talking.close()
+    v3 = RawClient(without_domain.ports.tcp, version=4)
+    assert v3.connect(_connect("dev-s", f"dev-s?{NAMED}", 4, keep_alive=1)).reason_code == 0
+    assert v3.until_closed(timeout=5) == []
+    assert v3.closed
+
+
+MakeRaw = Callable[..., RawClient]
