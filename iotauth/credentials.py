@@ -4,22 +4,40 @@ Two kinds of password, told apart by their shape alone:
 
 - **Generated secrets** (``iotauth devices add``): ``iotsk_`` + 43 base64url characters
   (32 random bytes, 256 bits). With that much entropy a slow hash buys nothing, so the
-  verifier is a fast keyed hash: ``hmac-sha256$v1$<salt>$<HMAC-SHA256(salt, secret)>``,
-  salt 16 random bytes per record. About a microsecond to check.
-- **Chosen passwords** (``--password-stdin``): 12-1,024 bytes that must *not* look like a
-  generated secret. Verifier ``scrypt$n=16384,r=8,p=1$<salt>$<hash>`` (32-byte hash,
-  16-byte salt). Parameters: N=2^14, r=8, p=1 uses 16 MiB and, measured on the development
-  machine (Python 3.13, one core), ~46 ms per check; N=2^15 took ~100 ms and N=2^17 (OWASP's
-  figure for offline-attack resistance) ~430 ms. Lambda gives a 512 MB function about 0.3
-  vCPU, so N=2^14 keeps a check well under a second inside the 5 s budget, while brute
-  force online is stopped by the lockout (:mod:`iotauth.lockout`); the table is encrypted
-  at rest. ``make bench`` prints the current figure. Verifiers record their parameters, so
-  they can be raised later for new passwords without breaking old ones.
+  verifier is one salted SHA-256 HMAC: ``hmac-sha256$v1$<salt>$<HMAC-SHA256(key=salt,
+  msg=secret)>``, salt 16 random bytes per record and stored beside the digest. The salt
+  is the HMAC *key* but it is not secret, and there is no pepper: the construction's only
+  strength is the secret's 256 bits (preimage resistance), and the salt only makes equal
+  secrets hash differently. About a microsecond to check.
+- **Chosen passwords** (``--password-stdin``): 12-1,024 bytes that must *not* start with
+  ``iotsk_`` (the authorizer exempts generated-shaped presentations from the lockout, so a
+  chosen value may never take that shape). Verifier ``scrypt$n=16384,r=8,p=1$<salt>$<hash>``
+  (32-byte hash, 16-byte salt). Parameters: N=2^14, r=8, p=1 uses 16 MiB and, measured on
+  the development machine (Python 3.13, one core), ~46 ms per check; N=2^15 took ~100 ms
+  and N=2^17 (OWASP's figure for offline-attack resistance) ~430 ms. Lambda gives a 512 MB
+  function about 0.3 vCPU, so N=2^14 keeps a check well under a second inside the 5 s
+  budget, while brute force online is stopped by the lockout (:mod:`iotauth.lockout`).
+  ``make bench`` prints the current figure. Verifiers record their parameters, so they can
+  be raised later for new passwords without breaking old ones.
+- **Imported hashes** (``iotauth devices import``): Mosquitto's ``$6$``/``$7$`` and EMQX's
+  salted SHA-256/512 and PBKDF2, kept as they are so users keep their passwords; they are
+  chosen passwords (lockout applies). Their strength at rest is the original broker's.
+
+No pepper (decided, issue 9): a pepper adds nothing to generated secrets (256 bits cannot be
+searched with or without it) and cannot wrap imported hashes without the passwords. For
+scrypt verifiers it would protect weak chosen passwords from someone who reads the table
+but not the pepper — yet the principals that can read the table's items (the authorizer's
+role and the operators, under the table's customer-managed KMS key policy) are the ones a
+pepper in SSM or Secrets Manager would have to be readable by anyway, while it would add a
+call at init, an IAM grant, and a single value whose loss invalidates every chosen
+password. The table's key policy is the control; chosen passwords have a 12-byte minimum
+and generated secrets are the recommended kind.
 
 Timing: :func:`verify_password` spends a cost decided by the *presented password's shape*
-only — generated-shaped → one HMAC, anything else → one scrypt with the default
-parameters — whether the record exists, has the other kind, or is malformed. Comparisons
-use :func:`hmac.compare_digest`.
+only — generated-shaped → one HMAC; anything else → one scrypt with the default parameters
+plus a fixed PBKDF2 budget per hash function (:data:`PBKDF2_BUDGET`, of which an imported
+hash's own work is a part) — whether the record exists, has another kind, or is malformed.
+Comparisons use :func:`hmac.compare_digest`.
 """
 
 from __future__ import annotations
@@ -29,6 +47,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from dataclasses import dataclass
 
 __all__ = [
     "GENERATED_PREFIX",
@@ -37,6 +56,7 @@ __all__ = [
     "generate_secret",
     "hash_chosen_password",
     "hash_generated_secret",
+    "imported_verifier",
     "is_generated_shape",
     "verifier_kind",
     "verify_password",
@@ -118,21 +138,94 @@ def hash_chosen_password(password: bytes) -> str:
 
 
 def verifier_kind(verifier: str) -> str | None:
-    """``"secret"`` or ``"password"`` for a well-formed verifier, else None."""
+    """``"secret"`` or ``"password"`` for a well-formed verifier, else None.
+
+    Imported hashes (:func:`imported_verifier`) are chosen passwords: ``"password"``.
+    """
     try:
         parsed = _parse(verifier)
-    except ValueError:
+    except (ValueError, KeyError, TypeError):
         return None
-    return "secret" if parsed[0] == _HMAC_SCHEME else "password"
+    return "secret" if parsed.scheme == _HMAC_SCHEME else "password"
 
 
-def _parse(verifier: str) -> tuple[str, tuple[int, int, int], bytes, bytes]:
+# -- imported hashes (iotauth devices import) -----------------------------------------------
+#
+# Other brokers' verifiers, kept as they are so that users keep their passwords:
+#   salted-sha256 / salted-sha512 $ prefix|suffix|none $ salt $ H(salt+pw) / H(pw+salt) / H(pw)
+#       (Mosquitto's ``$6$`` is salted-sha512 suffix with its 12-byte salt; EMQX's sha256 /
+#       sha512 with a salt position, its salt string taken literally)
+#   pbkdf2-sha256 / pbkdf2-sha512 $ i=<iterations> $ salt $ PBKDF2-HMAC(pw, salt, i, len(hash))
+#       (Mosquitto's ``$7$``: sha512, 64-byte output; EMQX's pbkdf2)
+# Their cost per check differs with the hash and the iterations, so every chosen-shaped
+# check pads PBKDF2 work up to a fixed budget per hash function (below): the work is the
+# same whatever the record holds. A record whose hash needs more than the budget is refused
+# at import (:class:`InvalidPassword`), never checked at a different cost.
+
+#: PBKDF2 block-iterations spent on every chosen-shaped check, per hash function (real
+#: work of an imported hash + padding). 4,096 is EMQX's default; Mosquitto's is 101.
+PBKDF2_BUDGET = {"sha256": 4096, "sha512": 4096}
+_SALTED = {"salted-sha256": "sha256", "salted-sha512": "sha512"}
+_PBKDF2 = {"pbkdf2-sha256": "sha256", "pbkdf2-sha512": "sha512"}
+_DIGEST_SIZE = {"sha256": 32, "sha512": 64}
+_SALT_POSITIONS = ("prefix", "suffix", "none")
+_MAX_IMPORTED_SALT = 1024
+_PAD_SALT = b"iotauth-pbkdf2-pad"
+
+
+def _pbkdf2_units(hash_name: str, iterations: int, dklen: int) -> int:
+    blocks = -(-dklen // _DIGEST_SIZE[hash_name])
+    return iterations * blocks
+
+
+def imported_verifier(scheme: str, params: str, salt: bytes, digest: bytes) -> str:
+    """A verifier for another broker's hash; raises :class:`InvalidPassword` if unusable."""
+    verifier = f"{scheme}${params}${_b64(salt)}${_b64(digest)}"
+    try:
+        parsed = _parse(verifier)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidPassword(f"unsupported {scheme} hash: {exc}") from None
+    if parsed.scheme not in _SALTED and parsed.scheme not in _PBKDF2:
+        raise InvalidPassword(f"not an imported hash scheme: {scheme!r}")
+    return verifier
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    scheme: str
+    salt: bytes
+    digest: bytes
+    scrypt: tuple[int, int, int] = (0, 0, 0)
+    position: str = ""  # salted-*
+    iterations: int = 0  # pbkdf2-*
+
+
+def _parse(verifier: str) -> _Parsed:
     scheme, params, salt_text, hash_text = verifier.split("$")
     salt, digest = _unb64(salt_text), _unb64(hash_text)
+    if scheme in _SALTED:
+        if params not in _SALT_POSITIONS or len(salt) > _MAX_IMPORTED_SALT:
+            raise ValueError("bad salt position or salt")
+        if len(digest) != _DIGEST_SIZE[_SALTED[scheme]]:
+            raise ValueError("bad digest length")
+        return _Parsed(scheme, salt, digest, position=params)
+    if scheme in _PBKDF2:
+        key, _, value = params.partition("=")
+        if key != "i" or not value.isdigit() or not 0 < len(salt) <= _MAX_IMPORTED_SALT:
+            raise ValueError("bad pbkdf2 parameters")
+        iterations, hash_name = int(value), _PBKDF2[scheme]
+        if not 16 <= len(digest) <= 4 * _DIGEST_SIZE[hash_name] or iterations < 1:
+            raise ValueError("bad pbkdf2 output length")
+        if _pbkdf2_units(hash_name, iterations, len(digest)) > PBKDF2_BUDGET[hash_name]:
+            raise ValueError(
+                f"more than {PBKDF2_BUDGET[hash_name]} {hash_name} iterations "
+                "(the authorizer spends the same work on every check)"
+            )
+        return _Parsed(scheme, salt, digest, iterations=iterations)
     if len(salt) < 16 or len(digest) != 32:
         raise ValueError("bad verifier")
     if scheme == _HMAC_SCHEME and params == "v1":
-        return scheme, (0, 0, 0), salt, digest
+        return _Parsed(scheme, salt, digest)
     if scheme == _SCRYPT_SCHEME:
         values = dict(item.split("=", 1) for item in params.split(","))
         n, r, p = int(values["n"]), int(values["r"]), int(values["p"])
@@ -140,15 +233,36 @@ def _parse(verifier: str) -> tuple[str, tuple[int, int, int], bytes, bytes]:
             raise ValueError("bad scrypt parameters")
         if 128 * n * r * (p + 1) > _SCRYPT_MAXMEM:
             raise ValueError("scrypt parameters exceed the memory bound")
-        return scheme, (n, r, p), salt, digest
+        return _Parsed(scheme, salt, digest, scrypt=(n, r, p))
     raise ValueError("unknown scheme")
+
+
+def _check_imported(parsed: _Parsed, password: bytes, pad: dict[str, int]) -> bool:
+    """Check an imported hash, taking its work out of ``pad`` (the caller spends the rest)."""
+    if parsed.scheme in _SALTED:
+        hash_name = _SALTED[parsed.scheme]
+        data = {
+            "prefix": parsed.salt + password,
+            "suffix": password + parsed.salt,
+            "none": password,
+        }[parsed.position]
+        pad[hash_name] -= 1
+        return hmac.compare_digest(hashlib.new(hash_name, data).digest(), parsed.digest)
+    hash_name = _PBKDF2[parsed.scheme]
+    dklen = len(parsed.digest)
+    pad[hash_name] -= _pbkdf2_units(hash_name, parsed.iterations, dklen)
+    derived = hashlib.pbkdf2_hmac(hash_name, password, parsed.salt, parsed.iterations, dklen)
+    return hmac.compare_digest(derived, parsed.digest)
 
 
 def verify_password(password: bytes, verifier: str | None) -> bool:
     """Check ``password`` against ``verifier`` (None when there is no such identity).
 
     The work done depends only on the shape of ``password``; a missing, malformed or
-    other-kind verifier costs the same as a wrong password of that shape.
+    other-kind verifier costs the same as a wrong password of that shape: generated-shaped
+    → one HMAC-SHA256; anything else → one scrypt at the default parameters (or the
+    record's) plus exactly :data:`PBKDF2_BUDGET` PBKDF2 block-iterations per hash, of which
+    an imported hash's own work is a part.
     """
     generated = is_generated_shape(password)
     try:
@@ -156,16 +270,28 @@ def verify_password(password: bytes, verifier: str | None) -> bool:
     except (ValueError, KeyError, TypeError):
         parsed = None
     if generated:
-        if parsed is not None and parsed[0] == _HMAC_SCHEME:
-            _, _, salt, expected = parsed
-            return hmac.compare_digest(hmac.new(salt, password, hashlib.sha256).digest(), expected)
+        if parsed is not None and parsed.scheme == _HMAC_SCHEME:
+            digest = hmac.new(parsed.salt, password, hashlib.sha256).digest()
+            return hmac.compare_digest(digest, parsed.digest)
         hmac.compare_digest(hmac.new(_DUMMY_SALT, password, hashlib.sha256).digest(), b"\0" * 32)
         return False
     if len(password) > MAX_CHOSEN_BYTES:
         password = password[:MAX_CHOSEN_BYTES]  # keep the work bounded; it cannot match
         parsed = None
-    if parsed is not None and parsed[0] == _SCRYPT_SCHEME:
-        _, (n, r, p), salt, expected = parsed
-        return hmac.compare_digest(_scrypt(password, salt, n, r, p), expected)
-    hmac.compare_digest(_scrypt(password, _DUMMY_SALT, SCRYPT_N, SCRYPT_R, SCRYPT_P), b"\0" * 32)
-    return False
+    pad = dict(PBKDF2_BUDGET)
+    if parsed is not None and parsed.scheme == _SCRYPT_SCHEME:
+        n, r, p = parsed.scrypt
+        ok = hmac.compare_digest(_scrypt(password, parsed.salt, n, r, p), parsed.digest)
+    else:
+        dummy = _scrypt(password, _DUMMY_SALT, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+        hmac.compare_digest(dummy, b"\0" * 32)
+        imported = parsed is not None and (parsed.scheme in _SALTED or parsed.scheme in _PBKDF2)
+        ok = _check_imported(parsed, password, pad) if parsed is not None and imported else False
+    for hash_name, remaining in pad.items():
+        if remaining > 0:
+            _pbkdf2_pad(hash_name, password, remaining)
+    return ok
+
+
+def _pbkdf2_pad(hash_name: str, password: bytes, iterations: int) -> None:
+    hashlib.pbkdf2_hmac(hash_name, password, _PAD_SALT, iterations)

@@ -372,6 +372,98 @@ def cmd_remove(args: argparse.Namespace) -> int:
     return _close_connections(args, args.name, plan)
 
 
+# -- import: identities from another broker (iotauth.migration) --------------------------
+
+
+def _import_plan(args: argparse.Namespace) -> list[Any]:
+    from iotauth.migration import EmqxHash, ImportProblem, parse_export  # noqa: PLC0415
+
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"cannot read {args.file}: {type(exc).__name__}") from None
+    emqx = None
+    if args.format.startswith("emqx"):
+        if not args.emqx_hash:
+            raise CommandError("an EMQX export needs --emqx-hash (its authenticator's algorithm)")
+        emqx = EmqxHash(
+            args.emqx_hash, args.emqx_salt_position, args.emqx_pbkdf2_mac, args.emqx_iterations
+        )
+    try:
+        return parse_export(
+            text,
+            args.format,
+            now=int(time.time()),
+            publish=tuple(args.publish),
+            subscribe=tuple(args.subscribe),
+            emqx=emqx,
+        )
+    except ImportProblem as exc:
+        for line in exc.errors[:50]:
+            print(f"  {line}", file=sys.stderr)
+        raise CommandError(
+            f"{args.file}: {len(exc.errors)} problem(s) (listed above); nothing was written"
+        ) from None
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Validate every entry, check that no name exists, then (``--apply``) write them one by
+    one; on a write failure, remove what this run added and say precisely what is left."""
+    plan = _import_plan(args)
+    store = _store(args)
+    existing: list[str] = []
+
+    def find_existing() -> None:
+        for item in plan:
+            if store.get_identity(item.record.username) is not None:
+                existing.append(item.record.username)
+
+    _run(find_existing)
+    if existing:
+        shown = ", ".join(repr(n) for n in existing[:20]) + (" …" if len(existing) > 20 else "")
+        raise CommandError(
+            f"{len(existing)} identities already exist ({shown}); nothing was written"
+        )
+    schemes: dict[str, int] = {}
+    for item in plan:
+        schemes[item.scheme] = schemes.get(item.scheme, 0) + 1
+        notes = f"  [{'; '.join(item.notes)}]" if item.notes else ""
+        print(f"  {item.record.username:<32} {item.record.kind:<8} {item.scheme}{notes}")
+    summary = ", ".join(f"{count} {scheme}" for scheme, count in sorted(schemes.items()))
+    if not args.apply:
+        print(f"dry run: {len(plan)} identities would be imported ({summary}); nothing was "
+              "written — run again with --apply to write them")  # fmt: skip
+        return 0
+    added: list[str] = []
+    for item in plan:
+        try:
+            store.add_identity(item.record)
+        except (StoreError, InvalidRecord) as exc:
+            print(f"iotauth: writing {item.record.username!r} failed: {exc}", file=sys.stderr)
+            return _roll_back(store, added, len(plan))
+        added.append(item.record.username)
+    print(f"imported {len(added)} identities ({summary})")
+    return 0
+
+
+def _roll_back(store: DynamoDBStore, added: list[str], planned: int) -> int:
+    left: list[str] = []
+    for name in reversed(added):
+        try:
+            store.remove_identity(name)
+        except StoreError:
+            left.append(name)
+    if not left:
+        raise CommandError(
+            f"import stopped; the {len(added)} identities it had added were removed again: "
+            "nothing was written"
+        )
+    raise CommandError(
+        f"import stopped after {len(added)} of {planned}; removing them failed for "
+        f"{len(left)}, which remain in the table: {', '.join(repr(n) for n in sorted(left))}"
+    )
+
+
 # -- authorize: the local handler, as `aws iot test-invoke-authorizer` runs a deployed one --
 
 
@@ -477,6 +569,36 @@ def _revocation_options() -> argparse.ArgumentParser:
     return options
 
 
+def _register_import(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "import",
+        parents=[common],
+        help="import identities from Mosquitto, EMQX or a CSV/JSON export (dry run first)",
+        description="Import identities from another broker's export so that users keep "
+        "their passwords (docs/migrating.md). Every entry is validated and no name may exist "
+        "yet; without --apply nothing is written (a dry run with a summary). Imported "
+        "passwords are chosen passwords: the lockout applies.",
+    )
+    p.add_argument("file", help="the export (its hashes are secrets: keep it private)")
+    p.add_argument(
+        "--format", required=True, choices=("mosquitto", "csv", "json", "emqx-csv", "emqx-json")
+    )
+    p.add_argument("--apply", action="store_true", help="write (default: dry run)")
+    p.add_argument(
+        "--publish", action="append", default=[], metavar="TOPIC", help="grant for everyone"
+    )
+    p.add_argument(
+        "--subscribe", action="append", default=[], metavar="FILTER", help="grant for everyone"
+    )
+    p.add_argument(
+        "--emqx-hash", choices=("sha256", "sha512", "pbkdf2"), help="EMQX password_hash_algorithm"
+    )
+    p.add_argument("--emqx-salt-position", choices=("prefix", "suffix", "disable"))
+    p.add_argument("--emqx-pbkdf2-mac", choices=("sha256", "sha512"))
+    p.add_argument("--emqx-iterations", type=int, metavar="N")
+    p.set_defaults(func=cmd_import)
+
+
 def register(subparsers: Any) -> None:
     common = _aws_options()
     devices = subparsers.add_parser(
@@ -500,6 +622,8 @@ def register(subparsers: Any) -> None:
     _secret_args(p)
     _grant_args(p, client_id_help="a client id it may use (repeatable; default: its name)")
     p.set_defaults(func=cmd_add)
+
+    _register_import(sub, common)
 
     p = sub.add_parser("add-aliyun", parents=[common], help="add an Alibaba-Cloud-signed device")
     p.add_argument("--product-key", required=True)

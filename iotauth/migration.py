@@ -1,0 +1,296 @@
+"""Identities from other brokers' exports, validated before anything is written (pure).
+
+Contract: :func:`parse_export` turns the text of one export into :class:`IdentityRecord` s
+ready for the table, or into a list of errors (one per bad entry, with its line or row,
+never quoting a hash or a secret) — all or nothing, so a caller can refuse the whole file
+before it writes anything. Users keep their passwords: a broker's hash becomes a verifier
+the authorizer checks as it is (:func:`iotauth.credentials.imported_verifier`), and is a
+*chosen* password to the lockout.
+
+Formats (docs/migrating.md):
+
+- ``mosquitto``: a Mosquitto 2 password file, ``user:$6$<salt>$<hash>`` (SHA-512 of
+  password + salt) or ``user:$7$<iterations>$<salt>$<hash>`` (PBKDF2-HMAC-SHA512, 64
+  bytes), salt and hash in standard base64; ``#`` comments and blank lines ignored.
+- ``csv`` / ``json``: ``name``; exactly one of ``hash`` (a Mosquitto ``$6$``/``$7$`` string or
+  an iotauth verifier) and ``secret`` (a plaintext chosen password, hashed with scrypt);
+  optional ``publish``, ``subscribe``, ``client_ids`` (space-separated in CSV, arrays or
+  strings in JSON).
+- ``emqx-csv`` / ``emqx-json``: EMQX's built-in database export / import format
+  (``user_id,password_hash,salt,is_superuser``; hex hash). The algorithm is not in the
+  file (it is the authenticator's configuration), so it is given: :class:`EmqxHash`. EMQX
+  takes the salt string literally and puts it before (``prefix``) or after (``suffix``) the
+  password, or not at all (``disable``). ``is_superuser`` is not carried over (iotauth has
+  no superuser; every identity gets its own namespace and its grants).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import io
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from iotauth.credentials import (
+    InvalidPassword,
+    hash_chosen_password,
+    imported_verifier,
+    verifier_kind,
+)
+from iotauth.names import InvalidName
+from iotauth.records import IdentityRecord, InvalidRecord
+
+__all__ = ["FORMATS", "EmqxHash", "ImportProblem", "Imported", "parse_export"]
+
+FORMATS = ("mosquitto", "csv", "json", "emqx-csv", "emqx-json")
+MAX_ENTRIES = 100_000
+_MAX_ERRORS = 50
+
+
+class ImportProblem(ValueError):
+    """The export cannot be imported; ``errors`` has one safe line per bad entry."""
+
+    def __init__(self, errors: list[str]) -> None:
+        shown = errors[:_MAX_ERRORS]
+        more = len(errors) - len(shown)
+        super().__init__("; ".join(shown) + (f"; … and {more} more" if more else ""))
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class EmqxHash:
+    """The EMQX authenticator's ``password_hash_algorithm``."""
+
+    name: str  # sha256 | sha512 | pbkdf2
+    salt_position: str | None = None  # prefix | suffix | disable (sha256/sha512)
+    mac_fun: str | None = None  # sha256 | sha512 (pbkdf2)
+    iterations: int | None = None  # (pbkdf2)
+
+    def check(self) -> None:
+        if self.name in ("sha256", "sha512"):
+            if self.salt_position not in ("prefix", "suffix", "disable"):
+                raise ImportProblem([f"EMQX {self.name}: give the salt position"])
+        elif self.name == "pbkdf2":
+            if self.mac_fun not in ("sha256", "sha512") or not self.iterations:
+                raise ImportProblem(["EMQX pbkdf2: give the mac function and the iterations"])
+        else:
+            raise ImportProblem(
+                [
+                    f"EMQX hash {self.name!r} cannot be verified here: sha256, sha512 and "
+                    "pbkdf2 can (bcrypt needs a library; md5/sha1/plain are refused)"
+                ]
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    record: IdentityRecord
+    where: str  # "line 3", "row 2", "entry 1"
+    scheme: str  # what the verifier is, for the summary
+    notes: tuple[str, ...] = field(default=())
+
+
+def _b64std(text: str) -> bytes:
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+
+
+def _mosquitto_verifier(text: str) -> tuple[str, str]:
+    """(verifier, scheme) for a Mosquitto ``$6$``/``$7$`` hash; ValueError otherwise."""
+    parts = text.split("$")
+    try:
+        if len(parts) == 4 and parts[:2] == ["", "6"]:
+            salt, digest = _b64std(parts[2]), _b64std(parts[3])
+            return imported_verifier("salted-sha512", "suffix", salt, digest), "mosquitto $6$"
+        if len(parts) == 5 and parts[:2] == ["", "7"] and parts[2].isdigit():
+            salt, digest = _b64std(parts[3]), _b64std(parts[4])
+            verifier = imported_verifier("pbkdf2-sha512", f"i={int(parts[2])}", salt, digest)
+            return verifier, f"mosquitto $7$ ({int(parts[2])} iterations)"
+    except (binascii.Error, ValueError) as exc:
+        if isinstance(exc, InvalidPassword):
+            raise ValueError(str(exc)) from None
+        raise ValueError("malformed Mosquitto hash") from None
+    raise ValueError("not a Mosquitto $6$ or $7$ hash (a plaintext file? run mosquitto_passwd -U)")
+
+
+def _words(value: Any) -> tuple[str, ...]:
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        return tuple(value.split())
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ValueError("grants and client ids are strings or lists of strings")
+
+
+def _record(
+    name: str, kind: str, verifier: str, now: int, grants: Mapping[str, tuple[str, ...]]
+) -> IdentityRecord:
+    return IdentityRecord(
+        username=name,
+        kind=kind,  # type: ignore[arg-type]
+        verifier=verifier,
+        client_ids=grants.get("client_ids", ()),
+        publish=grants.get("publish", ()),
+        subscribe=grants.get("subscribe", ()),
+        created_at=now,
+        updated_at=now,
+    ).validate()
+
+
+def _from_mosquitto(text: str) -> Iterable[tuple[str, str, dict[str, Any]]]:
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, hashed = line.partition(":")
+        yield f"line {number}", name if sep else "", {"hash": hashed if sep else None}
+
+
+def _from_csv(text: str) -> Iterable[tuple[str, str, dict[str, Any]]]:
+    reader = csv.DictReader(io.StringIO(text))
+    for number, row in enumerate(reader, 2):  # line 1 is the header
+        yield f"row {number}", (row.get("name") or row.get("user_id") or "").strip(), dict(row)
+
+
+def _from_json(text: str) -> Iterable[tuple[str, str, dict[str, Any]]]:
+    data = json.loads(text)
+    if not isinstance(data, list):
+        raise ValueError("a JSON export is an array of objects")
+    for number, entry in enumerate(data, 1):
+        if not isinstance(entry, dict):
+            yield f"entry {number}", "", {}
+            continue
+        name = entry.get("name", entry.get("user_id", ""))
+        yield f"entry {number}", name if isinstance(name, str) else "", entry
+
+
+def _generic(entry: dict[str, Any]) -> tuple[str, str, str]:
+    """(kind, verifier, scheme) from a generic row: ``hash`` xor ``secret``."""
+    hashed, secret = entry.get("hash") or None, entry.get("secret") or None
+    if (hashed is None) == (secret is None):
+        raise ValueError("give exactly one of hash and secret")
+    if secret is not None:
+        if not isinstance(secret, str):
+            raise ValueError("secret is a string")
+        return "password", hash_chosen_password(secret.encode("utf-8")), "secret (scrypt)"
+    if not isinstance(hashed, str):
+        raise ValueError("hash is a string")
+    if hashed.startswith("$"):
+        verifier, scheme = _mosquitto_verifier(hashed)
+        return "password", verifier, scheme
+    kind = verifier_kind(hashed)
+    if kind is None:
+        raise ValueError("hash is neither a Mosquitto $6$/$7$ hash nor an iotauth verifier")
+    return kind, hashed, f"iotauth {hashed.split('$', 1)[0]}"
+
+
+def _emqx(entry: dict[str, Any], algorithm: EmqxHash) -> tuple[str, str, str]:
+    hashed, salt = entry.get("password_hash"), entry.get("salt") or ""
+    if not isinstance(hashed, str) or not hashed or not isinstance(salt, str):
+        raise ValueError("password_hash (hex) is required, salt is a string")
+    try:
+        digest = bytes.fromhex(hashed)
+    except ValueError:
+        raise ValueError("password_hash is not hex") from None
+    salt_bytes = salt.encode("utf-8")  # EMQX uses the salt string as it is
+    if algorithm.name == "pbkdf2":
+        assert algorithm.mac_fun is not None and algorithm.iterations is not None
+        scheme = f"pbkdf2-{algorithm.mac_fun}"
+        verifier = imported_verifier(scheme, f"i={algorithm.iterations}", salt_bytes, digest)
+        return "password", verifier, f"emqx {scheme} ({algorithm.iterations} iterations)"
+    position = {"prefix": "prefix", "suffix": "suffix", "disable": "none"}[
+        algorithm.salt_position or ""
+    ]
+    verifier = imported_verifier(f"salted-{algorithm.name}", position, salt_bytes, digest)
+    return "password", verifier, f"emqx {algorithm.name} (salt {position})"
+
+
+def _convert(  # noqa: PLR0917 — private; one call site
+    fmt: str,
+    where: str,
+    name: str,
+    entry: dict[str, Any],
+    now: int,
+    publish: tuple[str, ...],
+    subscribe: tuple[str, ...],
+    emqx: EmqxHash | None,
+) -> Imported:
+    notes: list[str] = []
+    grants: dict[str, tuple[str, ...]] = {}
+    if fmt == "mosquitto":
+        if not entry.get("hash"):
+            raise ValueError("no hash (expected name:$7$…)")
+        verifier, scheme = _mosquitto_verifier(entry["hash"])
+        kind = "password"
+    elif fmt in ("csv", "json"):
+        kind, verifier, scheme = _generic(entry)
+        grants = {key: _words(entry.get(key)) for key in ("client_ids", "publish", "subscribe")}
+    else:
+        assert emqx is not None
+        kind, verifier, scheme = _emqx(entry, emqx)
+        superuser = entry.get("is_superuser")
+        if superuser is True or str(superuser).lower() == "true":
+            notes.append("EMQX superuser: imported as an ordinary identity")
+    grants["publish"] = tuple(dict.fromkeys((*grants.get("publish", ()), *publish)))
+    grants["subscribe"] = tuple(dict.fromkeys((*grants.get("subscribe", ()), *subscribe)))
+    return Imported(_record(name, kind, verifier, now, grants), where, scheme, tuple(notes))
+
+
+def parse_export(
+    text: str,
+    fmt: str,
+    *,
+    now: int,
+    publish: tuple[str, ...] = (),
+    subscribe: tuple[str, ...] = (),
+    emqx: EmqxHash | None = None,
+) -> list[Imported]:
+    """Every identity of the export, or :class:`ImportProblem` listing every bad entry.
+
+    ``publish``/``subscribe`` are added to every identity (e.g. a broadcast topic).
+    """
+    if fmt not in FORMATS:
+        raise ImportProblem([f"unknown format {fmt!r} (one of {', '.join(FORMATS)})"])
+    if fmt.startswith("emqx"):
+        if emqx is None:
+            raise ImportProblem(["an EMQX export needs its hash algorithm (--emqx-hash …)"])
+        emqx.check()
+    reader = {
+        "mosquitto": _from_mosquitto,
+        "csv": _from_csv,
+        "json": _from_json,
+        "emqx-csv": _from_csv,
+        "emqx-json": _from_json,
+    }[fmt]
+    try:
+        entries = list(reader(text))
+    except (ValueError, csv.Error) as exc:
+        raise ImportProblem([f"unreadable {fmt} export: {type(exc).__name__}"]) from None
+    if len(entries) > MAX_ENTRIES:
+        raise ImportProblem([f"at most {MAX_ENTRIES} identities per import"])
+    if not entries:
+        raise ImportProblem(["the export holds no identities"])
+
+    imported: list[Imported] = []
+    errors: list[str] = []
+    seen: dict[str, str] = {}
+    for where, name, entry in entries:
+        if not name:
+            errors.append(f"{where}: no name")
+            continue
+        if name in seen:
+            errors.append(f"{where}: {name!r} appears again (first at {seen[name]})")
+            continue
+        seen[name] = where
+        try:
+            imported.append(_convert(fmt, where, name, entry, now, publish, subscribe, emqx))
+        except (ValueError, InvalidRecord, InvalidName, InvalidPassword) as exc:
+            # Messages come from our validators: names and rules, never a hash or secret.
+            errors.append(f"{where} ({name!r}): {exc}")
+    if errors:
+        raise ImportProblem(errors)
+    return imported
