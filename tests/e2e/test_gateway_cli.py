@@ -51,7 +51,8 @@ def test_local_prints_endpoints_and_stops_cleanly(sig: signal.Signals, tmp_path:
                 break
         text = "".join(lines)
         assert "Press Ctrl-C" in text, text
-        for label in ("Chat page", "Signer", "MQTT over TCP", "MQTT over TLS", "MQTT over WS"):
+        labels = ("Chat page", "Signer", "IoT endpoint", "MQTT over TCP", "MQTT over TLS")
+        for label in (*labels, "MQTT over WS", "CA certificate"):
             assert label in text
         assert "sensor-1" in text and "iotsk_" in text
         assert "alice" in text and "bob" in text
