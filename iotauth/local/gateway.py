@@ -188,10 +188,6 @@ def _identity(username: str | None) -> str:
     return (username or "").split("?", 1)[0][:64] or "-"
 
 
-class _Closed(Exception):
-    """The connection ends (already answered as needed)."""
-
-
 # --- transports ---------------------------------------------------------------------------
 
 
@@ -381,8 +377,6 @@ class _Session:
             if not await self._connect(connect):
                 return
             await self._serve()
-        except _Closed:
-            pass
         except (ConnectionError, OSError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -618,9 +612,13 @@ class _Session:
             raise ProtocolError("a packet only a server sends")
 
     async def _current(self) -> _ConnectionGrant | None:
+        expired = self.grant is not None and self.config.clock() >= self.grant.disconnect_at
         grant = await self.gateway.current(self)
         if grant is None and not self._closing:
-            await self.end(Reason.NOT_AUTHORIZED, "grant expired or refresh refused")
+            if expired:
+                await self.end(Reason.MAXIMUM_CONNECT_TIME, "disconnectAfterInSeconds")
+            else:
+                await self.end(Reason.NOT_AUTHORIZED, "refresh refused")
         return grant
 
     async def _client_publish(self, packet: Publish, first: int, body: bytes) -> None:
@@ -886,7 +884,7 @@ class LocalGateway:
         for server in self._servers:
             server.close()
         for session in list(self._sessions):
-            await session.end(Reason.SERVER_UNAVAILABLE, "gateway stopping")
+            await session.end(Reason.SERVER_SHUTTING_DOWN, "gateway stopping")
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 2)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import tempfile
 import threading
 import time
@@ -20,7 +21,7 @@ from iotauth.local.certs import generate_certificates
 from iotauth.local.domain import DomainConfiguration
 from iotauth.local.enforcement import LIMITS
 from iotauth.local.gateway import GatewayConfig, GatewayPorts, LocalGateway
-from iotauth.local.mqtt.codec import Connect, Disconnect, Ping
+from iotauth.local.mqtt.codec import Connect, Disconnect, Ping, Publish, Suback, Subscribe
 from iotauth.scoping import ArnContext, Scope, policy_documents
 from tests.e2e.mqtt_raw import RawClient
 
@@ -41,13 +42,33 @@ def allow(event: dict[str, Any]) -> dict[str, Any]:
     user = mqtt["username"].split("?", 1)[0].split("&", 1)[0]
     if base64.b64decode(mqtt.get("password", "")) != f"pw-{user}".encode():
         return {"isAuthenticated": False}
+    documents = policy_documents(Scope.for_identity(user), ARN) + EXTRA.get(user, [])
     return {
         "isAuthenticated": True,
         "principalId": "p" + user.replace("-", ""),
-        "policyDocuments": policy_documents(Scope.for_identity(user), ARN),
+        "policyDocuments": documents,
         "disconnectAfterInSeconds": 3600,
         "refreshAfterInSeconds": 300,
     }
+
+
+def _document(*statements: tuple[str, str]) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": action, "Resource": ARN.resource(*r.split(":", 1))}
+                for action, r in statements
+            ],
+        }
+    )
+
+
+# Grants beyond an identity's own namespace, for the retained-message tests.
+EXTRA = {
+    "dev-ret": [_document(("iot:RetainPublish", "topic:dev-ret/state"))],
+    "peek": [_document(("iot:Subscribe", "topicfilter:dev-ret/*"))],  # no iot:Receive
+}
 
 
 class Running:
@@ -202,3 +223,38 @@ def test_keep_alive_is_enforced(without_domain: Running) -> None:
 
 
 MakeRaw = Callable[..., RawClient]
+
+
+def test_retained_messages_need_retain_publish_and_receive(without_domain: Running) -> None:
+    port = without_domain.ports.tcp
+    publisher = RawClient(port, version=5)
+    try:
+        assert publisher.connect(_connect("dev-ret", f"dev-ret?{NAMED}", 5)).reason_code == 0
+        publisher.send(Publish("dev-ret/state", b"on", qos=1, retain=True, packet_id=1))
+        answer = publisher.receive()
+        assert answer is not None and getattr(answer, "reason_code", 0xFF) < 0x80
+        # Retained elsewhere, without iot:RetainPublish: PUBACK 0x87, nothing retained.
+        publisher.send(Publish("dev-ret/other", b"x", qos=1, retain=True, packet_id=2))
+        assert getattr(publisher.receive(), "reason_code", None) == 0x87
+    finally:
+        publisher.close()
+
+    later = RawClient(port, version=4)
+    peek = RawClient(port, version=5)
+    try:
+        assert later.connect(_connect("dev-ret", f"dev-ret?{NAMED}", 4)).reason_code == 0
+        later.send(Subscribe(1, (("dev-ret/#", 1),)))
+        got = [later.receive(), later.receive()]
+        assert Suback(1, (1,)) in got
+        retained = [p for p in got if isinstance(p, Publish)]
+        assert [(p.topic, p.payload, p.retain) for p in retained] == [
+            ("dev-ret/state", b"on", True)
+        ]
+        # Subscribe allowed, Receive not: the retained message is not delivered.
+        assert peek.connect(_connect("peek", f"peek?{NAMED}", 5)).reason_code == 0
+        peek.send(Subscribe(2, (("dev-ret/state", 1),)))
+        assert peek.receive() == Suback(2, (1,))
+        assert peek.receive(timeout=0.5) is None and not peek.closed
+    finally:
+        later.close()
+        peek.close()
