@@ -919,8 +919,8 @@ def banner(info: StackInfo, log_file: Path | None = None) -> str:
     domain = info.domain
     if domain.default_authorizer:
         authorizer_line = (
-            f"Devices: MQTT username <device> (default authorizer {domain.default_authorizer}; "
-            f"or <device>{suffix}), password its secret."
+            "Devices: MQTT username <device>, password its secret (the endpoint's default\n"
+            f"authorizer is {domain.default_authorizer}; <device>{suffix} works too)."
         )
     else:
         authorizer_line = "Devices: MQTT username <device>" + suffix + ", password its secret."

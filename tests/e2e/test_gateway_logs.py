@@ -115,7 +115,7 @@ def test_iotauth_local_logs_to_its_file_only(tmp_path: Path) -> None:
         secret = _banner_value(text, r"^\s+sensor-1\s+(\S+)$")
         token = _banner_value(text, r"^\s+alice\s+(\S+)$")
         signer_url = _banner_value(text, r"Signer\s+GET (\S+)")
-        authorizer = _banner_value(text, r"customauthorizer-name=(\S+), password")
+        authorizer = _banner_value(text, r"customauthorizer-name=([\w=,@-]+)")
         wrong = secret[:-6] + "wrong1"
         secrets += [secret, wrong, token]
         username = f"sensor-1?x-amz-customauthorizer-name={authorizer}"
