@@ -17,11 +17,13 @@ CHECKOV_VENV := .tools/checkov
 CHECKOV := $(CURDIR)/$(CHECKOV_VENV)/bin/checkov
 # awslambdaric + boto3 for running built functions without Docker (tools/lambda_invoke.py).
 LAMBDA_RUNTIME := .tools/lambda-runtime
+# Aliyun's linkkit runs only on paho-mqtt 1.x: the interop tests drive it from its own venv.
+LINKKIT_VENV := .tools/linkkit
 export PATH := $(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_SAM_CLI_TELEMETRY := 0
 
-.PHONY: help dev run web-deps test lint typecheck validate build pytest bench invoke browser-deps broker-deps clean
+.PHONY: help dev run web-deps test lint typecheck validate build pytest bench invoke browser-deps broker-deps interop-deps clean
 
 help:
 	@echo "make run    start the local stack (gateway, signer, chat page) on 127.0.0.1"
@@ -66,7 +68,7 @@ validate: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 build: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(SAM) build
 
-pytest: $(VENV)/.installed browser-deps broker-deps $(LAMBDA_RUNTIME)/.installed
+pytest: $(VENV)/.installed browser-deps broker-deps interop-deps $(LAMBDA_RUNTIME)/.installed
 	$(BIN)/python -m pytest
 
 test: lint typecheck validate build pytest
@@ -94,6 +96,15 @@ broker-deps:
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends mosquitto; }
+
+# Client libraries for tests/interop beyond .venv's pins: mqtt.js is web/'s (node runs
+# tests/interop/node/client.mjs against it); linkkit in its own venv (it needs paho-mqtt<2).
+interop-deps: web-deps $(LINKKIT_VENV)/.installed
+
+$(LINKKIT_VENV)/.installed: tests/interop/linkkit-requirements.txt
+	@test -x $(LINKKIT_VENV)/bin/python || $(PYTHON) -m venv $(LINKKIT_VENV)
+	$(LINKKIT_VENV)/bin/python -m pip install -q -r tests/interop/linkkit-requirements.txt
+	@touch $@
 
 # The Lambda runtime client for `make invoke` and tests/sam: awslambdaric and boto3 (which
 # the real runtime provides), in a venv of their own so nothing of .venv leaks into a function.
