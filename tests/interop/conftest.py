@@ -52,15 +52,15 @@ def unique(prefix: str) -> str:
 
 def iot_port(info: StackInfo) -> int:
     """The IoT-style TLS port (ALPN mqtt → MQTT, otherwise HTTPS + WebSocket at /mqtt)."""
-    return int(getattr(info, "iot_port", None) or info.tls_port)
+    return info.iot_port
 
 
 def mqtts_port(info: StackInfo) -> int:
-    return int(getattr(info, "mqtts_port", None) or info.tls_port)
+    return info.mqtts_port
 
 
 def mqtt_port(info: StackInfo) -> int:
-    return int(getattr(info, "mqtt_port", None) or info.tcp_port)
+    return info.mqtt_port
 
 
 def username_for(info: StackInfo, name: str) -> str:
@@ -107,8 +107,7 @@ def stack_443() -> Iterator[StackInfo]:
             problem = _bind_443_problem()
             if problem is not None:
                 pytest.skip(f"this client always dials port 443: {problem}")
-            field = "iot" if hasattr(LocalPorts, "iot") else "mqtts"  # TEMP until interface 3
-            ports = dataclasses.replace(LocalPorts.any_free(), **{field: 443})
+            ports = dataclasses.replace(LocalPorts.any_free(), iot=443)
             with LocalStack(ports) as running:
                 yield running.info
         finally:

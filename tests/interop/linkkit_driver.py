@@ -69,16 +69,16 @@ def main():
         return
     for step in scenario.get("steps", []):
         if step["op"] == "subscribe":
-            rc, mid = lk.subscribe_topic(step["topic"], 1)
+            rc, _ = lk.subscribe_topic(step["topic"], 1)
             try:
-                kind, granted = acks.get(timeout=WAIT)
+                _, granted = acks.get(timeout=WAIT)
                 say(event="suback", rc=rc, granted=list(granted))
             except queue.Empty:
                 say(event="suback", rc=rc, granted=None)
         elif step["op"] == "publish":
-            rc, mid = lk.publish_topic(step["topic"], step["payload"], 1)
+            rc, _ = lk.publish_topic(step["topic"], step["payload"], 1)
             try:
-                kind, acked = acks.get(timeout=WAIT)
+                acks.get(timeout=WAIT)
                 say(event="puback", rc=rc, acked=True)
             except queue.Empty:
                 say(event="puback", rc=rc, acked=False)
