@@ -5,7 +5,10 @@ TestInvokeAuthorizer API:
 
 - ``protocolData.mqtt.username`` keeps the query suffix the SDKs append
   (``alice?x-amz-customauthorizer-name=UserPass&SDK=PythonV2&Version=1.22.0``): it is split
-  on the first ``?``;
+  on the first ``?`` (:func:`split_username`). The part before it is the identity: one
+  name, one record, one lockout counter, whatever suffix a client adds — the bare name,
+  the authorizer suffix, the SDK v2 metrics suffix, the SDK v1 double ``?``
+  (``NAME?x-amz-customauthorizer-name=A?SDK=Python&Version=1.6.2``), LinkKit's ``dn&pk``;
 - ``protocolData.mqtt.password`` is base64 of arbitrary bytes;
 - ``protocolData.mqtt.clientId``, ``protocolData.tls.serverName`` and
   ``protocolData.http`` (WebSocket upgrade headers and query string) appear only when the
@@ -24,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["MAX_PASSWORD_BYTES", "ConnectRequest", "parse_connect_event"]
+__all__ = ["MAX_PASSWORD_BYTES", "ConnectRequest", "parse_connect_event", "split_username"]
 
 #: Longest password accepted (decoded). MQTT allows 65,535 bytes; nothing legitimate here
 #: comes close, and scrypt over megabytes would be a cheap denial of service.
@@ -75,6 +78,17 @@ def _query(text: str) -> dict[str, str]:
         key, _, value = item.partition("=")
         params.setdefault(key, value)
     return params
+
+
+def split_username(raw: str) -> tuple[str, dict[str, str]]:
+    """``NAME?k=v&k=v`` → (``NAME``, parameters): the identity and the client's suffix.
+
+    The name ends at the first ``?`` (names never hold one). In the suffix both ``&`` and
+    ``?`` separate parameters: AWSIoTPythonSDK v1 appends its metrics with a second ``?``
+    (REFERENCE §9), which would otherwise glue ``?SDK=Python`` to the authorizer's name.
+    """
+    name, _, suffix = raw.partition("?")
+    return name, _query(suffix.replace("?", "&"))
 
 
 def _optional_str(section: Mapping[str, Any], key: str, limit: int) -> str | None:
@@ -156,8 +170,7 @@ def _parse(event: object) -> ConnectRequest:
     username: str | None = None
     username_params: dict[str, str] = {}
     if raw_username is not None:
-        username, _, suffix = raw_username.partition("?")
-        username_params = _query(suffix)
+        username, username_params = split_username(raw_username)
     query_string = _optional_str(http, "queryString", _MAX_HTTP_CHARS) or ""
     return ConnectRequest(
         problem=None,

@@ -37,10 +37,11 @@ def test_username_without_suffix() -> None:
     assert request.authorizer_name is None
 
 
-def test_second_question_mark_stays_in_the_suffix() -> None:
+def test_a_second_question_mark_separates_parameters_too() -> None:
+    # AWSIoTPythonSDK v1 appends its metrics with a second '?' (REFERENCE §9).
     request = parse_connect_event(mqtt_event(username="a?b?c=d", password="", clientId="a"))
     assert request.username == "a"
-    assert request.username_params == {"b?c": "d"}
+    assert request.username_params == {"b": "", "c": "d"}
 
 
 def test_wss_event_has_headers_and_query() -> None:
