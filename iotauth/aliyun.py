@@ -5,6 +5,16 @@
 - ``mqttPassword = hex(HMAC_alg(deviceSecret, content))`` where content concatenates
   ``key + value`` for clientId, deviceName, productKey and (when given) timestamp, sorted
   by key. Other ``|…|`` parameters are not signed.
+
+Client id forms: because ``securemode`` and the SDK's other ``|…|`` parameters (``ext``,
+``_ss``, ``lan``, ``_v`` …) are not signed, one captured password would be valid under many
+spellings of the MQTT client id, and IoT Core (which disconnects the older of two
+connections with the *same* client id) would let a replay live beside the device. The
+authorizer therefore accepts one spelling per signature: :func:`canonical_client_id`
+renders the record's form (:data:`CLIENT_ID_FORMS`, or an operator's template) with the
+signed values, the ``signmethod`` in lowercase and ``securemode`` bound to the transport
+(2 over TLS, which an IoT Core endpoint always is; 3 only on the local stand-in's plain
+ports), and the presented client id must equal it.
 """
 
 from __future__ import annotations
@@ -16,9 +26,13 @@ import time
 from dataclasses import dataclass, field
 
 __all__ = [
+    "CLIENT_ID_FORMS",
+    "DEFAULT_FORM",
     "SIGN_METHODS",
     "AliyunClientId",
     "MqttCredentials",
+    "canonical_client_id",
+    "client_id_form",
     "mqtt_credentials",
     "parse_mqtt_client_id",
     "parse_username",
@@ -43,6 +57,71 @@ _REGION = re.compile(r"[a-z]{2}-[a-z]+(-\d{1,2})?")
 _INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 _TIMESTAMP = re.compile(r"\d{1,20}")
 _SCHEMES = {2: "wss", 3: "ws"}  # securemode 2 = WebSocket over TLS, 3 = plain WebSocket
+
+
+#: ``|…|`` parameters as SDKs send them; ``{securemode}``, ``{signmethod}`` and
+#: ``{timestamp}`` are filled in. ``aliyun``: Alibaba Cloud's documented form (and what
+#: :func:`mqtt_credentials` produces); ``linkkit``: aliyun-iot-linkkit 1.2.13 (Python),
+#: read from its ``__config_mqtt_client_internal``.
+CLIENT_ID_FORMS = {
+    "aliyun": "securemode={securemode},signmethod={signmethod},timestamp={timestamp}",
+    "linkkit": (
+        "securemode={securemode},signmethod={signmethod},ext=1,_ss=1,lan=Python,"
+        "_v=1.2.13,timestamp={timestamp}"
+    ),
+}
+DEFAULT_FORM = "aliyun"
+_SLOTS = {"securemode": "{securemode}", "signmethod": "{signmethod}", "timestamp": "{timestamp}"}
+_LITERAL_PARAM = re.compile(r"[A-Za-z0-9_]{1,32}=[A-Za-z0-9_.-]{1,64}")
+
+
+def client_id_form(value: str) -> str:
+    """The template of a form name or an operator's template; ValueError when invalid.
+
+    A template is ``k=v`` items separated by ',' in the SDK's order, with
+    ``securemode={securemode}`` and ``signmethod={signmethod}`` exactly once and
+    ``timestamp={timestamp}`` at most once; every other value is literal.
+    """
+    template = CLIENT_ID_FORMS.get(value, value)
+    if not isinstance(template, str) or len(template) > 512:
+        raise ValueError("invalid client id form")
+    seen: set[str] = set()
+    for item in template.split(","):
+        key, _, val = item.partition("=")
+        if key in _SLOTS:
+            if val != _SLOTS[key] or key in seen:
+                raise ValueError(f"client id form: {key}={_SLOTS[key]} must appear once")
+            seen.add(key)
+        elif not _LITERAL_PARAM.fullmatch(item) or key in seen:
+            raise ValueError(f"client id form: invalid or repeated parameter {item!r}")
+        else:
+            seen.add(key)
+    if not {"securemode", "signmethod"} <= seen:
+        raise ValueError("client id form: needs securemode={securemode},signmethod={signmethod}")
+    return template
+
+
+def canonical_client_id(
+    inner: str,
+    *,
+    form: str | None,
+    tls: bool,
+    signmethod: str,
+    timestamp: str | None,
+) -> str:
+    """The one MQTT client id accepted for these signed values (module notes)."""
+    items = []
+    for item in client_id_form(form or DEFAULT_FORM).split(","):
+        if item == "timestamp={timestamp}":
+            if timestamp is not None:
+                items.append(f"timestamp={timestamp}")
+        elif item == "securemode={securemode}":
+            items.append(f"securemode={2 if tls else 3}")
+        elif item == "signmethod={signmethod}":
+            items.append(f"signmethod={signmethod.lower()}")
+        else:
+            items.append(item)
+    return f"{inner}|{','.join(items)}|"
 
 
 def sign_content(client_id: str, device_name: str, product_key: str, timestamp: str | None) -> str:

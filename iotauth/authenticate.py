@@ -89,7 +89,14 @@ from iotauth.names import (
 )
 from iotauth.negative_cache import NegativeCache
 from iotauth.records import MAX_DURATION, MAX_MQTT_CLIENT_ID, MIN_DURATION, IdentityRecord
-from iotauth.scoping import ArnContext, PolicyTooLarge, policy_documents
+from iotauth.scoping import (
+    DEFAULT_SHARED_ROOTS,
+    ArnContext,
+    PolicyTooLarge,
+    policy_documents,
+    shared_roots_from_env,
+    validate_shared_root,
+)
 from iotauth.store import CredentialStore, Lookup, StoreError
 
 __all__ = ["Decision", "Settings", "authenticate"]
@@ -124,6 +131,12 @@ class Settings:
     refresh_after_seconds: int = 86400
     # Internal, not an environment setting: see STORE_DEADLINE_SECONDS.
     store_deadline_seconds: float = STORE_DEADLINE_SECONDS
+    # The deployment's shared topic roots (IOTAUTH_SHARED_TOPIC_ROOTS, the template's
+    # WebSharedTopicRoot): no identity may be named like one; rooms lie under them.
+    shared_roots: tuple[str, ...] = DEFAULT_SHARED_ROOTS
+    # Aliyun products whose devices may all sign any safe client id (the product-wide
+    # default of a record's any_client_id; IOTAUTH_ALIYUN_ANY_CLIENT_ID_PRODUCTS).
+    aliyun_any_client_id_products: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not self.table:
@@ -136,6 +149,13 @@ class Settings:
         for value in (self.disconnect_after_seconds, self.refresh_after_seconds):
             if not MIN_DURATION <= value <= MAX_DURATION:
                 raise ValueError(f"session durations must be {MIN_DURATION}-{MAX_DURATION}")
+        if not self.shared_roots:
+            raise ValueError("at least one shared topic root")
+        for root in self.shared_roots:
+            validate_shared_root(root)  # InvalidName is a ValueError
+        for product_key in self.aliyun_any_client_id_products:
+            if aliyun.parse_username(f"x&{product_key}") is None:
+                raise ValueError("IOTAUTH_ALIYUN_ANY_CLIENT_ID_PRODUCTS: invalid product key")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -161,6 +181,12 @@ class Settings:
             aliyun_max_skew_seconds=number("IOTAUTH_ALIYUN_MAX_SKEW_SECONDS", 900),
             disconnect_after_seconds=number("IOTAUTH_DISCONNECT_AFTER_SECONDS", 86400),
             refresh_after_seconds=number("IOTAUTH_REFRESH_AFTER_SECONDS", 86400),
+            shared_roots=shared_roots_from_env(env),
+            aliyun_any_client_id_products=frozenset(
+                p.strip()
+                for p in env.get("IOTAUTH_ALIYUN_ANY_CLIENT_ID_PRODUCTS", "").split(",")
+                if p.strip()
+            ),
         )
 
 
@@ -215,6 +241,27 @@ def _client_id_allowed(record: IdentityRecord, client_id: str) -> bool:
         client_id in record.allowed_client_ids()
         and is_safe_client_id(client_id)
         and not client_id.startswith(WEB_PREFIX)
+    )
+
+
+def _any_aliyun_client_id_allowed(record: IdentityRecord, inner: str, settings: Settings) -> bool:
+    """An unregistered inner id an Aliyun device may sign (its MAC or serial number).
+
+    Only when its record (or its product, deployment-wide) allows it; never a browser
+    user's ``web-…`` id, an unsafe id, or one with ``&`` — the ``pk&dn`` shape of every
+    Aliyun device's default client id, so none can take another's. Other identities'
+    registered client ids are not looked up here (README: Aliyun client ids).
+    """
+    device = record.aliyun_device
+    if device is None or not (
+        record.any_client_id or device[1] in settings.aliyun_any_client_id_products
+    ):
+        return False
+    return (
+        is_safe_client_id(inner)
+        and len(inner) <= aliyun.MAX_CLIENT_ID
+        and not inner.startswith(WEB_PREFIX)
+        and "&" not in inner
     )
 
 
@@ -388,11 +435,29 @@ def _decide(  # noqa: PLR0917 — private; called once, positionally
 
     if record.status != "active":
         return _deny("disabled", known)
+    sender: str | None = None
     if aliyun_id is not None:
-        if not _client_id_allowed(record, aliyun_id.client_id):
+        inner = aliyun_id.client_id
+        if not (
+            _client_id_allowed(record, inner)
+            or _any_aliyun_client_id_allowed(record, inner, settings)
+        ):
             return _deny("client-id-not-allowed", known)
         if len(client_id) > MAX_MQTT_CLIENT_ID:
             return _deny("malformed-client-id", known)
+        try:
+            canonical = aliyun.canonical_client_id(
+                inner,
+                form=record.client_id_form,
+                tls="tls" in request.protocols,
+                signmethod=aliyun_id.signmethod,
+                timestamp=aliyun_id.timestamp,
+            )
+        except ValueError:
+            return _deny("invalid-record", known)
+        if client_id != canonical:  # one spelling per signature (aliyun.py notes)
+            return _deny("client-id-not-canonical", known)
+        sender = record.room_sender(inner)
         if aliyun_id.timestamp is None:
             if not record.allow_no_timestamp:
                 return _deny("timestamp-missing", known)
@@ -404,10 +469,15 @@ def _decide(  # noqa: PLR0917 — private; called once, positionally
         return _deny("client-id-not-allowed", known)
 
     try:
-        documents = policy_documents(record.scope_for(client_id), arn)
+        # The topic rules again (the record may predate them, or the deployment's roots
+        # may have changed since it was written).
+        record.check_topics(settings.shared_roots)
+        if record.topic_problems(settings.shared_roots) and not record.allow_broad:
+            return _deny("broad-grant", known)
+        documents = policy_documents(record.scope_for(client_id, sender=sender), arn)
     except PolicyTooLarge:
         return _deny("policy-too-large", known)
-    except InvalidName:  # a stored grant that is no longer valid
+    except InvalidName:  # a stored grant that is no longer valid, a reserved name
         return _deny("invalid-record", known)
     if aliyun_id is not None and aliyun_id.timestamp is not None:
         # Time-limited credentials: never refreshed (see the module notes).

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 
 __all__ = [
     "WEB_PREFIX",
     "InvalidName",
+    "check_not_reserved",
     "is_safe_client_id",
     "principal_id_for",
     "validate_client_id",
@@ -49,6 +51,23 @@ def validate_username(name: str, *, allow_web: bool = False) -> str:
     if not allow_web and name.startswith(WEB_PREFIX):
         raise InvalidName(f"names starting with {WEB_PREFIX!r} are reserved for web identities")
     return name
+
+
+def check_not_reserved(namespace_root: str, shared_roots: Iterable[str]) -> None:
+    """Refuse a name whose namespace would own a topic root that is not its own.
+
+    ``shared_roots``: the deployment's shared topic roots (the template's
+    ``WebSharedTopicRoot``): a device named ``chat`` would get ``chat/#``, every room.
+    IoT Core reserves every topic that starts with ``$`` (``$aws/…``); a name cannot hold
+    ``$`` at all, which this checks again for names that did not pass the name rules.
+    """
+    if namespace_root.startswith("$"):
+        raise InvalidName(f"{namespace_root!r}: topics starting with '$' are reserved by IoT Core")
+    if namespace_root in shared_roots:
+        raise InvalidName(
+            f"{namespace_root!r} is a shared topic root of this deployment "
+            "(its topics belong to everyone's rooms); choose another name"
+        )
 
 
 def validate_device_name(name: str) -> str:

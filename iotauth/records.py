@@ -14,11 +14,22 @@ Three kinds of identity:
 
 A record is refused at write time (:meth:`IdentityRecord.validate`) when any name, client id
 or grant is unsafe, a duration is out of range, or its grants cannot fit in the
-authorizer's policy documents for the longest possible client id and ARN.
+authorizer's policy documents for the longest possible client id and ARN. Topic rules
+(:meth:`IdentityRecord.topic_problems`, checked at write time and again by the authorizer):
+a name may not be a shared topic root or reserved; rooms lie under a shared root; an extra
+grant that can reach beyond the identity's own topics (:func:`iotauth.scoping.grant_problem`)
+needs ``allow_broad``, which the record keeps and ``devices list`` shows.
+
+Client ids are unique across identities: each of a record's client ids has an item
+``pk = "clientid#<id>"`` naming its owner, written in the same transaction as the
+identity (:mod:`iotauth.store`). The authorizer never reads them.
 """
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,13 +38,25 @@ from iotauth.credentials import GENERATED_PREFIX, verifier_kind
 from iotauth.names import (
     WEB_PREFIX,
     InvalidName,
+    check_not_reserved,
     is_safe_client_id,
     validate_client_id,
     validate_username,
 )
-from iotauth.scoping import ArnContext, PolicyTooLarge, Scope, policy_documents
+from iotauth.scoping import (
+    ArnContext,
+    PolicyTooLarge,
+    Scope,
+    grant_problem,
+    grant_reaches,
+    grant_root,
+    policy_documents,
+    shared_roots_from_env,
+    validate_room,
+)
 
 __all__ = [
+    "CLIENT_ID_PREFIX",
     "IDENTITY_PREFIX",
     "LOCKOUT_PREFIX",
     "MAX_DURATION",
@@ -41,15 +64,20 @@ __all__ = [
     "IdentityRecord",
     "InvalidRecord",
     "aliyun_namespaces",
+    "client_id_clashes",
+    "client_id_key",
     "identity_key",
     "lockout_key",
+    "pairing_problems",
 ]
 
 IDENTITY_PREFIX = "identity#"
 LOCKOUT_PREFIX = "lockout#"
+CLIENT_ID_PREFIX = "clientid#"
 MIN_DURATION = 300
 MAX_DURATION = 86400
 MAX_CLIENT_IDS = 32
+MAX_ROOMS = 8
 MAX_MQTT_CLIENT_ID = 128  # IoT Core's limit on the client id of a connection
 _MAX_DEVICE_SECRET = 128
 
@@ -76,10 +104,16 @@ def lockout_key(username: str) -> str:
     return LOCKOUT_PREFIX + username
 
 
+def client_id_key(client_id: str) -> str:
+    return CLIENT_ID_PREFIX + client_id
+
+
 #: Product keys that would make ``/{pk}/{dn}/*`` cover other devices' topics: product
 #: ``sys`` device ``X`` would own ``/sys/X/*``, the ``/sys/{pk}/{dn}`` topics of every
-#: device of a product ``X``. (Real Aliyun product keys are 11 characters.)
-RESERVED_PRODUCT_KEYS = frozenset({"sys"})
+#: device of a product ``X``; likewise Aliyun's ``/ota/device/…/{pk}/{dn}``,
+#: ``/shadow/…/{pk}/{dn}``, ``/ext/…`` and ``/broadcast/{pk}/…`` roots. (Real Aliyun
+#: product keys are 11 characters.)
+RESERVED_PRODUCT_KEYS = frozenset({"sys", "ota", "shadow", "ext", "broadcast"})
 
 
 def aliyun_namespaces(product_key: str, device_name: str) -> tuple[str, ...]:
@@ -104,6 +138,10 @@ class IdentityRecord:
     allow_no_timestamp: bool = False  # aliyun: accept signatures without a timestamp
     created_at: int = 0
     updated_at: int = 0
+    rooms: tuple[str, ...] = ()  # shared rooms: publish <room>/<client id>, subscribe <room>/+
+    allow_broad: bool = False  # the operator accepted grants that reach beyond its own topics
+    any_client_id: bool = False  # aliyun: any safe client id it signs (MAC/serial convention)
+    client_id_form: str | None = None  # aliyun: the '|…|' parameters its SDK sends (aliyun.py)
 
     # -- what the identity may use --------------------------------------------------------
     @property
@@ -131,8 +169,20 @@ class IdentityRecord:
             return aliyun_namespaces(device[1], device[0])
         return (self.username,)
 
-    def scope_for(self, connect_client_id: str) -> Scope:
-        """The scope of one connection, whose (full) client id has been checked already."""
+    def room_sender(self, client_id: str) -> str:
+        """The sender level of this identity's room messages on a connection with
+        ``client_id`` (for Aliyun: the inner id, before '|').
+
+        It must be a client id registered to this identity alone (unique, see
+        :mod:`iotauth.store`): the connection's own when it is one of the record's, else
+        (an Aliyun device on an unregistered id it was allowed to sign) its default id.
+        """
+        allowed = self.allowed_client_ids()
+        return client_id if client_id in allowed else allowed[0]
+
+    def scope_for(self, connect_client_id: str, *, sender: str | None = None) -> Scope:
+        """The scope of one connection, whose (full) client id has been checked already;
+        ``sender``: see :meth:`room_sender` (default: the connection's client id)."""
         if not is_safe_client_id(connect_client_id) and self.kind != "aliyun":
             raise InvalidName("unsafe client id")
         return Scope(
@@ -140,13 +190,62 @@ class IdentityRecord:
             namespaces=self.namespaces(),
             publish=self.publish,
             subscribe=self.subscribe,
+            rooms=self.rooms,
+            senders=(sender or self.room_sender(connect_client_id),) if self.rooms else (),
         )
 
+    # -- topic rules (write time and run time) ------------------------------------------
+    def check_topics(self, shared_roots: Sequence[str]) -> None:
+        """Refuse (:class:`InvalidName`) a reserved name or a room outside the shared roots.
+
+        These hold whatever ``allow_broad`` says: a device named like a shared root would
+        own every room under it, and a room is where senders are proven.
+        """
+        device = self.aliyun_device
+        if device is None:
+            check_not_reserved(self.username, shared_roots)
+        for room in self.rooms:
+            validate_room(room, shared_roots)
+
+    def topic_problems(
+        self, shared_roots: Sequence[str], other_namespaces: Sequence[str] = ()
+    ) -> list[str]:
+        """Why each extra grant is broad (:func:`iotauth.scoping.grant_problem`)."""
+        own = self.namespaces()
+        problems = [
+            grant_problem(
+                grant,
+                shared_roots=shared_roots,
+                own_namespaces=own,
+                other_namespaces=[ns for ns in other_namespaces if ns not in own],
+            )
+            for grant in dict.fromkeys((*self.publish, *self.subscribe))
+        ]
+        return [p for p in problems if p is not None]
+
     # -- validation at write time -------------------------------------------------------
-    def validate(self) -> IdentityRecord:
-        """Return self if it may be written, else raise :class:`InvalidRecord`."""
+    def validate(
+        self,
+        shared_roots: Sequence[str] | None = None,
+        *,
+        check_topics: bool = True,
+    ) -> IdentityRecord:
+        """Return self if it may be written, else raise :class:`InvalidRecord`.
+
+        ``shared_roots``: the deployment's (default: ``IOTAUTH_SHARED_TOPIC_ROOTS`` or the
+        template's default). ``check_topics=False`` skips the topic rules, for writes that
+        change nothing they judge (disable, enable, rotate of a stored record).
+        """
         try:
             self._validate()
+            if check_topics:
+                roots = shared_roots_from_env(os.environ) if shared_roots is None else shared_roots
+                self.check_topics(roots)
+                problems = self.topic_problems(roots)
+                if problems and not self.allow_broad:
+                    raise InvalidRecord(
+                        "; ".join(problems) + " (pass --allow-broad to grant it anyway)"
+                    )
         except (InvalidName, PolicyTooLarge) as exc:
             raise InvalidRecord(str(exc)) from None
         return self
@@ -171,6 +270,11 @@ class IdentityRecord:
                 _validate_device_client_id(inner)
                 if len(inner) > aliyun.MAX_CLIENT_ID:
                     raise InvalidRecord(f"an Aliyun client id has at most {aliyun.MAX_CLIENT_ID}")
+            if self.client_id_form is not None:
+                try:
+                    aliyun.client_id_form(self.client_id_form)
+                except ValueError as exc:
+                    raise InvalidRecord(str(exc)) from None
         else:
             validate_username(self.username)
             if self.username.startswith(GENERATED_PREFIX):
@@ -179,6 +283,8 @@ class IdentityRecord:
                 raise InvalidRecord(f"a {self.kind} identity needs a {self.kind} verifier")
             if self.device_secret is not None or self.allow_no_timestamp:
                 raise InvalidRecord("only Aliyun identities have a device secret")
+            if self.any_client_id or self.client_id_form is not None:
+                raise InvalidRecord("only Aliyun identities sign their client ids")
             for client_id in self.client_ids:
                 _validate_device_client_id(client_id)
         if len(self.client_ids) > MAX_CLIENT_IDS:
@@ -189,8 +295,10 @@ class IdentityRecord:
         ):
             if value is not None and not MIN_DURATION <= value <= MAX_DURATION:
                 raise InvalidRecord(f"{name} must be {MIN_DURATION}-{MAX_DURATION} seconds")
+        if len(self.rooms) > MAX_ROOMS:
+            raise InvalidRecord(f"at most {MAX_ROOMS} rooms")
         # Grants and namespaces are validated by Scope; the size by rendering the worst case.
-        policy_documents(self.scope_for(_WORST_CLIENT_ID), _WORST_ARN)
+        policy_documents(self.scope_for(_WORST_CLIENT_ID, sender=_WORST_CLIENT_ID), _WORST_ARN)
 
     # -- DynamoDB items (low-level attribute values) ------------------------------------
     def to_item(self) -> dict[str, Any]:
@@ -214,6 +322,14 @@ class IdentityRecord:
             item["refreshAfter"] = {"N": str(self.refresh_after)}
         if self.allow_no_timestamp:
             item["allowNoTimestamp"] = {"BOOL": True}
+        if self.rooms:
+            item["rooms"] = {"L": [{"S": r} for r in self.rooms]}
+        if self.allow_broad:
+            item["allowBroad"] = {"BOOL": True}
+        if self.any_client_id:
+            item["anyClientId"] = {"BOOL": True}
+        if self.client_id_form is not None:
+            item["clientIdForm"] = {"S": self.client_id_form}
         return item
 
     @classmethod
@@ -241,6 +357,10 @@ class IdentityRecord:
                 allow_no_timestamp=item.get("allowNoTimestamp", {}).get("BOOL") is True,
                 created_at=_n(item["createdAt"]) if "createdAt" in item else 0,
                 updated_at=_n(item["updatedAt"]) if "updatedAt" in item else 0,
+                rooms=_strings(item.get("rooms")),
+                allow_broad=item.get("allowBroad", {}).get("BOOL") is True,
+                any_client_id=item.get("anyClientId", {}).get("BOOL") is True,
+                client_id_form=_s(item["clientIdForm"]) if "clientIdForm" in item else None,
             )
         except InvalidRecord:
             raise
@@ -256,6 +376,8 @@ class IdentityRecord:
             "clientIds": list(self.allowed_client_ids()),
             "publish": list(self.publish),
             "subscribe": list(self.subscribe),
+            "rooms": list(self.rooms),
+            "allowBroad": self.allow_broad,
         }
         if self.disconnect_after is not None:
             view["disconnectAfterInSeconds"] = self.disconnect_after
@@ -263,7 +385,57 @@ class IdentityRecord:
             view["refreshAfterInSeconds"] = self.refresh_after
         if self.kind == "aliyun":
             view["allowNoTimestamp"] = self.allow_no_timestamp
+            view["anyClientId"] = self.any_client_id
+            view["clientIdForm"] = self.client_id_form or aliyun.DEFAULT_FORM
         return view
+
+
+def pairing_problems(
+    record: IdentityRecord, others: Sequence[IdentityRecord], shared_roots: Sequence[str]
+) -> list[str]:
+    """Pairings of a new (or changed) record with the existing identities, either order.
+
+    - one of its grants can match another identity's namespace;
+    - another identity's grant can match this record's namespace (an identity named like
+      an existing grant's first level). Wildcard-rooted grants of records that were given
+      ``allow_broad`` are known to match everything and are not repeated here;
+    """
+    others = [o for o in others if o.username != record.username]
+    problems = record.topic_problems(
+        shared_roots, [ns for other in others for ns in other.namespaces()]
+    )
+    own = record.namespaces()
+    for other in others:
+        theirs = other.namespaces()
+        for grant in dict.fromkeys((*other.publish, *other.subscribe)):
+            if other.allow_broad and set(grant_root(grant)) & set("*?+#"):
+                continue
+            if any(_within(grant, ns) for ns in theirs):
+                continue
+            for namespace in own:
+                if grant_reaches(grant, namespace):
+                    problems.append(
+                        f"identity {other.username!r} has grant {grant!r}, which can match "
+                        f"the topics of {record.username!r} ({namespace}/…)"
+                    )
+    return problems
+
+
+def client_id_clashes(record: IdentityRecord, others: Sequence[IdentityRecord]) -> list[str]:
+    """Client ids of ``record`` that another record lists (records written before the
+    client-id registry; the registry's conditional writes catch the rest, concurrent
+    writers too)."""
+    mine = set(record.allowed_client_ids())
+    return [
+        f"client id {c!r} is already bound to identity {other.username!r}"
+        for other in others
+        if other.username != record.username
+        for c in sorted(mine & set(other.allowed_client_ids()))
+    ]
+
+
+def _within(grant: str, namespace: str) -> bool:
+    return re.split(r"[*?+#]", grant, maxsplit=1)[0].startswith(namespace + "/")
 
 
 def _validate_device_client_id(client_id: str) -> None:

@@ -12,28 +12,47 @@ Rules:
   ``topicfilter/<namespace>/*`` for each namespace (the username by default).
 - Extra grants from the identity's record: topics it may publish to, topic filters it may
   subscribe to (and receive from).
+- Rooms (shared topics whose sender is proven by the topic): in room ``R`` an identity may
+  publish only to ``R/<its client id>`` and subscribe to ``R/+`` (receive ``R/*``). Client
+  ids are bound to one identity each, so the last level of a room message names its
+  sender and nobody can post as someone else.
 - No ``iot:*``, no ``*`` resource.
+
+What a grant can reach (:func:`grant_reaches`, :func:`grant_problem`) is judged by what
+the resources built from it can match, not by its spelling: ``*``/``?`` are IAM wildcards
+in every resource and ``+``/``#`` of a subscription become ``*`` in its Receive resource,
+so all four are treated as wildcards. A grant whose first level is a wildcard can match
+every namespace; one that can match ``$…`` (IoT's reserved topics), a shared root, the
+browsers' ``web-…`` namespaces or another identity's namespace takes what is not its own.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from iotauth.names import InvalidName, validate_client_id
+from iotauth.names import WEB_PREFIX, InvalidName, validate_client_id
 
 __all__ = [
+    "DEFAULT_SHARED_ROOTS",
     "MAX_POLICY_CHARS",
     "MAX_POLICY_DOCUMENTS",
     "ArnContext",
     "PolicyTooLarge",
     "Scope",
+    "grant_problem",
+    "grant_reaches",
+    "grant_reaches_prefix",
+    "grant_root",
     "policy_documents",
     "policy_statements",
     "session_policy",
+    "shared_roots_from_env",
+    "validate_room",
+    "validate_shared_root",
     "validate_topic_grant",
 ]
 
@@ -45,6 +64,9 @@ MAX_GRANT_CHARS = 256
 # wildcard '*' are allowed on purpose (the grant is the administrator's choice), policy
 # variables are not.
 _GRANT = re.compile(rf"[A-Za-z0-9_.@:&/*+#$-]{{1,{MAX_GRANT_CHARS}}}")
+_LITERAL_PATH = re.compile(r"/?[A-Za-z0-9_.@:&-]+(/[A-Za-z0-9_.@:&-]+)*")
+_SHARED_ROOT = re.compile(r"[A-Za-z0-9_.@:-]{1,128}")  # as the template's WebSharedTopicRoot
+_WILDCARDS = frozenset("*?+#")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}|local")
 _ACCOUNT = re.compile(r"\d{12}")
 _PARTITION = re.compile(r"aws(-[a-z]+)*")
@@ -65,6 +87,139 @@ def validate_topic_grant(topic: str) -> str:
     if topic in {"*", "#", "/*", "/#"}:
         raise InvalidName("a grant of every topic is not allowed")
     return topic
+
+
+#: The template's default ``WebSharedTopicRoot``: the root every shared room lies under.
+DEFAULT_SHARED_ROOTS: tuple[str, ...] = ("chat",)
+SHARED_ROOTS_ENV = "IOTAUTH_SHARED_TOPIC_ROOTS"
+#: Aliyun's per-device system topic roots (``/sys/{pk}/{dn}/…``, ``/ota/device/…/{pk}/{dn}``,
+#: ``/shadow/…/{pk}/{dn}``, ``/ext/…/{pk}/{dn}/…``): a grant there reaches other devices.
+ALIYUN_SYSTEM_ROOTS: tuple[str, ...] = ("/sys", "/ota", "/shadow", "/ext")
+
+
+def validate_shared_root(root: str) -> str:
+    if not isinstance(root, str) or not _SHARED_ROOT.fullmatch(root):
+        raise InvalidName(f"invalid shared topic root {root!r}: one level of letters and digits")
+    return root
+
+
+def shared_roots_from_env(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The deployment's shared topic roots (``IOTAUTH_SHARED_TOPIC_ROOTS``, comma-separated;
+    default :data:`DEFAULT_SHARED_ROOTS`). Raises :class:`InvalidName` on a bad value."""
+    raw = env.get(SHARED_ROOTS_ENV, "")
+    roots = tuple(dict.fromkeys(r.strip() for r in raw.split(",") if r.strip()))
+    return tuple(validate_shared_root(r) for r in roots) or DEFAULT_SHARED_ROOTS
+
+
+def validate_room(room: str, shared_roots: Sequence[str]) -> str:
+    """A room is a literal topic of at least two levels under one of the shared roots."""
+    if not isinstance(room, str) or not _LITERAL_PATH.fullmatch(room) or room.startswith("/"):
+        raise InvalidName(f"invalid room {room!r}: a topic without wildcards, e.g. chat/lobby")
+    root, sep, _ = room.partition("/")
+    if not sep or root not in shared_roots:
+        raise InvalidName(
+            f"room {room!r} must lie under a shared root ({', '.join(shared_roots)}/…)"
+        )
+    return room
+
+
+# -- what a grant can match ----------------------------------------------------------------
+# A grant becomes a resource pattern in which '*' matches any characters (also '/') and '?'
+# one character; a subscription's '+'/'#' become '*' in its Receive resource. Treating all
+# four as wildcards over-approximates what a grant reaches, which is the safe direction.
+
+
+def _advance(pattern: str, states: frozenset[int], char: str) -> frozenset[int]:
+    moved: set[int] = set()
+    for i in states:
+        if i < len(pattern):
+            symbol = pattern[i]
+            if symbol in "*+#":
+                moved.add(i)  # a '*' absorbs the character and stays
+            elif symbol in ("?", char):
+                moved.add(i + 1)
+    return _closure(pattern, moved)
+
+
+def _closure(pattern: str, states: set[int] | frozenset[int]) -> frozenset[int]:
+    todo, seen = list(states), set(states)
+    while todo:
+        i = todo.pop()
+        if i < len(pattern) and pattern[i] in "*+#" and i + 1 not in seen:
+            seen.add(i + 1)  # a '*' may also match nothing
+            todo.append(i + 1)
+    return frozenset(seen)
+
+
+def _after(pattern: str, prefix: str) -> frozenset[int]:
+    states = _closure(pattern, {0})
+    for char in prefix:
+        states = _advance(pattern, states, char)
+        if not states:
+            break
+    return states
+
+
+def grant_reaches_prefix(grant: str, prefix: str) -> bool:
+    """True when some topic the grant can match starts with ``prefix``."""
+    return bool(_after(grant, prefix))
+
+
+def grant_reaches(grant: str, root: str) -> bool:
+    """True when some topic the grant can match is ``root`` itself or lies under ``root/``."""
+    states = _after(grant, root)
+    if any(i == len(grant) for i in states):  # the whole grant matched: topic == root
+        return True
+    return bool(_advance(grant, states, "/")) if states else False
+
+
+def grant_root(grant: str) -> str:
+    """The first level of a grant (with its leading '/' for Aliyun-style topics)."""
+    lead = "/" if grant.startswith("/") else ""
+    return lead + grant[len(lead) :].split("/", 1)[0]
+
+
+def _within(grant: str, namespace: str) -> bool:
+    """Every topic the grant can match lies under ``namespace/``."""
+    literal = re.split(r"[*?+#]", grant, maxsplit=1)[0]
+    return literal.startswith(namespace + "/")
+
+
+def grant_problem(
+    grant: str,
+    *,
+    shared_roots: Sequence[str],
+    own_namespaces: Sequence[str] = (),
+    other_namespaces: Sequence[str] = (),
+) -> str | None:
+    """Why ``grant`` (an extra publish or subscribe grant) is broad, or None.
+
+    Broad: its first level is a wildcard (it can match every namespace); or it can match
+    IoT's reserved ``$…`` topics, a shared root (rooms are the way into those), the
+    browsers' ``web-…`` namespaces, Aliyun's per-device system topics, or one of
+    ``other_namespaces``. A grant that lies wholly inside one of ``own_namespaces`` is not.
+    """
+    if any(_within(grant, ns) for ns in own_namespaces):
+        return None
+    if _WILDCARDS.intersection(grant_root(grant)):
+        return f"grant {grant!r}: its first level is a wildcard, so it can match every namespace"
+    if grant_reaches_prefix(grant, "$"):
+        return f"grant {grant!r} can match IoT's reserved '$…' topics"
+    for root in shared_roots:
+        if grant_reaches(grant, root):
+            return (
+                f"grant {grant!r} reaches into the shared root {root!r} "
+                "(a shared room is granted with --room)"
+            )
+    if grant_reaches_prefix(grant, WEB_PREFIX):
+        return f"grant {grant!r} can match browser users' '{WEB_PREFIX}…' topics"
+    for root in ALIYUN_SYSTEM_ROOTS:
+        if grant_reaches(grant, root):
+            return f"grant {grant!r} can match Aliyun's per-device system topics ({root}/…)"
+    for namespace in other_namespaces:
+        if grant_reaches(grant, namespace):
+            return f"grant {grant!r} can match the topics of another identity ({namespace}/…)"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,22 +252,38 @@ class ArnContext:
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """What one authenticated identity may do."""
+    """What one authenticated identity may do.
+
+    ``rooms``: shared rooms; in each it publishes as each of ``senders`` (default: its
+    client ids), which must be client ids bound to this identity alone.
+    """
 
     client_ids: tuple[str, ...]
     namespaces: tuple[str, ...]
     publish: tuple[str, ...] = field(default=())
     subscribe: tuple[str, ...] = field(default=())
+    rooms: tuple[str, ...] = field(default=())
+    senders: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         if not self.client_ids:
             raise InvalidName("an identity needs at least one client id")
         for namespace in self.namespaces:
             # A namespace becomes "<ns>/*": it must be a literal path, never a pattern.
-            if not re.fullmatch(r"/?[A-Za-z0-9_.@:&-]+(/[A-Za-z0-9_.@:&-]+)*", namespace):
+            if not _LITERAL_PATH.fullmatch(namespace):
                 raise InvalidName(f"invalid topic namespace: {namespace!r}")
         for topic in (*self.publish, *self.subscribe):
             validate_topic_grant(topic)
+        for room in self.rooms:
+            if not _LITERAL_PATH.fullmatch(room) or room.startswith("/"):
+                raise InvalidName(f"invalid room: {room!r}")
+        for sender in self.senders:
+            # The last level of "<room>/<sender>": a literal client id, never a pattern.
+            validate_client_id(sender)
+
+    @property
+    def room_senders(self) -> tuple[str, ...]:
+        return self.senders or self.client_ids
 
     @classmethod
     def for_identity(
@@ -123,6 +294,7 @@ class Scope:
         namespaces: Iterable[str] = (),
         publish: Iterable[str] = (),
         subscribe: Iterable[str] = (),
+        rooms: Iterable[str] = (),
     ) -> Scope:
         """The default scope: client id = username, namespace = username, plus grants."""
         ids = tuple(dict.fromkeys(client_ids)) or (username,)
@@ -133,13 +305,17 @@ class Scope:
             namespaces=tuple(dict.fromkeys(namespaces)) or (username,),
             publish=tuple(dict.fromkeys(publish)),
             subscribe=tuple(dict.fromkeys(subscribe)),
+            rooms=tuple(dict.fromkeys(rooms)),
         )
 
     def with_client_id(self, client_id: str) -> Scope:
         """This scope narrowed to the one client id a connection actually uses."""
         if client_id not in self.client_ids:
             raise InvalidName("client id not bound to this identity")
-        return Scope((client_id,), self.namespaces, self.publish, self.subscribe)
+        senders = self.senders or (client_id,)
+        return Scope(
+            (client_id,), self.namespaces, self.publish, self.subscribe, self.rooms, senders
+        )
 
 
 def _receive_pattern(topic_filter: str) -> str:
@@ -156,6 +332,10 @@ def policy_statements(scope: Scope, arn: ArnContext) -> list[dict[str, Any]]:
     receive += [arn.resource("topic", _receive_pattern(t)) for t in scope.subscribe]
     subscribe = [arn.resource("topicfilter", f"{ns}/*") for ns in scope.namespaces]
     subscribe += [arn.resource("topicfilter", t) for t in scope.subscribe]
+    for room in scope.rooms:  # the sender is proven by the topic's last level
+        publish += [arn.resource("topic", f"{room}/{s}") for s in scope.room_senders]
+        receive.append(arn.resource("topic", f"{room}/*"))
+        subscribe.append(arn.resource("topicfilter", f"{room}/+"))
     statements = [
         ("Connect", ["iot:Connect"], connect),
         ("Publish", ["iot:Publish"], publish),

@@ -5,6 +5,13 @@ lockout counter in one round trip, write a counter (optimistically, by version) 
 it. The CLI additionally creates, lists, updates and removes identities
 (:class:`IdentityAdmin`).
 
+Client ids are unique across identities (two identities on one client id could kick each
+other off): every client id of a record has an item ``clientid#<id>`` whose ``owner`` is
+the identity, written in one ``TransactWriteItems`` with the identity, each conditional
+(``attribute_not_exists(pk) OR owner = :me``), so two concurrent writers cannot both take
+an id. Updates move them (the identity's own write is conditional on the client ids it
+was read with), removal releases them. The authorizer never reads these items.
+
 The authorizer's three calls (BatchGetItem, a conditional PutItem, DeleteItem) go through
 :mod:`iotauth.aws_json`, a standard-library client (botocore's client costs ~175 ms of cold
 start, REFERENCE §13); :meth:`DynamoDBStore.for_lambda` builds it from Lambda's environment
@@ -33,6 +40,7 @@ from iotauth.records import (
     IDENTITY_PREFIX,
     IdentityRecord,
     InvalidRecord,
+    client_id_key,
     identity_key,
     lockout_key,
 )
@@ -41,6 +49,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 __all__ = [
+    "ClientIdTaken",
     "CredentialStore",
     "DynamoDBStore",
     "IdentityAdmin",
@@ -72,6 +81,24 @@ class IdentityExists(StoreError):
 
 class IdentityNotFound(StoreError):
     pass
+
+
+class ClientIdTaken(StoreError):
+    """A client id of the record is already bound to another identity."""
+
+
+_TRANSACT_ATTEMPTS = 3
+
+
+def _topics_changed(old: IdentityRecord, new: IdentityRecord) -> bool:
+    """Whether a replacement changes anything the write-time topic rules judge."""
+    return (old.username, old.publish, old.subscribe, old.rooms, old.allow_broad) != (
+        new.username,
+        new.publish,
+        new.subscribe,
+        new.rooms,
+        new.allow_broad,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +136,8 @@ class IdentityAdmin(CredentialStore, Protocol):
     def remove_identity(self, username: str) -> None: ...
 
     def list_identities(self) -> list[IdentityRecord]: ...
+
+    def client_id_owner(self, client_id: str) -> str | None: ...
 
 
 def _lockout_from_item(item: dict[str, Any]) -> LockoutState:
@@ -232,7 +261,7 @@ class DynamoDBStore:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "ResourceNotFoundException":
                 raise TableMissing(f"table {self.table!r} does not exist") from None
-            if code == "ConditionalCheckFailedException":
+            if code in ("ConditionalCheckFailedException", "TransactionCanceledException"):
                 raise _Conflict from None
             raise StoreError(f"DynamoDB {operation} failed: {code or 'error'}") from None
         except BotoCoreError as exc:
@@ -334,38 +363,126 @@ class DynamoDBStore:
         return IdentityRecord.from_item(item) if item else None
 
     def add_identity(self, record: IdentityRecord) -> None:
-        try:
-            self._call(
-                "put_item",
-                TableName=self.table,
-                Item=record.validate().to_item(),
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except _Conflict:
-            raise IdentityExists(f"identity {record.username!r} already exists") from None
+        record.validate()
+        identity = {
+            "Put": {
+                "TableName": self.table,
+                "Item": record.to_item(),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+        claims = [self._claim(record.username, c) for c in record.allowed_client_ids()]
+        self._transact(record, [identity, *claims], new=True)
 
     def replace_identity(self, record: IdentityRecord) -> None:
-        try:
-            self._call(
-                "put_item",
-                TableName=self.table,
-                Item=record.validate().to_item(),
-                ConditionExpression="attribute_exists(pk)",
-            )
-        except _Conflict:
-            raise IdentityNotFound(f"no identity {record.username!r}") from None
+        old = self.get_identity(record.username)
+        if old is None:
+            raise IdentityNotFound(f"no identity {record.username!r}")
+        record.validate(check_topics=_topics_changed(old, record))
+        identity = {
+            "Put": {
+                "TableName": self.table,
+                "Item": record.to_item(),
+                **self._unchanged(old),
+            }
+        }
+        kept = record.allowed_client_ids()
+        # Every current id is (re)claimed, which also registers ids of records written
+        # before the registry existed; ids no longer used are released.
+        claims = [self._claim(record.username, c) for c in kept]
+        releases = [
+            self._release(record.username, c) for c in old.allowed_client_ids() if c not in kept
+        ]
+        self._transact(record, [identity, *claims, *releases], new=False)
 
     def remove_identity(self, username: str) -> None:
         try:
-            self._call(
-                "delete_item",
-                TableName=self.table,
-                Key={"pk": {"S": identity_key(username)}},
-                ConditionExpression="attribute_exists(pk)",
-            )
+            old = self.get_identity(username)
+        except InvalidRecord:  # an unreadable item can still be removed
+            old = None
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_exists(pk)"}
+        else:
+            if old is None:
+                raise IdentityNotFound(f"no identity {username!r}")
+            condition = self._unchanged(old)
+        identity = {
+            "Delete": {
+                "TableName": self.table,
+                "Key": {"pk": {"S": identity_key(username)}},
+                **condition,
+            }
+        }
+        releases = [self._release(username, c) for c in old.allowed_client_ids()] if old else []
+        try:
+            self._call("transact_write_items", TransactItems=[identity, *releases])
         except _Conflict:
-            raise IdentityNotFound(f"no identity {username!r}") from None
+            raise StoreError(
+                f"identity {username!r} changed or vanished meanwhile; try again"
+            ) from None
         self.clear_lockout(username)
+
+    def client_id_owner(self, client_id: str) -> str | None:
+        response = self._call(
+            "get_item",
+            TableName=self.table,
+            Key={"pk": {"S": client_id_key(client_id)}},
+            ConsistentRead=True,
+        )
+        owner = response.get("Item", {}).get("owner", {}).get("S")
+        return owner if isinstance(owner, str) else None
+
+    def _unchanged(self, old: IdentityRecord) -> dict[str, Any]:
+        """Condition: the identity still has the client ids it was read with."""
+        return {
+            "ConditionExpression": "attribute_exists(pk) AND clientIds = :ids",
+            "ExpressionAttributeValues": {":ids": {"L": [{"S": c} for c in old.client_ids]}},
+        }
+
+    def _claim(self, username: str, client_id: str) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self.table,
+                "Item": {"pk": {"S": client_id_key(client_id)}, "owner": {"S": username}},
+                "ConditionExpression": "attribute_not_exists(pk) OR #o = :me",
+                "ExpressionAttributeNames": {"#o": "owner"},
+                "ExpressionAttributeValues": {":me": {"S": username}},
+            }
+        }
+
+    def _release(self, username: str, client_id: str) -> dict[str, Any]:
+        return {
+            "Delete": {
+                "TableName": self.table,
+                "Key": {"pk": {"S": client_id_key(client_id)}},
+                "ConditionExpression": "attribute_not_exists(pk) OR #o = :me",
+                "ExpressionAttributeNames": {"#o": "owner"},
+                "ExpressionAttributeValues": {":me": {"S": username}},
+            }
+        }
+
+    def _transact(self, record: IdentityRecord, items: list[dict[str, Any]], *, new: bool) -> None:
+        """Write ``items`` at once; a refusal is explained by reading what refused it."""
+        for _ in range(_TRANSACT_ATTEMPTS):
+            try:
+                self._call("transact_write_items", TransactItems=items)
+                return
+            except _Conflict:
+                pass
+            for client_id in record.allowed_client_ids():
+                owner = self.client_id_owner(client_id)
+                if owner is not None and owner != record.username:
+                    raise ClientIdTaken(
+                        f"client id {client_id!r} is already bound to identity {owner!r}"
+                    )
+            current = self.get_identity(record.username)
+            if new and current is not None:
+                raise IdentityExists(f"identity {record.username!r} already exists")
+            if not new and current is None:
+                raise IdentityNotFound(f"no identity {record.username!r}")
+            if not new:
+                raise StoreError(f"identity {record.username!r} changed meanwhile; try again")
+            # Nothing explains it: a concurrent transaction on the same items; try again.
+        raise StoreError("the table kept refusing the write; try again")
 
     def list_identities(self) -> list[IdentityRecord]:
         return list(self._scan())
@@ -400,6 +517,8 @@ class MemoryStore:
     def __init__(self) -> None:
         self.identities: dict[str, IdentityRecord] = {}
         self.lockouts: dict[str, LockoutState] = {}
+        self.client_ids: dict[str, str] = {}  # client id → owner (the registry)
+        self._write_lock = threading.Lock()
         self.fail_with: StoreError | None = None  # set to simulate an outage
         self.calls = 0
 
@@ -438,21 +557,52 @@ class MemoryStore:
 
     def add_identity(self, record: IdentityRecord) -> None:
         self._touch()
-        if record.username in self.identities:
-            raise IdentityExists(f"identity {record.username!r} already exists")
-        self.identities[record.username] = record.validate()
+        record.validate()
+        with self._write_lock:
+            if record.username in self.identities:
+                raise IdentityExists(f"identity {record.username!r} already exists")
+            self._check_free(record)
+            self.identities[record.username] = record
+            for client_id in record.allowed_client_ids():
+                self.client_ids[client_id] = record.username
 
     def replace_identity(self, record: IdentityRecord) -> None:
         self._touch()
-        if record.username not in self.identities:
-            raise IdentityNotFound(f"no identity {record.username!r}")
-        self.identities[record.username] = record.validate()
+        with self._write_lock:
+            old = self.identities.get(record.username)
+            if old is None:
+                raise IdentityNotFound(f"no identity {record.username!r}")
+            record.validate(check_topics=_topics_changed(old, record))
+            self._check_free(record)
+            for client_id in old.allowed_client_ids():
+                if self.client_ids.get(client_id) == record.username:
+                    del self.client_ids[client_id]
+            self.identities[record.username] = record
+            for client_id in record.allowed_client_ids():
+                self.client_ids[client_id] = record.username
 
     def remove_identity(self, username: str) -> None:
         self._touch()
-        if self.identities.pop(username, None) is None:
-            raise IdentityNotFound(f"no identity {username!r}")
-        self.lockouts.pop(username, None)
+        with self._write_lock:
+            old = self.identities.pop(username, None)
+            if old is None:
+                raise IdentityNotFound(f"no identity {username!r}")
+            for client_id in old.allowed_client_ids():
+                if self.client_ids.get(client_id) == username:
+                    del self.client_ids[client_id]
+            self.lockouts.pop(username, None)
+
+    def client_id_owner(self, client_id: str) -> str | None:
+        self._touch()
+        return self.client_ids.get(client_id)
+
+    def _check_free(self, record: IdentityRecord) -> None:
+        for client_id in record.allowed_client_ids():
+            owner = self.client_ids.get(client_id)
+            if owner is not None and owner != record.username:
+                raise ClientIdTaken(
+                    f"client id {client_id!r} is already bound to identity {owner!r}"
+                )
 
     def list_identities(self) -> list[IdentityRecord]:
         self._touch()

@@ -35,7 +35,12 @@ from iotauth.credentials import (
     is_generated_shape,
 )
 from iotauth.names import InvalidName
-from iotauth.records import IdentityRecord, InvalidRecord
+from iotauth.records import (
+    IdentityRecord,
+    InvalidRecord,
+    client_id_clashes,
+    pairing_problems,
+)
 from iotauth.revocation import (
     IotDataDisconnector,
     RevocationError,
@@ -44,6 +49,7 @@ from iotauth.revocation import (
     plan_for,
     revoke,
 )
+from iotauth.scoping import shared_roots_from_env
 from iotauth.store import DynamoDBStore, StoreError
 
 __all__ = ["register"]
@@ -206,6 +212,21 @@ def _grant_args(parser: argparse.ArgumentParser, *, client_id_help: str) -> None
         metavar="FILTER",
         help="extra subscribe (and receive) grant, e.g. a broadcast topic",
     )
+    parser.add_argument(
+        "--room",
+        action="append",
+        default=[],
+        metavar="TOPIC",
+        help="a shared room under a shared root (e.g. chat/lobby): publish only to "
+        "<room>/<its client id>, subscribe to <room>/+ (repeatable)",
+    )
+    parser.add_argument(
+        "--allow-broad",
+        action="store_true",
+        help="DANGER: accept grants that can reach beyond its own topics (a wildcard first "
+        "level, $aws/…, a shared root, another identity's namespace); the record keeps it "
+        "and `devices list` shows it",
+    )
     parser.add_argument("--disconnect-after", type=int, metavar="SECONDS", help="300-86400")
     parser.add_argument(
         "--refresh-after",
@@ -217,6 +238,23 @@ def _grant_args(parser: argparse.ArgumentParser, *, client_id_help: str) -> None
 
 
 # -- commands ------------------------------------------------------------------------------
+
+
+def _add_checked(store: DynamoDBStore, record: IdentityRecord) -> None:
+    """Validate ``record`` against the deployment's roots and the existing identities, say
+    loudly what ``--allow-broad`` lets through, then write it (registry included)."""
+    roots = shared_roots_from_env(os.environ)
+    record.validate(roots)  # reserved names and rooms hold even with --allow-broad
+    others = store.list_identities()
+    clashes = client_id_clashes(record, others)
+    if clashes:
+        raise CommandError("; ".join(clashes))
+    problems = pairing_problems(record, others, roots)
+    if problems and not record.allow_broad:
+        raise CommandError("; ".join(problems) + " (pass --allow-broad to grant it anyway)")
+    for problem in problems:
+        print(f"WARNING (--allow-broad): {problem}", file=sys.stderr)
+    store.add_identity(record)
 
 
 def cmd_create_table(args: argparse.Namespace) -> int:
@@ -242,12 +280,14 @@ def cmd_add(args: argparse.Namespace) -> int:
         client_ids=tuple(args.client_id),
         publish=tuple(args.publish),
         subscribe=tuple(args.subscribe),
+        rooms=tuple(args.room),
+        allow_broad=args.allow_broad,
         disconnect_after=args.disconnect_after,
         refresh_after=args.refresh_after,
         created_at=now,
         updated_at=now,
     )
-    _run(lambda: store.add_identity(record))
+    _run(lambda: _add_checked(store, record))
     print(f"added {kind} identity {args.name!r}", file=sys.stderr)
     if secret is not None:
         print("its secret follows; it is shown only this once:", file=sys.stderr)
@@ -268,13 +308,17 @@ def cmd_add_aliyun(args: argparse.Namespace) -> int:
         client_ids=tuple(args.client_id),
         publish=tuple(args.publish),
         subscribe=tuple(args.subscribe),
+        rooms=tuple(args.room),
+        allow_broad=args.allow_broad,
         disconnect_after=args.disconnect_after,
         refresh_after=args.refresh_after,
         allow_no_timestamp=args.allow_no_timestamp,
+        any_client_id=args.any_client_id,
+        client_id_form=args.client_id_form,
         created_at=now,
         updated_at=now,
     )
-    _run(lambda: store.add_identity(record))
+    _run(lambda: _add_checked(store, record))
     print(f"added Aliyun identity {record.username!r}", file=sys.stderr)
     return 0
 
@@ -290,10 +334,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     print(f"{'USERNAME':<32} {'KIND':<8} {'STATUS':<8} CLIENT IDS / GRANTS")
     for view in views:
         grants = ",".join(view["clientIds"])
+        if view.get("anyClientId"):
+            grants += ",(any it signs)"
+        if view["rooms"]:
+            grants += " room:" + ",".join(view["rooms"])
         if view["publish"]:
             grants += " pub:" + ",".join(view["publish"])
         if view["subscribe"]:
             grants += " sub:" + ",".join(view["subscribe"])
+        if view["allowBroad"]:
+            grants += "  !! ALLOW-BROAD"
         print(f"{view['username']:<32} {view['kind']:<8} {view['status']:<8} {grants}")
     return 0
 
@@ -635,6 +685,20 @@ def register(subparsers: Any) -> None:
         "--allow-no-timestamp",
         action="store_true",
         help="accept signatures without a timestamp (replayable; avoid)",
+    )
+    p.add_argument(
+        "--any-client-id",
+        action="store_true",
+        help="accept any safe client id it signs (its MAC or serial number), not only "
+        "productKey&deviceName and --client-id; never web-… or ids with '&'",
+    )
+    p.add_argument(
+        "--client-id-form",
+        metavar="FORM",
+        help="the '|…|' parameters its SDK sends: 'aliyun' (default, Alibaba Cloud's "
+        "documented form), 'linkkit' (aliyun-iot-linkkit 1.2.13) or a template such as "
+        "'securemode={securemode},signmethod={signmethod},_v=x,timestamp={timestamp}'; "
+        "only that one spelling is accepted",
     )
     _grant_args(
         p,
