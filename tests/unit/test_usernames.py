@@ -7,7 +7,7 @@ import pytest
 
 from iotauth.event import parse_connect_event, split_username
 from iotauth.store import MemoryStore
-from tests.authorizer_support import NOW, add_secret_identity, connect_event, decide
+from tests.authorizer_support import NOW, add_password_identity, connect_event, decide
 
 V2_METRICS = (
     "?x-amz-customauthorizer-name=iotauth&SDK=IoTDeviceSDK/Python&Platform=Unix"
@@ -39,13 +39,12 @@ def test_one_identity_whatever_the_suffix(
 
 
 def test_one_lockout_counter_whatever_the_suffix() -> None:
-    store = MemoryStore()
-    secret = add_secret_identity(store, "sensor-01")
-    wrong = "iotsk_" + "W" * 43
+    store = MemoryStore()  # chosen passwords are the ones with a lockout counter
+    add_password_identity(store, "sensor-01", "correct horse battery")
     for i, (suffix, _, _) in enumerate(SUFFIXES[:5]):  # five failures, five spellings
-        event = connect_event("sensor-01", wrong, "sensor-01", suffix=suffix)
+        event = connect_event("sensor-01", "wrong guess here", "sensor-01", suffix=suffix)
         assert decide(store, event, now=NOW + i).reason == "bad-password"
     assert set(store.lockouts) == {"sensor-01"}
-    for suffix, _, _ in SUFFIXES:  # locked under every spelling, even with the secret
-        event = connect_event("sensor-01", secret, "sensor-01", suffix=suffix)
+    for suffix, _, _ in SUFFIXES:  # locked under every spelling, even with the password
+        event = connect_event("sensor-01", "correct horse battery", "sensor-01", suffix=suffix)
         assert decide(store, event, now=NOW + 10).reason == "locked"
