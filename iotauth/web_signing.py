@@ -24,7 +24,16 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from iotauth.names import web_username
-from iotauth.scoping import ArnContext, Scope, session_policy, validate_topic_grant
+from iotauth.scoping import (
+    DEFAULT_SHARED_ROOTS,
+    ArnContext,
+    Scope,
+    grant_reaches,
+    session_policy,
+    shared_roots_from_env,
+    validate_room,
+    validate_topic_grant,
+)
 from iotauth.sigv4 import MAX_URL_AGE, presign_mqtt_url
 
 __all__ = [
@@ -95,12 +104,22 @@ class SignerSettings:
     subscribe: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     session_seconds: int = MIN_SESSION_SECONDS
+    rooms: tuple[str, ...] = ()  # publish <room>/<client id>, subscribe <room>/+
+    shared_roots: tuple[str, ...] = DEFAULT_SHARED_ROOTS
 
     def __post_init__(self) -> None:
         if not _ROLE_ARN.fullmatch(self.role_arn):
             raise ValueError("IOTAUTH_CLIENT_ROLE_ARN must be an IAM role ARN")
         for topic in (*self.publish, *self.subscribe):
             validate_topic_grant(topic)
+        for room in self.rooms:
+            validate_room(room, self.shared_roots)
+            for topic in self.publish:  # a plain grant there would let anyone post as anyone
+                if grant_reaches(topic, room):
+                    raise ValueError(
+                        f"IOTAUTH_WEB_PUBLISH: {topic!r} reaches into the room {room!r}, "
+                        "whose senders are proven by the topic"
+                    )
         for origin in self.allowed_origins:
             if origin != "*" and not _ORIGIN.fullmatch(origin):
                 raise ValueError(f"invalid allowed origin {origin!r}: use scheme://host[:port]")
@@ -121,6 +140,8 @@ class SignerSettings:
             subscribe=_csv(env.get("IOTAUTH_WEB_SUBSCRIBE")),
             allowed_origins=_csv(env.get("IOTAUTH_ALLOWED_ORIGINS")),
             session_seconds=int(seconds),
+            rooms=_csv(env.get("IOTAUTH_WEB_ROOMS")),
+            shared_roots=shared_roots_from_env(env),
         )
 
 
@@ -131,12 +152,14 @@ class SignedUrl:
     publish: tuple[str, ...]
     subscribe: tuple[str, ...]
     expires_at: datetime
+    rooms: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON body the signer returns."""
         return {
             "url": self.url,
             "clientId": self.client_id,
+            "rooms": list(self.rooms),
             "topics": {"publish": list(self.publish), "subscribe": list(self.subscribe)},
             "expiresAt": self.expires_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
@@ -174,7 +197,10 @@ class WebSigner:
 
     def scope_for(self, username: str) -> Scope:
         return Scope.for_identity(
-            username, publish=self._settings.publish, subscribe=self._settings.subscribe
+            username,
+            publish=self._settings.publish,
+            subscribe=self._settings.subscribe,
+            rooms=self._settings.rooms,
         )
 
     def sign_url(self, subject: str, arn: ArnContext) -> SignedUrl:
@@ -203,9 +229,18 @@ class WebSigner:
         return SignedUrl(
             url=url,
             client_id=scope.client_ids[0],
-            publish=(*(f"{ns}/#" for ns in scope.namespaces), *scope.publish),
-            subscribe=(*(f"{ns}/#" for ns in scope.namespaces), *scope.subscribe),
+            publish=(
+                *(f"{ns}/#" for ns in scope.namespaces),
+                *scope.publish,
+                *(f"{room}/{scope.client_ids[0]}" for room in scope.rooms),
+            ),
+            subscribe=(
+                *(f"{ns}/#" for ns in scope.namespaces),
+                *scope.subscribe,
+                *(f"{room}/+" for room in scope.rooms),
+            ),
             expires_at=datetime.fromtimestamp(int(expires), UTC),
+            rooms=scope.rooms,
         )
 
     def _credentials(self, username: str, scope: Scope, arn: ArnContext) -> TemporaryCredentials:

@@ -8,6 +8,11 @@
  *  - "device": connect to wss://<endpoint>/mqtt?x-amz-customauthorizer-name=NAME with an
  *    MQTT username and password, checked by the custom authorizer.
  *
+ * The shared room proves who sent a message by its topic: every identity may publish to
+ * "<room>/<its own client id>" only (its IoT policy says so; client ids are bound to one
+ * identity each), and reads "<room>/+". The sender shown is the topic's last level, never a
+ * name written in the payload.
+ *
  * Message text only ever reaches the page through textContent.
  */
 (function () {
@@ -188,14 +193,26 @@
     return body.clientId;
   }
 
-  /** The shared room: a plain topic the user may subscribe to outside its own namespace. */
-  function roomOf(body, namespace, fallback) {
-    const topics = body.topics && Array.isArray(body.topics.subscribe) ? body.topics.subscribe : [];
-    for (const topic of topics) {
-      const t = str(topic);
-      if (t && !hasWildcard(t) && t !== namespace && !t.startsWith(namespace + '/')) return t;
+  /** The shared room: the first room the signer names (its "rooms"), else the form's. */
+  function roomOf(body, fallback) {
+    const rooms = Array.isArray(body.rooms) ? body.rooms : [];
+    for (const room of rooms) {
+      const r = str(room);
+      if (r && !hasWildcard(r)) return r;
     }
     return fallback;
+  }
+
+  /** Where this identity posts in the room: the one topic its policy allows there. */
+  function roomTopic(current) {
+    return current.room + '/' + current.clientId;
+  }
+
+  /** The proven sender of a room message (the topic's last level), or '' elsewhere. */
+  function senderOf(current, topic) {
+    if (!current.room || !topic.startsWith(current.room + '/')) return '';
+    const sender = topic.slice(current.room.length + 1);
+    return sender && !sender.includes('/') ? sender : '';
   }
 
   function withAuthorizerName(gatewayUrl, authorizerName) {
@@ -230,7 +247,7 @@
         options: { clientId: body.clientId },
         clientId: body.clientId,
         namespace: namespace,
-        room: roomOf(body, namespace, roomField),
+        room: roomOf(body, roomField),
         expiresAt: str(body.expiresAt),
       };
     }
@@ -307,7 +324,7 @@
     ui.identity.hidden = false;
     ui.subscriptions.replaceChildren();
     subscribe(current, inboxOf(current), 'private topic');
-    if (current.room) subscribe(current, current.room, 'shared room');
+    if (current.room) subscribe(current, current.room + '/+', 'shared room');
   }
 
   function inboxOf(current) {
@@ -452,25 +469,25 @@
 
   // ---------------------------------------------------------------- messages
 
+  /** The message text. A "from" in the payload is ignored: only the topic proves it. */
   function decode(payload) {
     let text;
     try {
       text = new TextDecoder('utf-8', { fatal: true }).decode(payload);
     } catch (_) {
-      return { from: '', text: '(' + payload.length + ' bytes of binary data)' };
+      return '(' + payload.length + ' bytes of binary data)';
     }
     try {
       const body = JSON.parse(text);
-      if (body && typeof body === 'object' && typeof body.text === 'string') {
-        return { from: str(body.from), text: body.text };
-      }
+      if (body && typeof body === 'object' && typeof body.text === 'string') return body.text;
     } catch (_) { /* not JSON: show as plain text */ }
-    return { from: '', text: text };
+    return text;
   }
 
   function onMessage(current, topic, payload) {
     if (session !== current) return;
-    const message = decode(payload);
+    const text = decode(payload);
+    const from = senderOf(current, topic);
     const item = document.createElement('li');
     item.className = 'message';
     item.dataset.topic = topic;
@@ -478,9 +495,10 @@
     meta.className = 'meta';
     const sender = document.createElement('span');
     sender.className = 'sender';
-    // "from" is whatever the publisher wrote: a claim, not a verified identity.
-    sender.textContent = message.from || 'unknown sender';
-    if (message.from && message.from === current.clientId) item.classList.add('own');
+    // The room topic's last level: the publisher's own client id, enforced by its policy.
+    sender.textContent = from || 'sender not shown by the topic';
+    if (from) sender.dataset.verified = 'true';
+    if (from && from === current.clientId) item.classList.add('own');
     const where = document.createElement('code');
     where.className = 'topic';
     where.textContent = topic;
@@ -489,10 +507,10 @@
     time.dateTime = now.toISOString();
     time.textContent = now.toLocaleTimeString();
     meta.append(sender, ' on ', where, ' ', time);
-    const text = document.createElement('p');
-    text.className = 'text';
-    text.textContent = message.text;
-    item.append(meta, text);
+    const body = document.createElement('p');
+    body.className = 'text';
+    body.textContent = text;
+    item.append(meta, body);
     ui.messages.appendChild(item);
     while (ui.messages.children.length > MAX_MESSAGES) ui.messages.firstElementChild.remove();
     item.scrollIntoView({ block: 'nearest' });
@@ -502,7 +520,7 @@
     const target = ui.sendTarget.value;
     if (target === 'inbox') return inboxOf(current);
     if (target === 'custom') return ui.sendTopic.value.trim();
-    return current.room;
+    return current.room ? roomTopic(current) : '';
   }
 
   function send() {
@@ -520,7 +538,7 @@
     }
     if (!text.trim()) return;
     clearError();
-    const payload = JSON.stringify({ from: current.clientId, text: text });
+    const payload = JSON.stringify({ text: text });
     const id = Symbol(topic);
     current.pending.set(id, topic);
     current.lastPublish = { topic: topic, at: Date.now() };

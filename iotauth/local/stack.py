@@ -87,7 +87,7 @@ AUTHORIZER_FUNCTION = "iotauth-authorizer"
 SIGNER_FUNCTION = "iotauth-signer"
 TABLE_NAME = "iotauth-local"
 CLIENT_ROLE_NAME = "iotauth-iot-client"
-CHAT_ROOM = "chat/lobby"  # the page's room when no publish grant is a plain topic
+CHAT_ROOM = "chat/lobby"  # the page's room when the template names none (WebRooms)
 DEMO_DEVICES = ("sensor-1", "sensor-2")
 DEMO_USERS = ("alice", "bob")
 _FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -773,8 +773,7 @@ class LocalStack:
                     username=name,
                     kind="secret",
                     verifier=hash_generated_secret(secret),
-                    publish=(chat_room,),
-                    subscribe=(chat_room,),
+                    rooms=(chat_room,),
                     created_at=now,
                     updated_at=now,
                 )
@@ -903,10 +902,10 @@ def _close_http(server: ThreadingHTTPServer) -> None:
 
 
 def _chat_room(template: Template) -> str:
-    """The page's room: the first browser publish grant that is a plain topic."""
-    for topic in template.list_parameter("WebPublishGrants"):
-        if topic and "+" not in topic and "#" not in topic:
-            return topic
+    """The page's room: the first of the browser users' rooms (WebRooms)."""
+    for room in template.list_parameter("WebRooms"):
+        if room:
+            return room
     return CHAT_ROOM
 
 
@@ -946,8 +945,10 @@ def banner(info: StackInfo, log_file: Path | None = None) -> str:
         "Browser users: development bearer tokens standing in for a JWT.",
         *(f"  {user:<{width}}  {token}" for user, token in info.dev_tokens.items()),
         "",
-        f"Every identity may publish and subscribe to {info.chat_room!r} and its own",
-        "'<name>/…' topics (browser users: 'web-<name>/…').",
+        f"Every identity is in the room {info.chat_room!r}: it publishes to",
+        f"'{info.chat_room}/<its client id>' only and subscribes to '{info.chat_room}/+', so a",
+        "message's topic names its sender. Each also has its own '<name>/…' topics",
+        "(browser users: 'web-<name>/…').",
         "",
         "Press Ctrl-C to stop.",
     ]

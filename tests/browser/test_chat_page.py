@@ -7,6 +7,7 @@ custom authorizer. What the tests assert is what the page shows.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from playwright.sync_api import expect
 
 from iotauth.local.stack import StackInfo
+from tests.e2e.conftest import Mqtt, username_for
 
 from .conftest import WAIT_MS
 
@@ -32,6 +34,11 @@ def sign_in_as(page: Any, user: str) -> str:
 
 def subscription(page: Any, topic: str) -> Any:
     return page.locator(f'#subscriptions li[data-topic="{topic}"]')
+
+
+def room_filter(stack: StackInfo) -> str:
+    """What everyone subscribes to: one level per sender under the room."""
+    return f"{stack.chat_room}/+"
 
 
 def send(page: Any, text: str, *, target: str = "room", topic: str | None = None) -> None:
@@ -77,13 +84,13 @@ def test_user_gets_a_url_connects_and_round_trips(
     inbox = f"{client_id}/inbox"
     expect(page.locator("#identity-inbox")).to_have_text(inbox)
     expect(subscription(page, inbox)).to_have_attribute("data-state", "active")
-    expect(subscription(page, stack.chat_room)).to_have_attribute("data-state", "active")
+    expect(subscription(page, room_filter(stack))).to_have_attribute("data-state", "active")
 
     send(page, "hello from alice <b>not bold</b>")
     room_message = message(page, "hello from alice <b>not bold</b>")
     expect(room_message).to_have_count(1)
     expect(room_message.locator(".sender")).to_have_text(client_id)
-    expect(room_message.locator(".topic")).to_have_text(stack.chat_room)
+    expect(room_message.locator(".topic")).to_have_text(f"{stack.chat_room}/{client_id}")
     # Message text is text, never markup.
     assert room_message.locator("b").count() == 0
 
@@ -162,7 +169,7 @@ def test_page_without_config_takes_a_typed_signer_url_and_token(
     expect(page.locator("#status")).to_have_attribute("data-state", "connected")
     expect(page.get_by_role("alert")).to_be_hidden()
     client_id = page.locator("#identity-client-id").inner_text()
-    expect(subscription(page, stack.chat_room)).to_have_attribute("data-state", "active")
+    expect(subscription(page, room_filter(stack))).to_have_attribute("data-state", "active")
     send(page, "typed by hand", target="inbox")
     expect(message(page, "typed by hand").locator(".topic")).to_have_text(f"{client_id}/inbox")
 
@@ -190,9 +197,65 @@ def test_device_username_password_sign_in(open_page: Any, stack: StackInfo) -> N
     device_sign_in(page, stack, device, secret)
     expect(page.locator("#status")).to_have_text(f"Connected as {device}.")
     expect(subscription(page, f"{device}/inbox")).to_have_attribute("data-state", "active")
-    expect(subscription(page, stack.chat_room)).to_have_attribute("data-state", "active")
+    expect(subscription(page, room_filter(stack))).to_have_attribute("data-state", "active")
     send(page, "hello from a device")
     expect(message(page, "hello from a device").locator(".sender")).to_have_text(device)
+
+
+# -- the sender is proven by the topic (issue 9.5) ------------------------------------------
+
+
+def test_a_forged_sender_in_the_payload_is_not_believed(open_page: Any, stack: StackInfo) -> None:
+    """A device publishes raw JSON naming bob as its sender: bob's page shows the device,
+    from the topic, and nothing of the claim."""
+    bob = open_page()
+    bob_id = sign_in_as(bob, "bob")
+    device, secret = list(stack.devices.items())[-1]
+    forger = Mqtt(device)
+    try:
+        assert forger.connect(
+            stack.mqtt_port, username=username_for(stack, device), password=secret
+        )
+        forged = json.dumps({"from": bob_id, "text": "I am bob, trust me"})
+        assert forger.publish(f"{stack.chat_room}/{device}", forged) is not None
+        received = message(bob, "I am bob, trust me")
+        expect(received).to_have_count(1)
+        expect(received.locator(".sender")).to_have_text(device)
+        expect(received.locator(".sender")).to_have_attribute("data-verified", "true")
+        expect(received).not_to_have_class(re.compile(r"\bown\b"))
+    finally:
+        forger.close()
+
+
+def test_posting_under_another_senders_topic_is_refused(open_page: Any, stack: StackInfo) -> None:
+    """Alice tries the room topic of bob: IoT (the gateway) refuses the PUBLISH and drops her;
+    bob never sees a message under his own name that he did not send."""
+    alice, bob = open_page(), open_page()
+    sign_in_as(alice, "alice")
+    bob_id = sign_in_as(bob, "bob")
+    send(alice, "posing as bob", target="custom", topic=f"{stack.chat_room}/{bob_id}")
+    expect(alice.locator("#status")).to_have_text("Disconnected.")
+    expect(alice.get_by_role("alert")).to_contain_text(
+        f'Publishing to "{stack.chat_room}/{bob_id}"'
+    )
+    send(bob, "the real bob")
+    expect(message(bob, "the real bob")).to_have_count(1)
+    expect(message(bob, "posing as bob")).to_have_count(0)
+
+
+def test_a_device_cannot_post_as_a_browser_user(open_page: Any, stack: StackInfo) -> None:
+    user, device_page = open_page(), open_page()
+    user_id = sign_in_as(user, "alice")
+    device, secret = next(iter(stack.devices.items()))
+    device_sign_in(device_page, stack, device, secret)
+    expect(device_page.locator("#status")).to_have_text(f"Connected as {device}.")
+    send(device_page, "hello humans")
+    expect(message(user, "hello humans").locator(".sender")).to_have_text(device)
+    send(device_page, "fake", target="custom", topic=f"{stack.chat_room}/{user_id}")
+    expect(device_page.locator("#status")).to_have_text("Disconnected.")
+    send(user, "after the attempt")
+    expect(message(user, "after the attempt")).to_have_count(1)
+    expect(message(user, "fake")).to_have_count(0)
 
 
 def test_device_wrong_password_shows_an_error(open_page: Any, stack: StackInfo) -> None:

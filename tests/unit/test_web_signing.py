@@ -253,3 +253,45 @@ def test_settings_reject_bad_env(env: dict[str, str]) -> None:
 def test_credentials_repr_hides_secrets() -> None:
     creds = TemporaryCredentials("ASIAX", "s3cr3t", "t0k3n", datetime.now(UTC))
     assert "s3cr3t" not in repr(creds) and "t0k3n" not in repr(creds)
+
+
+def test_rooms_prove_the_sender_in_the_session_policy_and_the_answer() -> None:
+    signer, sts, _, _ = make(rooms=("chat/lobby",))
+    me = web_username(SUB)
+    result = signer.sign_url(SUB, ARN).as_dict()
+    assert result["rooms"] == ["chat/lobby"]
+    assert f"chat/lobby/{me}" in result["topics"]["publish"]
+    assert "chat/lobby/+" in result["topics"]["subscribe"]
+    p = PolicySet([sts.calls[0]["policy"]])
+    assert p.allows("iot:Publish", iot("topic", f"chat/lobby/{me}"))
+    assert not p.allows("iot:Publish", iot("topic", f"chat/lobby/{web_username('bob')}"))
+    assert not p.allows("iot:Publish", iot("topic", "chat/lobby/sensor-1"))
+    assert p.allows("iot:Subscribe", iot("topicfilter", "chat/lobby/+"))
+    assert p.allows("iot:Receive", iot("topic", "chat/lobby/sensor-1"))
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"rooms": ("chat/lobby",), "publish": ("chat/lobby/*",)}, "reaches into the room"),
+        ({"rooms": ("chat/lobby",), "publish": ("chat/#",)}, "reaches into the room"),
+        ({"rooms": ("elsewhere/lobby",)}, "shared root"),
+        ({"rooms": ("chat/+",)}, "invalid room"),
+    ],
+)
+def test_signer_settings_refuse_rooms_that_could_be_forged(
+    settings: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        SignerSettings(role_arn=ROLE, **settings)
+
+
+def test_signer_settings_from_env_read_rooms_and_roots() -> None:
+    env = {
+        "IOTAUTH_CLIENT_ROLE_ARN": ROLE,
+        "IOTAUTH_WEB_ROOMS": "plaza/main, plaza/side",
+        "IOTAUTH_SHARED_TOPIC_ROOTS": "plaza",
+    }
+    settings = SignerSettings.from_env(env)
+    assert settings.rooms == ("plaza/main", "plaza/side")
+    assert settings.shared_roots == ("plaza",)
