@@ -1,10 +1,12 @@
 """A script that connects like the browser page does: with a presigned URL from the signer.
 
 The signer (``GET /mqtt-url`` with the user's bearer token) answers
-``{url, clientId, topics: {publish, subscribe}, expiresAt}``; the URL is a SigV4-presigned
-``wss://<endpoint>/mqtt?...`` good for about 15 minutes and scoped to that user. This client
-opens an MQTT-over-WebSocket connection with it (paho-mqtt 2.x, MQTT 3.1.1, no username or
-password), subscribes to the user's ``<namespace>/inbox`` and the shared room, and publishes.
+``{url, clientId, rooms, topics: {publish, subscribe}, expiresAt}``; the URL is a
+SigV4-presigned ``wss://<endpoint>/mqtt?...`` good for about 15 minutes and scoped to that
+user. This client opens an MQTT-over-WebSocket connection with it (paho-mqtt 2.x, MQTT 3.1.1,
+no username or password), subscribes to the user's ``<namespace>/inbox`` and the shared
+room's ``<room>/+``, and publishes to ``<room>/<its client id>``: the only topic of the room
+it may publish to, so the topic names the sender (README: Trusting the sender).
 
 Deployed (the stack's ``SignerUrl`` output; the token is the user's JWT, e.g. from Cognito)::
 
@@ -50,6 +52,7 @@ class SignedUrl:
     client_id: str
     publish: list[str] = field(default_factory=list)
     subscribe: list[str] = field(default_factory=list)
+    rooms: list[str] = field(default_factory=list)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -85,6 +88,7 @@ def fetch_signed_url(signer_url: str, token: str) -> SignedUrl:
         client_id=body["clientId"],
         publish=list(topics.get("publish") or []),
         subscribe=list(topics.get("subscribe") or []),
+        rooms=[r for r in body.get("rooms") or [] if isinstance(r, str)],
     )
 
 
@@ -97,11 +101,8 @@ def namespace_of(signed: SignedUrl) -> str:
     return signed.client_id
 
 
-def room_of(signed: SignedUrl, namespace: str) -> str | None:
-    for topic in signed.subscribe:
-        if not any(c in topic for c in "+#*") and not topic.startswith(f"{namespace}/"):
-            return topic
-    return None
+def room_of(signed: SignedUrl) -> str | None:
+    return next((r for r in signed.rooms if not any(c in r for c in "+#*")), None)
 
 
 def connect(signed: SignedUrl, ca_file: str | None) -> tuple[mqtt.Client, queue.Queue[Any]]:
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         signed = fetch_signed_url(args.signer_url, token)
     namespace = namespace_of(signed)
-    room = args.room or room_of(signed, namespace)
+    room = args.room or room_of(signed)
 
     client, events = connect(signed, args.ca_file)
     closed = threading.Event()
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"connection refused: {reason}", file=sys.stderr)
             return 1
         print(f"connected as {signed.client_id}", file=sys.stderr)
-        for topic in [f"{namespace}/inbox", *([room] if room else [])]:
+        for topic in [f"{namespace}/inbox", *([f"{room}/+"] if room else [])]:
             client.subscribe(topic, qos=1)
             kind, reasons = next_event(events)
             if kind != "suback":
@@ -181,14 +182,14 @@ def main(argv: list[str] | None = None) -> int:
             if room is None:
                 print("no shared room to publish to (use --room)", file=sys.stderr)
                 return 2
-            payload = json.dumps({"from": signed.client_id, "text": text})
-            info = client.publish(room, payload.encode(), qos=1)
+            topic = f"{room}/{signed.client_id}"  # the sender is the topic, not the payload
+            info = client.publish(topic, json.dumps({"text": text}).encode(), qos=1)
             try:
                 info.wait_for_publish(timeout=WAIT)
             except RuntimeError:
-                print(f"publish to {room} failed: disconnected", file=sys.stderr)
+                print(f"publish to {topic} failed: disconnected", file=sys.stderr)
                 return 1
-            print(f"published to {room}", file=sys.stderr)
+            print(f"published to {topic}", file=sys.stderr)
         try:
             kind, reason = events.get(timeout=args.listen)
         except queue.Empty:

@@ -643,6 +643,8 @@ class LocalStack:
                 "POWERTOOLS_DEV": None,
             }
         )
+        # The deployment's shared roots, for the demo records' rooms (the CLI reads it too).
+        self._set_env({"IOTAUTH_SHARED_TOPIC_ROOTS": template.text_parameter("WebSharedTopicRoot")})
         devices, role_arn = self._provision(aws_url, template, chat_room)
 
         certificates = generate_certificates(workdir / "tls")

@@ -206,7 +206,13 @@ def add_device(stack: StackInfo) -> Callable[..., str]:
     )
     store = DynamoDBStore(stack.table_name, client=client)
 
-    def add(name: str, publish: tuple[str, ...] = (), subscribe: tuple[str, ...] = ()) -> str:
+    def add(
+        name: str,
+        publish: tuple[str, ...] = (),
+        subscribe: tuple[str, ...] = (),
+        *,
+        allow_broad: bool = False,
+    ) -> str:
         secret = generate_secret()
         now = int(time.time())
         store.add_identity(
@@ -216,6 +222,7 @@ def add_device(stack: StackInfo) -> Callable[..., str]:
                 verifier=hash_generated_secret(secret),
                 publish=publish,
                 subscribe=subscribe,
+                allow_broad=allow_broad,
                 created_at=now,
                 updated_at=now,
             )

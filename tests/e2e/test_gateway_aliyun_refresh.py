@@ -83,6 +83,7 @@ def _credentials(device_name: str, timestamp_seconds: float) -> aliyun.MqttCrede
         f"{PRODUCT_KEY}&{device_name}",
         timestamp=int(timestamp_seconds * 1000),
         signmethod="hmacsha256",
+        securemode=3,  # over the plain TCP port: securemode is bound to the transport
     )
 
 

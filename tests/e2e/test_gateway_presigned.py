@@ -110,16 +110,16 @@ def test_presigned_url_is_accepted_and_scoped(stack: StackInfo, clients: MakeCli
     assert connect_ws(alice, stack, alice_url["url"])
     assert alice.subscribe("web-alice/#")
     assert not alice.subscribe("web-bob/#")
-    assert alice.subscribe(stack.chat_room)
+    assert alice.subscribe(f"{stack.chat_room}/+")  # the room: one level per sender
 
     bob_url = signed_url(stack, "bob")
     bob = clients(bob_url["clientId"], "ws")
     assert connect_ws(bob, stack, bob_url["url"])
-    assert bob.subscribe(stack.chat_room)
+    assert bob.subscribe(f"{stack.chat_room}/+")
 
     alice.publish("web-alice/notes", b"private", qos=1)
     assert alice.next_message().payload == b"private"
-    bob.publish(stack.chat_room, b"hello from bob", qos=1)
+    bob.publish(f"{stack.chat_room}/web-bob", b"hello from bob", qos=1)
     assert alice.next_message().payload == b"hello from bob"
     assert bob.next_message().payload == b"hello from bob"
     assert bob.received() == []  # bob never saw alice's private topic
@@ -216,14 +216,16 @@ def test_session_policy_without_connect_is_refused(stack: StackInfo, clients: Ma
 
 def test_deliveries_are_filtered_by_receive(stack: StackInfo, clients: MakeClient) -> None:
     """A subscription allowed by a wildcard grant still delivers only what iot:Receive
-    allows: subscribed to ``chat/room/#`` with Receive on ``chat/room/public`` only."""
+    allows: subscribed to ``chat/room/#`` with Receive on ``chat/room/web-public`` only
+    (``web-…`` last levels: the client role lets browsers publish in the shared root only
+    under one)."""
     listener = unique("web-listener")
     creds = assume_client_role(
         stack,
         policy(
             ("iot:Connect", f"client:{listener}"),
             ("iot:Subscribe", "topicfilter:chat/room/*"),
-            ("iot:Receive", "topic:chat/room/public"),
+            ("iot:Receive", "topic:chat/room/web-public"),
         ),
         listener,
     )
@@ -241,11 +243,11 @@ def test_deliveries_are_filtered_by_receive(stack: StackInfo, clients: MakeClien
     speaker_url = presign_mqtt_url(f"ws://127.0.0.1:{stack.ws_port}", stack.region, **speaker_creds)
     pub = clients(speaker, "ws")
     assert connect_ws(pub, stack, speaker_url)
-    pub.publish("chat/room/secret", b"not for you", qos=1)
-    pub.publish("chat/room/public", b"for everyone", qos=1)
+    pub.publish("chat/room/web-secret", b"not for you", qos=1)
+    pub.publish("chat/room/web-public", b"for everyone", qos=1)
     message = sub.next_message()
-    assert (message.topic, message.payload) == ("chat/room/public", b"for everyone")
-    assert sub.received() == []  # chat/room/secret was published first, never delivered
+    assert (message.topic, message.payload) == ("chat/room/web-public", b"for everyone")
+    assert sub.received() == []  # chat/room/web-secret was published first, never delivered
     assert not sub.disconnected.is_set()
 
 
@@ -272,3 +274,22 @@ def test_session_policy_cannot_exceed_the_role(stack: StackInfo, clients: MakeCl
     assert connect_ws(browser, stack, url)
     assert browser.subscribe(f"{web_id}/#")
     assert not browser.subscribe("sensor-1/#")  # the session policy allows it; the role not
+
+
+def test_client_role_never_lets_a_browser_post_as_a_device(
+    stack: StackInfo, clients: MakeClient
+) -> None:
+    """Even a session policy that allows the whole shared root cannot post under a sender
+    level that is not a browser's (web-…): the client role caps it (README: Trusting the
+    sender)."""
+    browser_id = unique("web-wide")
+    creds = assume_client_role(
+        stack,
+        policy(("iot:Connect", f"client:{browser_id}"), ("iot:Publish", "topic:chat/*")),
+        browser_id,
+    )
+    url = presign_mqtt_url(f"ws://127.0.0.1:{stack.ws_port}", stack.region, **creds)
+    browser = clients(browser_id, "ws")
+    assert connect_ws(browser, stack, url)
+    browser.publish(f"{stack.chat_room}/sensor-1", b"forged", qos=1)
+    assert browser.disconnected.wait(5)

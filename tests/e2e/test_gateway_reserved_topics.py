@@ -22,7 +22,7 @@ def test_granted_reserved_topic_round_trips(
 ) -> None:
     name = unique("thing")
     shadow = f"$aws/things/{name}/shadow/update"
-    secret = add_device(name, publish=(shadow,), subscribe=(shadow,))
+    secret = add_device(name, publish=(shadow,), subscribe=(shadow,), allow_broad=True)
     device = clients(name)
     _connect(device, stack, name, secret)
     assert device.subscribe(shadow)
@@ -46,12 +46,14 @@ def test_ungranted_dollar_topics_are_refused(
 ) -> None:
     name, other = unique("thing"), unique("other")
     topic = topic.format(other=other)
-    secret = add_device(name, publish=(f"$aws/things/{name}/shadow/update",))
+    secret = add_device(name, publish=(f"$aws/things/{name}/shadow/update",), allow_broad=True)
     watcher_name = unique("watch")
     reserved = topic.startswith("$aws/")  # grantable; '$SYS/…' is not even that
     watcher = clients(watcher_name)
     grants = (topic,) if reserved else ()
-    _connect(watcher, stack, watcher_name, add_device(watcher_name, subscribe=grants))
+    _connect(
+        watcher, stack, watcher_name, add_device(watcher_name, subscribe=grants, allow_broad=True)
+    )
     assert watcher.subscribe(topic) is reserved
     device = clients(name)
     _connect(device, stack, name, secret)

@@ -52,7 +52,10 @@ def test_client_role_policy_resolved_with_parameter_defaults() -> None:
     assert statements["Connect"]["Resource"] == f"{PREFIX}:client/web-*"
     root = template.text_parameter("WebSharedTopicRoot")
     assert root == "chat"
-    assert statements["SharedTopics"]["Resource"] == f"{PREFIX}:topic/chat/*"
+    # Browsers publish in the shared root only under a web-… sender level (README: Trusting
+    # the sender); they receive all of it.
+    assert statements["SharedTopicsPublish"]["Resource"] == f"{PREFIX}:topic/chat/*/web-*"
+    assert statements["SharedTopicsReceive"]["Resource"] == f"{PREFIX}:topic/chat/*"
     assert statements["SharedTopicsSubscribe"]["Resource"] == f"{PREFIX}:topicfilter/chat/*"
     assert not [s for s in _strings(policies) if "${" in s or s.startswith("Fn::")]
 
@@ -76,12 +79,15 @@ def test_function_environments_follow_the_template() -> None:
         {"IotClientRole.Arn": "arn:aws:iam::123456789012:role/r", "IotDataEndpoint": "h"},
     )
     assert signer["IOTAUTH_WEB_PUBLISH"] == ",".join(template.list_parameter("WebPublishGrants"))
-    assert signer["IOTAUTH_WEB_SUBSCRIBE"] == "chat/lobby"
+    assert signer["IOTAUTH_WEB_SUBSCRIBE"] == ""
+    assert signer["IOTAUTH_WEB_ROOMS"] == "chat/lobby"
+    assert signer["IOTAUTH_SHARED_TOPIC_ROOTS"] == "chat"
     assert signer["IOTAUTH_CLIENT_ROLE_ARN"] == "arn:aws:iam::123456789012:role/r"
     assert signer["POWERTOOLS_LOG_LEVEL"] == "INFO"  # from Globals
     authorizer = template.function_environment("AuthorizerFunction", {"CredentialsTable": "t"})
     assert authorizer["IOTAUTH_TABLE"] == "t"
     assert authorizer["IOTAUTH_LOCKOUT_THRESHOLD"] == "5"
+    assert authorizer["IOTAUTH_SHARED_TOPIC_ROOTS"] == "chat"  # reserved at run time
     # What the local stack does not stand in for is an error, not a silent gap.
     with pytest.raises(TemplateError, match="CredentialsTable"):
         template.function_environment("AuthorizerFunction")
@@ -144,22 +150,21 @@ def test_running_stack_role_is_the_templates(stack: StackInfo) -> None:
 def test_overridden_parameters_reach_the_role_and_the_signer(
     clients: Callable[..., Mqtt],
 ) -> None:
-    parameters = {
-        "WebSharedTopicRoot": "news",
-        "WebPublishGrants": "news/desk",
-        "WebSubscribeGrants": "news/desk",
-    }
+    parameters = {"WebSharedTopicRoot": "news", "WebRooms": "news/desk"}
     with LocalStack(LocalPorts.any_free(), parameters=parameters) as running:
         info = running.info
         assert info.chat_room == "news/desk"
         answer = signed_url(info, "alice")
-        assert "news/desk" in answer["topics"]["publish"]
-        assert "chat/lobby" not in answer["topics"]["publish"]
-        browser = clients(answer["clientId"], "ws")
+        me = answer["clientId"]
+        assert answer["rooms"] == ["news/desk"]
+        assert f"news/desk/{me}" in answer["topics"]["publish"]
+        assert not [t for t in answer["topics"]["publish"] if t.startswith("chat/")]
+        browser = clients(me, "ws")
         assert connect_ws(browser, info, answer["url"])
-        assert browser.subscribe("news/desk")
-        browser.publish("news/desk", b"hello", qos=1)
-        assert browser.next_message().payload == b"hello"
-        assert not browser.subscribe("chat/lobby")
-        browser.publish("chat/lobby", b"nope", qos=1)
+        assert browser.subscribe("news/desk/+")
+        browser.publish(f"news/desk/{me}", b"hello", qos=1)
+        message = browser.next_message()
+        assert (message.topic, message.payload) == (f"news/desk/{me}", b"hello")
+        assert not browser.subscribe("chat/lobby/+")
+        browser.publish("news/desk", b"nope", qos=1)  # the room itself: no sender, refused
         assert browser.disconnected.wait(5)

@@ -53,14 +53,16 @@ def test_device_client_round_trip(
     status = load("device_client").main(
         [
             "--local", "--port", str(port), *tls, "--authorizer", stack.authorizer_name,
-            "--username", device, "--subscribe", stack.chat_room, "--subscribe", f"{device}/#",
-            "--topic", stack.chat_room, "--message", f"hello over {transport}", "--listen", "1",
+            "--username", device, "--subscribe", f"{stack.chat_room}/+",
+            "--subscribe", f"{device}/#", "--topic", f"{stack.chat_room}/{device}",
+            "--message", f"hello over {transport}", "--listen", "1",
         ]
     )  # fmt: skip
     out, err = capsys.readouterr()
     assert status == 0, err
-    assert f"subscribed: {stack.chat_room}" in err
-    assert {"topic": stack.chat_room, "payload": f"hello over {transport}"} in received(out)
+    assert f"subscribed: {stack.chat_room}/+" in err
+    expected = {"topic": f"{stack.chat_room}/{device}", "payload": f"hello over {transport}"}
+    assert expected in received(out)
     assert secret not in out + err
 
 
@@ -102,10 +104,10 @@ def test_presigned_client_round_trip(
     out, err = capsys.readouterr()
     assert status == 0, err
     assert "subscribed: web-alice/inbox" in err
-    assert f"subscribed: {stack.chat_room}" in err
+    assert f"subscribed: {stack.chat_room}/+" in err
     messages = received(out)
-    assert messages and messages[0]["topic"] == stack.chat_room
-    assert json.loads(messages[0]["payload"]) == {"from": "web-alice", "text": "hi from a script"}
+    assert messages and messages[0]["topic"] == f"{stack.chat_room}/web-alice"
+    assert json.loads(messages[0]["payload"]) == {"text": "hi from a script"}
     assert "X-Amz-Signature" not in out + err
 
 
