@@ -72,11 +72,6 @@ def test_websockets_with_custom_authorizer_wrong_password(
     assert refused.value.name == "AWS_ERROR_MQTT_PROTOCOL_ERROR"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway: the SDK's SigV4 handshake (X-Amz-SignedHeaders=connection;host, Host as "
-    "sent) is refused with HTTP 403 (AWS_ERROR_HTTP_WEBSOCKET_UPGRADE_FAILURE); issue 7 item 3",
-)
 def test_websockets_with_default_aws_signing(stack: StackInfo, crt3: Callable[[], Crt3]) -> None:
     user, events = web_user(stack), crt3()
     connection = mqtt_connection_builder.websockets_with_default_aws_signing(

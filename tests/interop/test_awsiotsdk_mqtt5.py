@@ -165,11 +165,6 @@ def test_custom_authorizer_wrong_password_is_refused_in_the_connack(
     assert refused.value.connack.reason_code == mqtt5.ConnectReasonCode.NOT_AUTHORIZED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway: the SDK's SigV4 handshake (X-Amz-SignedHeaders=connection;host, Host as "
-    "sent) is refused with HTTP 403 (AWS_ERROR_HTTP_WEBSOCKET_UPGRADE_FAILURE); issue 7 item 3",
-)
 def test_sigv4_round_trip_and_refusals(stack: StackInfo, crt5: Callable[[], Crt5]) -> None:
     user, events = web_user(stack), crt5()
     connack = events.start(sigv4_client(stack, user, events))
