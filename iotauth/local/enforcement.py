@@ -16,7 +16,7 @@ differences from MQTT specifications", "MQTT 5 supported features", "MQTT reason
   message broker does not send a PUBACK or SUBACK" (MQTT 3.1.1);
 - MQTT 5: Topic Alias Maximum 8, Receive Maximum 100, Maximum Packet Size 146 KB
   (149,504 bytes), user properties at most 8 KB per packet, retained messages with
-  ``iot:RetainPublish``;
+  ``iot:RetainPublish``; persistent sessions expire after 1 hour (the account default);
 - refusals carry MQTT 5 reason codes: CONNACK 0x87 Not authorized / 0x85 Client Identifier
   not valid / 0x84 Unsupported Protocol Version, SUBACK 0x87 per refused filter, PUBACK 0x87
   for a refused QoS 1 PUBLISH, DISCONNECT with the reason otherwise. MQTT 3.1.1 can only
@@ -46,6 +46,7 @@ __all__ = [
     "SubscribeVerdict",
     "connect_problem",
     "effective_keep_alive",
+    "effective_session_expiry",
     "publish_verdict",
     "receive_allowed",
     "subscribe_verdicts",
@@ -75,6 +76,7 @@ class Limits:
     receive_maximum: int = 100
     maximum_packet_size: int = 149_504
     user_properties_bytes: int = 8 * 1024
+    session_expiry_seconds: int = 3600  # persistent sessions: 1 hour (adjustable to 7 days)
 
 
 LIMITS = Limits()
@@ -294,3 +296,8 @@ def subscribe_verdicts(
 def receive_allowed(grant: Grant, topic: str) -> bool:
     """``iot:Receive`` on ``topic/<topic>``: checked on every delivery, retained included."""
     return bool(topic) and grant.allows("iot:Receive", "topic", topic)
+
+
+def effective_session_expiry(requested: int, limits: Limits = LIMITS) -> int:
+    """A requested MQTT 5 Session Expiry Interval, capped at the account's expiry period."""
+    return min(requested, limits.session_expiry_seconds)

@@ -3,17 +3,20 @@
 The gateway owns everything IoT Core decides; the engine (mosquitto 2, :mod:`.engine`,
 reachable only through the gateway) does sessions, routing, retained messages and QoS 1.
 Each client connection gets one engine connection with the same protocol version and client
-id, opened only after the CONNECT was authorized. Listeners, all on 127.0.0.1:
+id, opened only after the CONNECT was authorized. Listeners, all on 127.0.0.1, stand for
+IoT's two kinds of endpoint (REFERENCE §11):
 
-- **iot** (IoT's port 443; 8443 when 443 may not be bound): TLS; ALPN ``mqtt`` → MQTT with
+- the account's default endpoint, ``iot:Data-ATS`` (``GatewayConfig.data_endpoint``: no
+  default authorizer unless one is set; port and ALPN decide):
+  **iot** (IoT's port 443; 8443 when 443 may not be bound): TLS; ALPN ``mqtt`` → MQTT with
   custom authentication, otherwise HTTPS with the WebSocket upgrade at ``/mqtt`` (a SigV4
-  presigned URL or custom authentication); with a domain configuration allowing custom
-  authentication without ALPN (:mod:`.domain`), a TLS connection whose first bytes are a
-  CONNECT is MQTT too;
-- **tls** (8883): MQTT over TLS, ALPN ``mqtt`` required as on 443 (unless the domain
-  configuration lifts it);
-- **tcp** (1883) and **ws** (8083, ``/mqtt``): plain MQTT and MQTT over WebSocket, for
-  quick scripts and browsers that do not trust the local CA.
+  presigned URL or custom authentication); **ws** (8083): the same WebSocket without TLS,
+  for browsers that do not trust the local CA;
+- the device endpoint, a domain configuration (``GatewayConfig.domain``, from the
+  template's ``IotDomainConfiguration``): **tls** (8883): MQTT over TLS, where
+  ``CUSTOM_AUTH`` over ``SECURE_MQTT`` needs no ALPN (without a domain configuration: ALPN
+  ``mqtt``, as on 443) and the default authorizer serves a CONNECT that names none;
+  **tcp** (1883): the same without TLS, for quick scripts.
 
 MQTT 3.1.1 and MQTT 5 on every listener, with the codec of :mod:`.mqtt`. Every decision
 about a packet is a pure function of :mod:`.enforcement` (policy evaluation with
@@ -140,7 +143,8 @@ class GatewayConfig:
     tls_port: int = 0
     ws_port: int = 0
     iot_port: int = 0
-    domain: DomainConfiguration = NO_DOMAIN
+    domain: DomainConfiguration = NO_DOMAIN  # the device endpoint (tcp, tls listeners)
+    data_endpoint: DomainConfiguration = NO_DOMAIN  # iot:Data-ATS (iot, ws listeners)
     limits: Limits = LIMITS
     engine_socket: Path | None = None  # None: the gateway starts its own mosquitto
     authorizer_timeout: float = 5.0
@@ -294,8 +298,10 @@ class _Session:
         stream: _Stream,
         info: ConnectionInfo,
         presigned: _AllOf | None,
+        endpoint: DomainConfiguration,
     ) -> None:
         self.gateway = gateway
+        self.endpoint = endpoint
         self.config = gateway.config
         self.limits = gateway.config.limits
         self.stream = stream
@@ -436,7 +442,7 @@ class _Session:
             self._refuse(problem, problem.name.lower().replace("_", " "), what)
             await self.end(None, "refused")
             return False
-        grant = await self.gateway.authorize(connect, self.info, self._presigned)
+        grant = await self.gateway.authorize(connect, self.info, self._presigned, self.endpoint)
         self._presigned = None  # used once
         if grant is None:
             self._refuse(Reason.NOT_AUTHORIZED, "not authorized", what)
@@ -486,6 +492,11 @@ class _Session:
         )
         if int(self._keep_alive) != connect.keep_alive:
             properties = properties.with_("server_keep_alive", int(self._keep_alive))
+        expiry = connect.properties.get("session_expiry_interval")
+        if expiry is not None:
+            granted = enforcement.effective_session_expiry(expiry, limits)
+            if granted != expiry:
+                properties = properties.with_("session_expiry_interval", granted)
         return Connack(0, engine.session_present, properties)
 
     async def _open_engine(self, connect: Connect) -> Connack:
@@ -495,6 +506,11 @@ class _Session:
         properties = connect.properties.without(
             "topic_alias_maximum", "authentication_method", "authentication_data"
         )
+        expiry = connect.properties.get("session_expiry_interval")
+        if expiry is not None:
+            properties = properties.with_(
+                "session_expiry_interval", enforcement.effective_session_expiry(expiry, self.limits)
+            )
         upstream = Connect(
             client_id=connect.client_id,
             version=self.version,
@@ -950,50 +966,44 @@ class LocalGateway:
     # -- transports ---------------------------------------------------------------------------
 
     async def _run_session(
-        self, stream: _Stream, info: ConnectionInfo, presigned: _AllOf | None
+        self,
+        stream: _Stream,
+        info: ConnectionInfo,
+        presigned: _AllOf | None,
+        endpoint: DomainConfiguration,
     ) -> None:
-        session = _Session(self, stream, info, presigned)
+        session = _Session(self, stream, info, presigned, endpoint)
         self._sessions.add(session)
         await session.run()
 
     async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self._run_session(_SocketStream(reader, writer), ConnectionInfo("tcp"), None)
+        stream = _SocketStream(reader, writer)
+        await self._run_session(stream, ConnectionInfo("tcp"), None, self.config.domain)
 
     async def _on_tls(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """The device endpoint over TLS."""
         alpn, server_name = _tls_facts(writer)
         stream = _SocketStream(reader, writer)
-        info = ConnectionInfo("tls", server_name=server_name)
-        if alpn != "mqtt" and not self.config.domain.custom_auth_without_alpn:
-            # IoT: custom authentication over MQTT/TLS needs ALPN "mqtt".
+        domain = self.config.domain
+        if alpn != "mqtt" and not domain.custom_auth_without_alpn:
+            # Port and ALPN decide: custom authentication over MQTT/TLS needs ALPN "mqtt".
             log.info("TLS connection closed: no ALPN 'mqtt' (custom authentication needs it)")
             stream.close()
             return
-        await self._run_session(stream, info, None)
+        await self._run_session(
+            stream, ConnectionInfo("tls", server_name=server_name), None, domain
+        )
 
     async def _on_iot(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """iot:Data-ATS on its port 443: ALPN "mqtt" is MQTT, anything else HTTPS."""
         alpn, server_name = _tls_facts(writer)
-        raw = _SocketStream(reader, writer)
-        if alpn == "mqtt":
-            await self._run_session(raw, ConnectionInfo("tls", server_name=server_name), None)
+        stream = _SocketStream(reader, writer)
+        endpoint = self.config.data_endpoint
+        if alpn == "mqtt" or endpoint.custom_auth_without_alpn:
+            info = ConnectionInfo("tls", server_name=server_name)
+            await self._run_session(stream, info, None, endpoint)
             return
-        initial = b""
-        if alpn is None and self.config.domain.custom_auth_without_alpn:
-            try:
-                initial = await asyncio.wait_for(
-                    reader.read(_READ_SIZE), self.config.connect_timeout
-                )
-            except TimeoutError:
-                raw.close()
-                return
-            if not initial:
-                raw.close()
-                return
-            if initial[0] >> 4 == CONNECT:
-                stream = _SocketStream(reader, writer, initial)
-                info = ConnectionInfo("tls", server_name=server_name)
-                await self._run_session(stream, info, None)
-                return
-        await self._websocket(_SocketStream(reader, writer, initial), "wss", server_name)
+        await self._websocket(stream, "wss", server_name)
 
     async def _on_ws(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await self._websocket(_SocketStream(reader, writer), "ws", None)
@@ -1036,7 +1046,7 @@ class LocalGateway:
             http_headers={name: value for name, value in headers.raw_items()},
             query_string=f"?{url.query}" if url.query else "",
         )
-        await self._run_session(stream, info, presigned)
+        await self._run_session(stream, info, presigned, self.config.data_endpoint)
 
     async def _read_request(self, raw: _SocketStream, protocol: ServerProtocol) -> Request | None:
         received = 0
@@ -1106,7 +1116,11 @@ class LocalGateway:
         return grant
 
     async def authorize(
-        self, connect: Connect, info: ConnectionInfo, presigned: _AllOf | None
+        self,
+        connect: Connect,
+        info: ConnectionInfo,
+        presigned: _AllOf | None,
+        endpoint: DomainConfiguration = NO_DOMAIN,
     ) -> _ConnectionGrant | None:
         """The connection's grant, or ``None`` to refuse its CONNECT."""
         client_id = connect.client_id
@@ -1124,9 +1138,7 @@ class LocalGateway:
         else:
             username = connect.username
             requested = requested_authorizer(username, info)
-            chosen = self.config.domain.authorizer_for(
-                requested, frozenset({self.config.authorizer_name})
-            )
+            chosen = endpoint.authorizer_for(requested, frozenset({self.config.authorizer_name}))
             if chosen is None:
                 log.info("CONNECT refused: no such custom authorizer, %s", what)
                 return None

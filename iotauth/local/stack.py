@@ -110,7 +110,10 @@ class StackInfo:
     region: str
     client_role_arn: str
     chat_room: str
-    iot_port: int = 0  # IoT Core's port: TLS, ALPN "mqtt" → MQTT, else HTTPS/wss at /mqtt
+    # iot:Data-ATS on IoT's port: TLS, ALPN "mqtt" → MQTT, else HTTPS/wss at /mqtt (ws_port:
+    # the same without TLS). mqtts_port / mqtt_port: the device endpoint (the template's
+    # IotDomainConfiguration), with and without TLS.
+    iot_port: int = 0
     iot_port_note: str = ""  # why it is not 443, and how to allow 443
     domain: DomainConfiguration = NO_DOMAIN
 
@@ -919,22 +922,26 @@ def banner(info: StackInfo, log_file: Path | None = None) -> str:
     iot_note = f"\n                  not 443: {info.iot_port_note}" if info.iot_port_note else ""
     domain = info.domain
     if domain.default_authorizer:
+        tls_note = f"device endpoint: default authorizer {domain.default_authorizer}"
+        if domain.custom_auth_without_alpn:
+            tls_note += ", ALPN optional"
         authorizer_line = (
-            "Devices: MQTT username <device>, password its secret (the endpoint's default\n"
-            f"authorizer is {domain.default_authorizer}; <device>{suffix} works too)."
+            "Devices: MQTT username <device>, password its secret, on the device endpoint\n"
+            f"(1883, 8883); on iot:Data-ATS (443, ws) the username is <device>{suffix}."
         )
     else:
+        tls_note = 'device endpoint: ALPN "mqtt"'
         authorizer_line = "Devices: MQTT username <device>" + suffix + ", password its secret."
     lines = [
         "iotauth local stack: everything runs on 127.0.0.1; nothing talks to AWS.",
         "",
         f"  Chat page       {info.page_url}",
         f"  Signer          GET {info.signer_url}  (Authorization: Bearer <dev token>)",
-        f'  IoT endpoint    localhost:{info.iot_port}  (TLS: ALPN "mqtt" → MQTT, '
+        f'  IoT endpoint    localhost:{info.iot_port}  (iot:Data-ATS: ALPN "mqtt" → MQTT, '
         f"else wss://localhost:{info.iot_port}/mqtt){iot_note}",
-        f'  MQTT over TLS   127.0.0.1:{info.mqtts_port}  (ALPN "mqtt")',
-        f"  MQTT over TCP   127.0.0.1:{info.mqtt_port}",
-        f"  MQTT over WS    {info.gateway_ws_url}",
+        f"  MQTT over WS    {info.gateway_ws_url}  (iot:Data-ATS without TLS)",
+        f"  MQTT over TLS   127.0.0.1:{info.mqtts_port}  ({tls_note})",
+        f"  MQTT over TCP   127.0.0.1:{info.mqtt_port}  (device endpoint without TLS)",
         f"  CA certificate  {info.ca_cert_path}  (localhost, 127.0.0.1)",
         f"  AWS (moto)      {info.aws_endpoint_url}  (table {info.table_name})",
         f"  Logs            {logs}",

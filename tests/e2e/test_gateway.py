@@ -112,6 +112,24 @@ def test_username_without_authorizer_name_uses_the_default_authorizer(
     assert not clients(name).connect(stack.tcp_port, username=name, password=secret[:-3] + "xyz")
 
 
+@pytest.mark.parametrize("transport", ["iot", "ws"])
+def test_data_ats_listeners_need_the_authorizer_name(
+    stack: StackInfo, add_device: Callable[..., str], clients: MakeClient, transport: str
+) -> None:
+    # The IoT port and plain ws stand for iot:Data-ATS, whose account has no default
+    # authorizer: the username (or the WebSocket URL) must name it.
+    name = unique("dev")
+    secret = add_device(name)
+    port = stack.iot_port if transport == "iot" else stack.ws_port
+    bare = clients(name, transport)
+    assert not bare.connect(port, username=name, password=secret, ca_cert=stack.ca_cert_path)
+    assert str(bare.connack) == "Not authorized"
+    named = clients(name, transport)
+    assert named.connect(
+        port, username=username_for(stack, name), password=secret, ca_cert=stack.ca_cert_path
+    )
+
+
 def test_tls_without_alpn_as_the_domain_configuration_allows(
     stack: StackInfo, add_device: Callable[..., str], clients: MakeClient
 ) -> None:

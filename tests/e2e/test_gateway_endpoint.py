@@ -174,28 +174,43 @@ def test_override_disallowed_uses_the_default() -> None:
     assert DomainConfiguration().authorizer_for(None, frozenset({NAME})) is None
 
 
-@pytest.mark.parametrize("port", ["iot", "tls"])
-def test_custom_auth_without_alpn_where_the_domain_allows_it(
-    with_domain: Running, without_domain: Running, port: str
+def _answer_without_alpn(port: int, ca_cert: Path, connect: Connect) -> object:
+    try:
+        client = RawClient(port, version=4, ca_cert=ca_cert, alpn=False)
+        client.send(connect)
+        answer = client.receive()
+        client.close()
+    except OSError:
+        return None
+    return answer
+
+
+def test_custom_auth_without_alpn_on_the_device_endpoint(
+    with_domain: Running, without_domain: Running
 ) -> None:
     """An unmodified LinkKit device: TLS without ALPN, username ``deviceName&productKey``."""
-    user = "dev-l"
-    username = f"{user}&a1ProductKey"
-    for running, accepted in ((with_domain, True), (without_domain, False)):
-        number = getattr(running.ports, port)
+    connect = _connect("dev-l", "dev-l&a1ProductKey")
+    answer = _answer_without_alpn(with_domain.ports.tls, with_domain.ca_cert, connect)
+    assert answer is not None and getattr(answer, "reason_code", None) == 0
+    # Without a domain configuration, 8883 needs ALPN "mqtt" as 443 does: closed.
+    assert _answer_without_alpn(without_domain.ports.tls, without_domain.ca_cert, connect) is None
+    # iot:Data-ATS (the IoT port) keeps port + ALPN rules whatever the domain configuration
+    # says: without ALPN "mqtt" a TLS connection is HTTPS, and a CONNECT is no HTTP request.
+    for running in (with_domain, without_domain):
+        assert _answer_without_alpn(running.ports.iot, running.ca_cert, connect) is None
+
+
+def test_data_ats_needs_the_authorizer_name(with_domain: Running) -> None:
+    """The domain configuration's default authorizer is the device endpoint's, not the
+    account's default endpoint's: there a CONNECT must name the authorizer."""
+    for username, accepted in (("dev-n", False), (f"dev-n?{NAMED}", True)):
+        client = RawClient(with_domain.ports.iot, version=5, ca_cert=with_domain.ca_cert)
         try:
-            client = RawClient(number, version=4, ca_cert=running.ca_cert, alpn=False)
-            client.send(_connect(user, username))
-            answer = client.receive()
+            code = client.connect(_connect("dev-n", username, 5)).reason_code
+        finally:
             client.close()
-        except OSError:
-            answer = None
-        if accepted:
-            assert answer is not None and getattr(answer, "reason_code", None) == 0
-        else:
-            # Without a domain configuration: on 8883 the connection is closed; on 443 a TLS
-            # connection without ALPN "mqtt" is HTTPS, and a CONNECT is no HTTP request.
-            assert answer is None
+        assert (code == 0) is accepted
+        assert accepted or code == 0x87
 
 
 def test_keep_alive_is_enforced(without_domain: Running) -> None:

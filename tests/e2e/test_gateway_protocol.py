@@ -80,6 +80,9 @@ def test_raw_mqtt5_connect_gets_connack_with_iot_limits(
     assert p.get("server_keep_alive") == 30  # IoT's minimum keep-alive
     connack = raw().connect(device_connect(stack, name, secret, keep_alive=0))
     assert connack.properties.get("server_keep_alive") == 1200  # 0 is not "forever" on IoT
+    week = Properties.of(session_expiry_interval=7 * 86400)
+    connack = raw().connect(device_connect(stack, name, secret, properties=week))
+    assert connack.properties.get("session_expiry_interval") == 3600  # the account's hour
 
 
 @pytest.mark.parametrize("version", [4, 5])
@@ -311,3 +314,30 @@ def test_200_devices_connect_concurrently(stack: StackInfo, add_device: Callable
 
     codes = asyncio.run(all_of_them())
     assert codes == [0] * 200
+
+
+def test_persistent_session_keeps_subscriptions_and_queued_messages(
+    stack: StackInfo, add_device: Callable[..., str], raw: Opened
+) -> None:
+    name, sender = unique("persist"), unique("sender")
+    secret = add_device(name)
+    sender_secret = add_device(sender, publish=(f"{name}/inbox",))
+    keep = Properties.of(session_expiry_interval=300)
+    first = raw(5)
+    connect = device_connect(stack, name, secret, clean_start=False, properties=keep)
+    assert first.connect(connect).reason_code == 0
+    first.send(Subscribe(1, ((f"{name}/inbox", 1),)))
+    assert first.receive() == Suback(1, (1,))
+    first.send(Disconnect())
+    assert first.until_closed() == []
+
+    other = raw(5)
+    assert other.connect(device_connect(stack, sender, sender_secret)).reason_code == 0
+    other.send(Publish(f"{name}/inbox", b"while away", qos=1, packet_id=1))
+    assert isinstance(other.receive(), Ack)
+
+    again = raw(5)
+    connack = again.connect(connect)
+    assert connack.reason_code == 0 and connack.session_present
+    delivered = again.receive()
+    assert isinstance(delivered, Publish) and delivered.payload == b"while away"

@@ -13,6 +13,7 @@ from iotauth.local.enforcement import (
     Outcome,
     connect_problem,
     effective_keep_alive,
+    effective_session_expiry,
     publish_verdict,
     receive_allowed,
     subscribe_verdicts,
@@ -207,3 +208,8 @@ def test_client_id_variable_is_the_connections() -> None:
     assert not publish_verdict(
         templated, version=5, topic="dev-8/x", qos=1, retain=False, payload_size=1
     ).forward
+
+
+def test_session_expiry_is_capped_at_an_hour() -> None:
+    assert effective_session_expiry(60) == 60
+    assert effective_session_expiry(0xFFFFFFFF) == 3600
