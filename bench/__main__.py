@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ("bench.authorizer", "bench.signer", "bench.standin", "bench.cost")
+SUITES = ("bench.authorizer", "bench.signer", "bench.standin", "bench.cost", "bench.coldstart")
 
 
 def main(argv: list[str]) -> int:

@@ -34,7 +34,6 @@ loads the TLS trust store but opens no connection, so a client built during Lamb
 
 from __future__ import annotations
 
-import http.client
 import ipaddress
 import json
 import os
@@ -306,13 +305,12 @@ class _CredentialSource:
         endpoint = self._endpoint
         parts = urlsplit(self._url or "")
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers["Host"] = endpoint.signed_host
         conn = _open(endpoint, *self._timeouts)
         try:
-            conn.request("GET", path, headers=headers)
-            response = conn.getresponse()
-            body = response.read()
-            status = response.status
-        except (OSError, http.client.HTTPException) as exc:
+            response = conn.request("GET", path, headers, b"")
+            body, status = response.body, response.status
+        except (OSError, ValueError) as exc:
             raise AwsError(operation, _network_code(exc)) from None
         finally:
             conn.close()
@@ -362,35 +360,148 @@ def _tls_context() -> ssl.SSLContext:
         return _TLS
 
 
-class _HTTPConnection(http.client.HTTPConnection):
-    """TCP connect within ``connect_timeout``, then ``read_timeout`` per socket operation."""
-
-    def __init__(self, host: str, port: int, connect_timeout: float, read_timeout: float) -> None:
-        super().__init__(host, port, timeout=connect_timeout)
-        self._read_timeout = read_timeout
-
-    def connect(self) -> None:
-        super().connect()  # TCP_NODELAY included
-        assert self.sock is not None
-        self.sock.settimeout(self._read_timeout)
+class ProtocolError(OSError):
+    """The server's answer is not HTTP/1.x as expected (retried like a connection error)."""
 
 
-class _HTTPSConnection(http.client.HTTPSConnection):
-    """As :class:`_HTTPConnection`; the TLS handshake is part of connecting."""
-
-    def __init__(self, host: str, port: int, connect_timeout: float, read_timeout: float) -> None:
-        super().__init__(host, port, timeout=connect_timeout, context=_tls_context())
-        self._read_timeout = read_timeout
-
-    def connect(self) -> None:
-        super().connect()
-        assert self.sock is not None
-        self.sock.settimeout(self._read_timeout)
+class _ServerClosed(ConnectionResetError):
+    """The connection ended before a status line: on a reused connection, a stale one."""
 
 
-def _open(endpoint: Endpoint, connect_timeout: float, read_timeout: float) -> Any:
-    cls = _HTTPSConnection if endpoint.scheme == "https" else _HTTPConnection
-    return cls(endpoint.host, endpoint.port, connect_timeout, read_timeout)
+_MAX_LINE = 65536
+_MAX_HEADERS = 100
+_MAX_BODY = 16 * 2**20
+
+
+class _Connection:
+    """One HTTP/1.1 connection: TCP connect (and the TLS handshake) within
+    ``connect_timeout``, then ``read_timeout`` per socket operation, as botocore's.
+
+    The standard library's ``http.client`` would do, but it imports the ``email`` package
+    (~10 ms of cold start) to parse headers; AWS's answers need only this much: a status
+    line, headers, a ``Content-Length`` or chunked body, keep-alive unless told otherwise.
+    """
+
+    def __init__(self, endpoint: Endpoint, connect_timeout: float, read_timeout: float) -> None:
+        self._endpoint = endpoint
+        self._timeouts = (connect_timeout, read_timeout)
+        self._sock: socket.socket | None = None
+        self._reader: Any = None
+        self.reusable = False
+
+    def close(self) -> None:
+        self.reusable = False
+        if self._sock is not None:
+            self._reader.close()
+            self._sock.close()
+            self._sock = self._reader = None
+
+    def _connect(self) -> None:
+        endpoint = self._endpoint
+        connect_timeout, read_timeout = self._timeouts
+        sock = socket.create_connection((endpoint.host, endpoint.port), timeout=connect_timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if endpoint.scheme == "https":
+                sock = _tls_context().wrap_socket(sock, server_hostname=endpoint.host)
+            sock.settimeout(read_timeout)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock, self._reader = sock, sock.makefile("rb")
+
+    def request(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes
+    ) -> HttpResponse:
+        lines = [f"{method} {target} HTTP/1.1"]
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+                raise ValueError("a header must not contain a line break")
+            lines.append(f"{name}: {value}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if self._sock is None:
+            self._connect()
+        assert self._sock is not None
+        self.reusable = False
+        self._sock.sendall(head + body)
+        return self._read_response(method)
+
+    def _line(self) -> bytes:
+        line: bytes = self._reader.readline(_MAX_LINE + 1)
+        if len(line) > _MAX_LINE:
+            raise ProtocolError("line too long")
+        return line
+
+    def _read_response(self, method: str) -> HttpResponse:
+        while True:
+            status_line = self._line()
+            if not status_line:
+                raise _ServerClosed("connection closed before an answer")
+            version, _, rest = status_line.decode("latin-1").partition(" ")
+            code = rest[:3]
+            if not version.startswith("HTTP/1.") or not code.isdigit():
+                raise ProtocolError("not an HTTP/1.x status line")
+            headers: dict[str, str] = {}
+            for _ in range(_MAX_HEADERS + 1):
+                line = self._line()
+                if line in {b"\r\n", b"\n", b""}:
+                    break
+                name, sep, value = line.decode("latin-1").partition(":")
+                if not sep:
+                    raise ProtocolError("malformed header")
+                headers[name.strip().lower()] = value.strip()
+            else:
+                raise ProtocolError("too many headers")
+            status = int(code)
+            if status >= 200 or status == 101:
+                break  # 1xx interim answers are skipped
+        keep_alive = version != "HTTP/1.0" and headers.get("connection", "").lower() != "close"
+        if method == "HEAD" or status in {204, 304}:
+            body = b""
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            body = self._read_chunked()
+        elif "content-length" in headers:
+            length = headers["content-length"]
+            if not length.isdigit() or int(length) > _MAX_BODY:
+                raise ProtocolError("bad Content-Length")
+            body = self._read_exactly(int(length))
+        else:  # delimited by the end of the connection
+            body = self._reader.read(_MAX_BODY + 1)
+            if len(body) > _MAX_BODY:
+                raise ProtocolError("answer too large")
+            keep_alive = False
+        self.reusable = keep_alive
+        return HttpResponse(status, headers, body)
+
+    def _read_exactly(self, size: int) -> bytes:
+        data: bytes = self._reader.read(size)
+        if len(data) != size:
+            raise ProtocolError("connection closed inside an answer")
+        return data
+
+    def _read_chunked(self) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            size_text = self._line().split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise ProtocolError("bad chunk size") from None
+            if size == 0:
+                while self._line() not in {b"\r\n", b"\n", b""}:  # trailers
+                    pass
+                return b"".join(parts)
+            total += size
+            if total > _MAX_BODY:
+                raise ProtocolError("answer too large")
+            parts.append(self._read_exactly(size))
+            if self._line() not in {b"\r\n", b"\n"}:
+                raise ProtocolError("bad chunk end")
+
+
+def _open(endpoint: Endpoint, connect_timeout: float, read_timeout: float) -> _Connection:
+    return _Connection(endpoint, connect_timeout, read_timeout)
 
 
 def _network_code(exc: BaseException) -> str:
@@ -400,13 +511,15 @@ def _network_code(exc: BaseException) -> str:
         return "TLSError"
     if isinstance(exc, ConnectionRefusedError):
         return "ConnectionRefused"
-    if isinstance(exc, OSError | http.client.HTTPException):
+    if isinstance(exc, ProtocolError):
+        return "ProtocolError"
+    if isinstance(exc, OSError):
         return "ConnectionError"
     return type(exc).__name__
 
 
 # The server closed a kept-alive connection before this request: reopen once, for free.
-_STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+_STALE = (_ServerClosed, BrokenPipeError, ConnectionResetError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,7 +568,7 @@ class AwsTransport:
             )
         if endpoint.scheme == "https":
             _tls_context()  # per-container work: at construction (Lambda's init), not per call
-        self._idle: list[Any] = []
+        self._idle: list[_Connection] = []
         self._idle_lock = threading.Lock()
         self._sleep: Callable[[float], None] = time.sleep
         self._random: Callable[[], float] = random.random
@@ -516,7 +629,9 @@ class AwsTransport:
                 response = self._send_once(method, path, query, dict(headers or {}), body)
             except AwsError as exc:  # no usable credentials: fail closed, at once
                 raise AwsError(operation, exc.code) from None
-            except (OSError, http.client.HTTPException) as exc:
+            except ValueError:  # a header value with a line break (e.g. a broken token)
+                raise AwsError(operation, "InvalidRequest") from None
+            except OSError as exc:
                 code, retryable = _network_code(exc), True
             else:
                 if 200 <= response.status < 300:
@@ -583,14 +698,14 @@ class AwsTransport:
         except BaseException:
             conn.close()
             raise
-        if response.headers.get("connection", "").lower() == "close":
-            conn.close()
-        else:
+        if conn.reusable:
             with self._idle_lock:
                 self._idle.append(conn)
+        else:
+            conn.close()
         return response
 
-    def _checkout(self) -> tuple[Any, bool]:
+    def _checkout(self) -> tuple[_Connection, bool]:
         with self._idle_lock:
             if self._idle:
                 return self._idle.pop(), True
@@ -598,12 +713,9 @@ class AwsTransport:
 
     @staticmethod
     def _exchange(
-        conn: Any, method: str, target: str, headers: dict[str, str], body: bytes
+        conn: _Connection, method: str, target: str, headers: dict[str, str], body: bytes
     ) -> HttpResponse:
-        conn.request(method, target, body=body, headers=headers)
-        response = conn.getresponse()
-        data = response.read()
-        return HttpResponse(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
+        return conn.request(method, target, headers, body)
 
 
 def _crc32_matches(response: HttpResponse) -> bool:

@@ -64,6 +64,9 @@ __all__ = [
 CONNECT_TIMEOUT = 0.5
 READ_TIMEOUT = 0.7
 MAX_ATTEMPTS = 2  # in all (botocore's "max_attempts" would count retries only)
+ADMIN_CONNECT_TIMEOUT = 5.0
+ADMIN_READ_TIMEOUT = 20.0
+ADMIN_MAX_ATTEMPTS = 3
 _SNAKE = {"BatchGetItem": "batch_get_item", "PutItem": "put_item", "DeleteItem": "delete_item"}
 
 
@@ -172,7 +175,8 @@ class DynamoDBStore:
 
     Without ``client``, the authorizer's calls use the standard-library client ``api``
     (from the environment when not given, on first use) and administration a botocore
-    client created on first use; with a boto3 ``client``, everything goes through it.
+    client created on first use (with longer timeouts: no device waits on it); with a boto3
+    ``client``, everything goes through it.
     """
 
     def __init__(
@@ -226,10 +230,12 @@ class DynamoDBStore:
         import botocore.session  # noqa: PLC0415
         from botocore.config import Config  # noqa: PLC0415
 
+        # Administration only (the authorizer's calls go through `api`): nobody is waiting
+        # inside IoT's 5-second budget here, so botocore's usual patience.
         config = Config(
-            connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=READ_TIMEOUT,
-            retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+            connect_timeout=ADMIN_CONNECT_TIMEOUT,
+            read_timeout=ADMIN_READ_TIMEOUT,
+            retries={"total_max_attempts": ADMIN_MAX_ATTEMPTS, "mode": "standard"},
         )
         client = botocore.session.get_session().create_client("dynamodb", config=config)
         return cast("DynamoDBClient", client)

@@ -414,3 +414,86 @@ def test_unavailable_container_credentials_fail_the_call(
         client.call("BatchGetItem", {})
     assert failed.value.code == "CredentialsUnavailable"
     assert api_requests == []
+
+
+# -- the HTTP/1.1 exchange itself --------------------------------------------------------
+
+
+def _raw(data: bytes) -> Callable[[Scripted], None]:
+    def write(handler: Scripted) -> None:
+        handler.wfile.write(data)
+        handler.wfile.flush()
+        handler.close_connection = True
+
+    return write
+
+
+_BODY = b'{"Responses":{"t":[]}}'
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;ext=1\r\n" + _BODY[:5] + b"\r\n" + f"{len(_BODY) - 5:x}".encode() + b"\r\n"
+        + _BODY[5:] + b"\r\n0\r\nX-Trailer: y\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: "
+        + str(len(_BODY)).encode() + b"\r\n\r\n" + _BODY,
+        b"HTTP/1.0 200 OK\r\n\r\n" + _BODY,  # delimited by the end of the connection
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\ncontent-length: "
+        + str(len(_BODY)).encode() + b"\r\n\r\n" + _BODY,
+    ],
+    ids=["chunked", "interim-100", "http-1.0-until-close", "connection-close"],
+)  # fmt: skip
+def test_answers_in_every_http_1_1_framing_are_read(
+    scripted: Callable[..., tuple[str, list[dict[str, str]]]],
+    lambda_env: Callable[[str], DynamoDBStore],
+    answer: bytes,
+) -> None:
+    url, requests = scripted(_raw(answer))
+    store = lambda_env(url)
+    for _ in range(2):  # a closed connection is not reused
+        assert store.lookup("alice").record is None
+    assert len(requests) == 2
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"SSH-2.0-OpenSSH_9.6\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{}",  # cut short
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n" + b"X-A: b\r\n" * 101 + b"\r\n",
+        b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nnot-json",
+    ],
+    ids=["not-http", "short-body", "bad-length", "many-headers", "long-line", "bad-chunk", "junk"],
+)
+def test_malformed_answers_deny(
+    scripted: Callable[..., tuple[str, list[dict[str, str]]]],
+    lambda_env: Callable[[str], DynamoDBStore],
+    answer: bytes,
+) -> None:
+    url, _ = scripted(_raw(answer))
+    with pytest.raises(StoreError):
+        lambda_env(url).lookup("alice")
+    reason, _ = _deny_timed(lambda_env(url))
+    assert reason == "store-error"
+
+
+def test_header_values_cannot_inject_lines(
+    scripted: Callable[..., tuple[str, list[dict[str, str]]]], aws_env: None
+) -> None:
+    url, requests = scripted(_ok())
+    env = {"AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "AK",
+           "AWS_SECRET_ACCESS_KEY": "SK", "AWS_SESSION_TOKEN": "tok\r\nX-Evil: 1"}  # fmt: skip
+    client = AwsJsonClient.from_env(
+        DYNAMODB, env, connect_timeout=1, read_timeout=1, max_attempts=1
+    )
+    with pytest.raises(AwsError) as failed:
+        client.call("BatchGetItem", {})
+    assert failed.value.code == "InvalidRequest"
+    assert requests == []

@@ -1,0 +1,325 @@
+"""Cold start of the built functions, next to bare Python, boto3 and Node.js + AWS SDK v3.
+
+Each figure is the wall time of a fresh process (spawn to exit), median of ``RUNS``, all
+rows interleaved round by round after one warm-up round, in one run:
+
+- ``ready``: the interpreter starts and does what its handler needs before its first AWS
+  call — for iotauth's functions, importing the ``sam build`` artifact (``import app``: init
+  builds settings and clients); for the baselines, importing the SDK and constructing the
+  client. No request is made. Neither SDK resolves credentials before a call; iotauth's
+  client reads them from the environment when it is built.
+- ``+ first call``: the same, then one call (DynamoDB ``BatchGetItem`` / STS ``AssumeRole``;
+  for the signer a whole ``GET /mqtt-url`` through its handler) to a stub on 127.0.0.1 over
+  plain HTTP (``AWS_ENDPOINT_URL``), so lazily loaded SDK code counts, but no TLS handshake
+  and no network.
+
+Python rows run on the interpreter of ``.tools/lambda-runtime`` (python3.13 with boto3 and
+botocore as the Lambda runtime provides them; bytecode as shipped). Node rows run ``node``
+(the version is printed) with ``@aws-sdk/client-dynamodb`` / ``client-sts`` from
+``bench/node`` (``npm ci`` on first use). The Lambda runtime's own bootstrap (Python's
+``awslambdaric``, Node's runtime client) is the same for every function of a language and
+is not part of any figure. Figures only: timings vary by machine and load.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE_DIR = ROOT / "bench" / "node"
+BUILD = ROOT / ".aws-sam" / "build"
+RUNS = 15
+TABLE = "bench"
+ROLE = "arn:aws:iam::123456789012:role/bench"
+
+
+@dataclass
+class Row:
+    label: str
+    argv: list[str]
+    first_call: list[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path = ROOT
+    ready: list[float] = field(default_factory=list)
+    called: list[float] = field(default_factory=list)
+
+
+# -- what each child runs ---------------------------------------------------------------------
+
+_CONTEXT = (
+    "class C:\n"
+    "    function_name='bench'; function_version='1'; memory_limit_in_mb=512\n"
+    "    invoked_function_arn='arn:aws:lambda:us-east-1:123456789012:function:bench'\n"
+    "    aws_request_id='bench'\n"
+)
+_SIGNER_EVENT = {
+    "version": "2.0",
+    "rawPath": "/mqtt-url",
+    "headers": {"origin": "https://app.example.com"},
+    "requestContext": {
+        "http": {"method": "GET", "path": "/mqtt-url"},
+        "requestId": "bench",
+        "authorizer": {"jwt": {"claims": {"sub": "bench-user"}}},
+    },
+}
+_KEYS = "{'bench': {'Keys': [{'pk': {'S': 'identity#bench'}}], 'ConsistentRead': True}}"
+_NODE_DDB = (
+    "const {DynamoDBClient, BatchGetItemCommand} = require('@aws-sdk/client-dynamodb');"
+    "const c = new DynamoDBClient({});"
+)
+_NODE_DDB_CALL = (
+    _NODE_DDB + "c.send(new BatchGetItemCommand({RequestItems: {bench: {Keys: "
+    "[{pk: {S: 'identity#bench'}}], ConsistentRead: true}}}))"
+    ".then(() => process.exit(0), (e) => { console.error(e.name); process.exit(1); });"
+)
+_NODE_STS = (
+    "const {STSClient, AssumeRoleCommand} = require('@aws-sdk/client-sts');"
+    "const c = new STSClient({});"
+)
+_NODE_STS_CALL = (
+    _NODE_STS + f"c.send(new AssumeRoleCommand({{RoleArn: '{ROLE}', RoleSessionName: 'bench'}}))"
+    ".then(() => process.exit(0), (e) => { console.error(e.name); process.exit(1); });"
+)
+
+
+def rows(python: str, node: str | None) -> list[Row]:
+    authorizer = str(BUILD / "AuthorizerFunction")
+    signer = str(BUILD / "SignerFunction")
+    ddb_call = f"import boto3; boto3.client('dynamodb').batch_get_item(RequestItems={_KEYS})"
+    sts_call = (
+        f"import boto3; boto3.client('sts').assume_role(RoleArn='{ROLE}', RoleSessionName='b')"
+    )
+    signer_call = (
+        f"import app\n{_CONTEXT}r = app.lambda_handler({_SIGNER_EVENT!r}, C())\n"
+        "assert r['statusCode'] == 200, r"
+    )
+    out = [
+        Row("bare python3.13", [python, "-c", "pass"]),
+        Row(
+            "boto3 + DynamoDB client",
+            [python, "-c", "import boto3; c = boto3.client('dynamodb')"],
+            [python, "-c", ddb_call],
+        ),
+        Row(
+            "boto3 + STS client",
+            [python, "-c", "import boto3; c = boto3.client('sts')"],
+            [python, "-c", sts_call],
+        ),
+        Row(
+            "iotauth authorizer (artifact)",
+            [python, "-c", "import app"],
+            [python, "-c", "import app; app._container['store'].lookup('bench')"],
+            {"PYTHONPATH": authorizer, "POWERTOOLS_SERVICE_NAME": "iotauth-authorizer"},
+        ),
+        Row(
+            "iotauth signer (artifact)",
+            [python, "-c", "import app"],
+            [python, "-c", signer_call],
+            {"PYTHONPATH": signer, "POWERTOOLS_SERVICE_NAME": "iotauth-signer"},
+        ),
+    ]
+    if node:
+        out += [
+            Row("bare node", [node, "-e", "0"], cwd=NODE_DIR),
+            Row(
+                "node + @aws-sdk/client-dynamodb",
+                [node, "-e", _NODE_DDB],
+                [node, "-e", _NODE_DDB_CALL],
+                cwd=NODE_DIR,
+            ),
+            Row(
+                "node + @aws-sdk/client-sts",
+                [node, "-e", _NODE_STS],
+                [node, "-e", _NODE_STS_CALL],
+                cwd=NODE_DIR,
+            ),
+        ]
+    return out
+
+
+# -- the stub AWS endpoint --------------------------------------------------------------------
+
+_STS_ANSWER = (
+    '<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult>'
+    "<Credentials><AccessKeyId>ASIABENCHBENCHBENCH1</AccessKeyId>"
+    "<SecretAccessKey>benchbenchbenchbenchbenchbenchbenchbench</SecretAccessKey>"
+    "<SessionToken>" + "IQoJb3JpZ2luX2VjEJr" * 30 + "</SessionToken>"
+    "<Expiration>2099-01-01T00:00:00Z</Expiration></Credentials>"
+    "<AssumedRoleUser><AssumedRoleId>AROABENCH:bench</AssumedRoleId>"
+    "<Arn>arn:aws:sts::123456789012:assumed-role/bench/bench</Arn></AssumedRoleUser>"
+    "</AssumeRoleResult><ResponseMetadata><RequestId>bench</RequestId></ResponseMetadata>"
+    "</AssumeRoleResponse>"
+).encode()
+
+
+class _Stub(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.headers.get("X-Amz-Target", "").startswith("DynamoDB_"):
+            body = json.dumps({"Responses": {TABLE: []}, "UnprocessedKeys": {}}).encode()
+            headers = {
+                "Content-Type": "application/x-amz-json-1.0",
+                "x-amz-crc32": str(zlib.crc32(body)),
+            }
+        else:
+            body, headers = _STS_ANSWER, {"Content-Type": "text/xml"}
+        self.send_response(200)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def stub_endpoint() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# -- running ----------------------------------------------------------------------------------
+
+
+def _base_env() -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG", "TMPDIR"}}
+    return {
+        **keep,
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "ASIABENCHBENCHBENCH0",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_SESSION_TOKEN": "bench",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "PYTHONDONTWRITEBYTECODE": "1",  # the artifact ships its bytecode; write nothing
+        "IOTAUTH_TABLE": TABLE,
+        "IOTAUTH_CLIENT_ROLE_ARN": ROLE,
+        "IOTAUTH_IOT_ENDPOINT": "bench-ats.iot.us-east-1.amazonaws.com",
+        "IOTAUTH_ALLOWED_ORIGINS": "https://app.example.com",
+        "POWERTOOLS_METRICS_NAMESPACE": "iotauth",
+    }
+
+
+def _timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, timeout=60, check=False)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        tail = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
+        raise RuntimeError(f"{argv[0]} failed: {' | '.join(tail)}")
+    return elapsed
+
+
+def ensure_node() -> str | None:
+    """``node`` with bench/node's packages installed (``npm ci`` when the lock changed)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        return None
+    marker = NODE_DIR / "node_modules" / ".package-lock.json"
+    lock = NODE_DIR / "package-lock.json"
+    if not marker.is_file() or marker.stat().st_mtime < lock.stat().st_mtime:
+        npm_ci = [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"]
+        subprocess.run(npm_ci, cwd=NODE_DIR, check=True)
+    return node
+
+
+def runtime_python() -> str:
+    sys.path.insert(0, str(ROOT))
+    from tools.lambda_invoke import ensure_runtime
+
+    return str(ensure_runtime())
+
+
+def measure(table: list[Row], runs: int, endpoint: str) -> None:
+    base = _base_env()
+    called_env = {**base, "AWS_ENDPOINT_URL": endpoint}
+    for round_ in range(runs + 1):  # round 0 warms caches and is not counted
+        for row in table:
+            env = {**base, **row.env}
+            ready = _timed(row.argv, env, row.cwd)
+            called = None
+            if row.first_call:
+                called = _timed(row.first_call, {**called_env, **row.env}, row.cwd)
+            if round_:
+                row.ready.append(ready)
+                if called is not None:
+                    row.called.append(called)
+
+
+def report(table: list[Row], runs: int) -> None:
+    med = {row.label: statistics.median(row.ready) for row in table}
+    first = {row.label: statistics.median(row.called) for row in table if row.called}
+
+    def ms(value: float | None) -> str:
+        return f"{value * 1000:7.0f}" if value is not None else "      -"
+
+    print(f"cold start, wall time of a fresh process, median of {runs} (interleaved), ms")
+    print(f"{'':34} {'ready':>7} {'+ first call':>13}")
+    for row in table:
+        print(f"{row.label:34} {ms(med[row.label])} {ms(first.get(row.label)):>13}")
+    comparisons = [
+        ("iotauth authorizer (artifact)", "node + @aws-sdk/client-dynamodb", "goal <= 1.0x"),
+        ("iotauth authorizer (artifact)", "boto3 + DynamoDB client", ""),
+        ("iotauth signer (artifact)", "boto3 + STS client", "goal <= 1.0x"),
+        ("iotauth signer (artifact)", "node + @aws-sdk/client-sts", ""),
+    ]
+    print("ratios (ready; + first call):")
+    for ours, theirs, goal in comparisons:
+        if theirs not in med:
+            continue
+        ready = med[ours] / med[theirs]
+        called = f"{first[ours] / first[theirs]:.2f}x" if ours in first and theirs in first else "-"
+        print(f"  {ours} / {theirs}: {ready:.2f}x; {called}  {goal}".rstrip())
+
+
+def main() -> None:
+    functions = ("AuthorizerFunction", "SignerFunction")
+    missing = [f for f in functions if not (BUILD / f / "app.py").is_file()]
+    if missing:
+        print(f"cold start: no sam build artifacts ({', '.join(missing)}): run `make build` first")
+        return
+    python = runtime_python()
+    version = subprocess.run([python, "-c", "import sys; print(sys.version.split()[0])"],
+                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    node = ensure_node()
+    node_version = "not found: Node rows skipped"
+    if node:
+        node_version = subprocess.run(
+            [node, "--version"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    sdk = json.loads((NODE_DIR / "package.json").read_text())["dependencies"]
+    packages = ", ".join(f"{k} {v}" for k, v in sdk.items())
+    print(f"python {version} ({python}); node {node_version}; {packages}")
+    table = rows(python, node)
+    with stub_endpoint() as endpoint:
+        measure(table, RUNS, endpoint)
+    report(table, RUNS)
+
+
+if __name__ == "__main__":
+    main()
