@@ -23,7 +23,7 @@ export PATH := $(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_SAM_CLI_TELEMETRY := 0
 
-.PHONY: help dev run web-deps test lint typecheck validate build pytest bench invoke browser-deps broker-deps interop-deps clean
+.PHONY: help dev run web-deps test lint typecheck validate build pytest bench bench-node invoke browser-deps broker-deps interop-deps clean
 
 help:
 	@echo "make run    start the local stack (gateway, signer, chat page) on 127.0.0.1"
@@ -73,8 +73,16 @@ pytest: $(VENV)/.installed browser-deps broker-deps interop-deps $(LAMBDA_RUNTIM
 
 test: lint typecheck validate build pytest
 
-bench: $(VENV)/.installed
+# bench.coldstart measures the sam build artifacts on the Lambda-like runtime venv, next to
+# Node.js + AWS SDK v3 clients (npm, into bench/node: never shipped).
+bench: $(VENV)/.installed build $(LAMBDA_RUNTIME)/.installed bench-node
 	$(BIN)/python -m bench
+
+bench-node: bench/node/node_modules/.package-lock.json
+
+bench/node/node_modules/.package-lock.json: bench/node/package-lock.json
+	cd bench/node && npm ci --no-audit --no-fund
+	@touch $@
 
 # The chat page's mqtt.js, from npm (never a CDN); re-run when the lock file changes.
 web-deps: web/node_modules/.package-lock.json

@@ -1,4 +1,4 @@
-"""Authorizer benchmarks: decisions per second per core, scrypt cost, cold import.
+"""Authorizer benchmarks: decisions per second per core, scrypt cost, deny times.
 
 - Decisions/s on one core for each credential scheme, with the in-memory store: the
   decision alone (parse + authenticate + response) and the whole handler (Powertools
@@ -8,8 +8,8 @@
 - The cost of one scrypt check with the parameters in :mod:`iotauth.credentials`.
 - Deny time against an unresponsive store, and against a slow store whose counter writes
   keep losing races (bounded by the decision's store deadline).
-- Cold start: fresh interpreters import the handler and create its DynamoDB client, against
-  a baseline of ``import boto3`` + a DynamoDB client measured in the same run.
+
+Cold start (the built artifact against boto3 and Node.js) is :mod:`bench.coldstart`.
 """
 
 from __future__ import annotations
@@ -19,81 +19,13 @@ import importlib.util
 import io
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = 1_700_000_000
-_RUNS = 11
-_PYCACHE = tempfile.mkdtemp(prefix="iotauth-bench-pycache-")
-
-_BASELINE = """
-import time
-t = time.perf_counter()
-import boto3
-boto3.client("dynamodb")
-print(time.perf_counter() - t)
-"""
-
-_HANDLER = """
-import importlib.util, sys, time
-t = time.perf_counter()
-spec = importlib.util.spec_from_file_location("app", {path!r})
-app = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(app)
-imported = time.perf_counter() - t
-settings, store = app._settings_and_store()
-store.client
-print(imported, time.perf_counter() - t)
-"""
-
-
-def _subprocess_times(code: str) -> list[float]:
-    env = {
-        **os.environ,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "IOTAUTH_TABLE": "bench",
-        # Bytecode as a built artifact ships it (see build/lambda.mk): the warm-up runs
-        # write it to a private cache, so neither side pays for compiling source.
-        "PYTHONPYCACHEPREFIX": _PYCACHE,
-    }
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-        timeout=60,
-    ).stdout
-    return [float(x) for x in out.split()]
-
-
-def cold_import() -> None:
-    handler_code = _HANDLER.format(path=str(ROOT / "authorizer" / "app.py"))
-    # Interleave so that disk cache and CPU frequency affect both alike; warm once each.
-    _subprocess_times(_BASELINE)
-    _subprocess_times(handler_code)
-    baseline, imported, first_call = [], [], []
-    for _ in range(_RUNS):
-        baseline.append(_subprocess_times(_BASELINE)[0])
-        a, b = _subprocess_times(handler_code)
-        imported.append(a)
-        first_call.append(b)
-    for label, pick in (("median", statistics.median), ("min", min)):
-        base, imp, full = pick(baseline), pick(imported), pick(first_call)
-        print(
-            f"cold ({label} of {_RUNS}): import boto3 + dynamodb client {base * 1000:6.1f} ms; ",
-            end="",
-        )
-        print(f"import handler {imp * 1000:5.1f} ms ({imp / base:.2f}x); ", end="")
-        print(f"handler + its client {full * 1000:6.1f} ms ({full / base:.2f}x, goal <= 1.1x)")
 
 
 def _rate(fn: Any, seconds: float = 1.0) -> float:
@@ -306,8 +238,7 @@ def unresponsive_store() -> None:
         saved = {k: os.environ.get(k) for k in fake}
         os.environ.update(fake)
         try:
-            store = DynamoDBStore("bench")
-            assert store.client is not None  # client creation is not part of the figure
+            store = DynamoDBStore.for_lambda("bench")  # built first, as at init
             request = parse_connect_event(connect_event("alice", "iotsk_" + "A" * 43, "alice"))
             start = time.perf_counter()
             decision = authenticate(
@@ -363,7 +294,6 @@ def main() -> None:
     scrypt_cost()
     unresponsive_store()
     slow_store()
-    cold_import()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Cold start of the built functions, next to bare Python, boto3 and Node.js + AWS SDK v3.
 
-Each figure is the wall time of a fresh process (spawn to exit), median of ``RUNS``, all
-rows interleaved round by round after one warm-up round, in one run:
+Each figure is the wall time of a fresh process (spawn to exit) and its CPU time (user +
+system, which other load on the machine disturbs less), median of ``RUNS``, all rows
+interleaved round by round after one warm-up round, in one run:
 
 - ``ready``: the interpreter starts and does what its handler needs before its first AWS
   call — for iotauth's functions, importing the ``sam build`` artifact (``import app``: init
@@ -26,6 +27,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -52,9 +54,11 @@ class Row:
     argv: list[str]
     first_call: list[str] | None = None
     env: dict[str, str] = field(default_factory=dict)
-    cwd: Path = ROOT
-    ready: list[float] = field(default_factory=list)
-    called: list[float] = field(default_factory=list)
+    # `python -c` puts the working directory first on sys.path: never the source tree (it
+    # would import iotauth from source instead of the artifact's bytecode).
+    cwd: Path = BUILD
+    ready: list[tuple[float, float]] = field(default_factory=list)  # (wall, cpu) seconds
+    called: list[tuple[float, float]] = field(default_factory=list)
 
 
 # -- what each child runs ---------------------------------------------------------------------
@@ -100,7 +104,7 @@ def rows(python: str, node: str | None) -> list[Row]:
     signer = str(BUILD / "SignerFunction")
     ddb_call = f"import boto3; boto3.client('dynamodb').batch_get_item(RequestItems={_KEYS})"
     sts_call = (
-        f"import boto3; boto3.client('sts').assume_role(RoleArn='{ROLE}', RoleSessionName='b')"
+        f"import boto3; boto3.client('sts').assume_role(RoleArn='{ROLE}', RoleSessionName='bench')"
     )
     signer_call = (
         f"import app\n{_CONTEXT}r = app.lambda_handler({_SIGNER_EVENT!r}, C())\n"
@@ -123,12 +127,14 @@ def rows(python: str, node: str | None) -> list[Row]:
             [python, "-c", "import app"],
             [python, "-c", "import app; app._container['store'].lookup('bench')"],
             {"PYTHONPATH": authorizer, "POWERTOOLS_SERVICE_NAME": "iotauth-authorizer"},
+            cwd=Path(authorizer),  # as Lambda's /var/task
         ),
         Row(
             "iotauth signer (artifact)",
             [python, "-c", "import app"],
             [python, "-c", signer_call],
             {"PYTHONPATH": signer, "POWERTOOLS_SERVICE_NAME": "iotauth-signer"},
+            cwd=Path(signer),
         ),
     ]
     if node:
@@ -225,14 +231,18 @@ def _base_env() -> dict[str, str]:
     }
 
 
-def _timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
+def _timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds of one child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, timeout=60, check=False)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         tail = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
         raise RuntimeError(f"{argv[0]} failed: {' | '.join(tail)}")
-    return elapsed
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu
 
 
 def ensure_node() -> str | None:
@@ -271,30 +281,42 @@ def measure(table: list[Row], runs: int, endpoint: str) -> None:
                     row.called.append(called)
 
 
+def _median(samples: list[tuple[float, float]], index: int) -> float:
+    return statistics.median(sample[index] for sample in samples)
+
+
 def report(table: list[Row], runs: int) -> None:
-    med = {row.label: statistics.median(row.ready) for row in table}
-    first = {row.label: statistics.median(row.called) for row in table if row.called}
-
-    def ms(value: float | None) -> str:
-        return f"{value * 1000:7.0f}" if value is not None else "      -"
-
-    print(f"cold start, wall time of a fresh process, median of {runs} (interleaved), ms")
-    print(f"{'':34} {'ready':>7} {'+ first call':>13}")
+    figures: dict[str, dict[str, float]] = {}
     for row in table:
-        print(f"{row.label:34} {ms(med[row.label])} {ms(first.get(row.label)):>13}")
+        figures[row.label] = {"wall": _median(row.ready, 0), "cpu": _median(row.ready, 1)}
+        if row.called:
+            figures[row.label] |= {"wall+": _median(row.called, 0), "cpu+": _median(row.called, 1)}
+
+    def ms(label: str, key: str) -> str:
+        value = figures[label].get(key)
+        return f"{value * 1000:6.0f}" if value is not None else "     -"
+
+    print(f"cold start of a fresh process, ms, median of {runs} (interleaved)")
+    print(f"{'':34} {'ready':>13} {'+ first call':>13}")
+    print(f"{'':34} {'wall':>6} {'cpu':>6} {'wall':>6} {'cpu':>6}")
+    for row in table:
+        cells = " ".join(ms(row.label, key) for key in ("wall", "cpu", "wall+", "cpu+"))
+        print(f"{row.label:34} {cells}")
     comparisons = [
         ("iotauth authorizer (artifact)", "node + @aws-sdk/client-dynamodb", "goal <= 1.0x"),
         ("iotauth authorizer (artifact)", "boto3 + DynamoDB client", ""),
         ("iotauth signer (artifact)", "boto3 + STS client", "goal <= 1.0x"),
         ("iotauth signer (artifact)", "node + @aws-sdk/client-sts", ""),
     ]
-    print("ratios (ready; + first call):")
+    print("ratios, ready wall / cpu; + first call wall / cpu:")
     for ours, theirs, goal in comparisons:
-        if theirs not in med:
+        if theirs not in figures:
             continue
-        ready = med[ours] / med[theirs]
-        called = f"{first[ours] / first[theirs]:.2f}x" if ours in first and theirs in first else "-"
-        print(f"  {ours} / {theirs}: {ready:.2f}x; {called}  {goal}".rstrip())
+        cells = []
+        for key in ("wall", "cpu", "wall+", "cpu+"):
+            mine, other = figures[ours].get(key), figures[theirs].get(key)
+            cells.append(f"{mine / other:.2f}x" if mine and other else "-")
+        print(f"  {ours} / {theirs}: {cells[0]} / {cells[1]}; {cells[2]} / {cells[3]}  {goal}")
 
 
 def main() -> None:

@@ -27,24 +27,22 @@ retried after a full-jitter backoff (``rand × 1 s`` when throttled, else
 ``rand × base``; DynamoDB's base is 25 ms, as botocore's). Anything else (a conditional
 check, a missing table, expired or invalid credentials) is not retried. One keep-alive
 connection per concurrent caller is kept; a reused connection that the server had closed
-is reopened once without counting an attempt. Construction reads the configuration and
-loads the TLS trust store but opens no connection, so a client built during Lambda's init
-(or captured by a SnapStart snapshot) holds no socket.
+is reopened once without counting an attempt. Construction reads the configuration but
+opens no connection, so a client built during Lambda's init (or captured by a SnapStart
+snapshot) holds no socket; the CA bundle is loaded then too when the init is captured
+(SnapStart, provisioned concurrency), else by the first connection.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
-import random
 import socket
 import ssl
 import threading
 import time
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -140,17 +138,40 @@ class ConfigError(ValueError):
     """Region, endpoint or credentials cannot be determined. The message names no secret."""
 
 
-@dataclass(frozen=True, slots=True)
 class Service:
-    """How one AWS service is addressed and signed."""
+    """How one AWS service is addressed and signed.
 
-    endpoint_id: str  # the AWS_ENDPOINT_URL_<ID> suffix, e.g. "DYNAMODB"
-    signing_name: str  # SigV4 service name, e.g. "dynamodb"
-    endpoint_prefix: str  # host label, e.g. "dynamodb"
-    target_prefix: str = ""  # JSON protocol X-Amz-Target prefix
-    json_version: str = "1.0"
-    backoff_base: float = 0.05  # non-throttling backoff scale (botocore: 50 ms)
-    check_crc32: bool = False
+    (Plain classes here rather than dataclasses: creating a dataclass costs ~0.5 ms of
+    import, and this module is on the authorizer's cold-start path.)
+    """
+
+    __slots__ = (
+        "backoff_base",
+        "check_crc32",
+        "endpoint_id",
+        "endpoint_prefix",
+        "json_version",
+        "signing_name",
+        "target_prefix",
+    )
+
+    def __init__(  # noqa: PLR0917 - a record
+        self,
+        endpoint_id: str,  # the AWS_ENDPOINT_URL_<ID> suffix, e.g. "DYNAMODB"
+        signing_name: str,  # SigV4 service name, e.g. "dynamodb"
+        endpoint_prefix: str,  # host label, e.g. "dynamodb"
+        target_prefix: str = "",  # JSON protocol X-Amz-Target prefix
+        json_version: str = "1.0",
+        backoff_base: float = 0.05,  # non-throttling backoff scale (botocore: 50 ms)
+        check_crc32: bool = False,
+    ) -> None:
+        self.endpoint_id = endpoint_id
+        self.signing_name = signing_name
+        self.endpoint_prefix = endpoint_prefix
+        self.target_prefix = target_prefix
+        self.json_version = json_version
+        self.backoff_base = backoff_base
+        self.check_crc32 = check_crc32
 
 
 DYNAMODB = Service(
@@ -161,12 +182,26 @@ STS = Service("STS", "sts", "sts")
 IOT = Service("IOT", "iot", "iot")
 
 
-@dataclass(frozen=True, slots=True)
 class Endpoint:
-    scheme: str  # "https" or "http"
-    host: str  # without brackets for IPv6
-    port: int
-    base_path: str = ""
+    __slots__ = ("base_path", "host", "port", "scheme")
+
+    def __init__(self, scheme: str, host: str, port: int, base_path: str = "") -> None:
+        self.scheme = scheme  # "https" or "http"
+        self.host = host  # without brackets for IPv6
+        self.port = port
+        self.base_path = base_path
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Endpoint):
+            return NotImplemented
+        mine = (self.scheme, self.host, self.port, self.base_path)
+        return mine == (other.scheme, other.host, other.port, other.base_path)
+
+    def __hash__(self) -> int:
+        return hash((self.scheme, self.host, self.port, self.base_path))
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.scheme}://{self.signed_host}{self.base_path})"
 
     @property
     def signed_host(self) -> str:
@@ -189,12 +224,22 @@ class Endpoint:
         return cls(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
 
 
-@dataclass(frozen=True, slots=True)
 class Credentials:
-    access_key: str
-    secret_key: str
-    token: str | None = None
-    expires_at: float | None = None  # POSIX seconds; None: does not expire
+    """AWS credentials; no ``repr`` of their values."""
+
+    __slots__ = ("access_key", "expires_at", "secret_key", "token")
+
+    def __init__(
+        self,
+        access_key: str,
+        secret_key: str,
+        token: str | None = None,
+        expires_at: float | None = None,  # POSIX seconds; None: does not expire
+    ) -> None:
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self.token = token
+        self.expires_at = expires_at
 
 
 def resolve_region(env: Mapping[str, str]) -> str:
@@ -332,6 +377,8 @@ class _CredentialSource:
 def _container_host_allowed(host: str) -> bool:
     if host == "localhost" or host in _CONTAINER_HOSTS:
         return True
+    import ipaddress  # noqa: PLC0415 - container credentials only
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -347,12 +394,15 @@ def _parse_iso8601(value: str) -> float:
 # -- connections ---------------------------------------------------------------------------
 
 _TLS: ssl.SSLContext | None = None
+# Lambda init types whose init is captured and reused (AWS_LAMBDA_INITIALIZATION_TYPE): there
+# the CA bundle is loaded at construction; in an on-demand init it is loaded by the first
+# connection, which follows at once on the same request's path (the same total either way).
+_CAPTURED_INITS = frozenset({"snap-start", "provisioned-concurrency"})
 _TLS_LOCK = threading.Lock()
 
 
 def _tls_context() -> ssl.SSLContext:
-    # Built once per process (loading the CA bundle takes a few ms), when the first
-    # transport for an https endpoint is constructed.
+    # Built once per process: parsing the system CA bundle takes ~10-25 ms.
     global _TLS  # noqa: PLW0603
     with _TLS_LOCK:
         if _TLS is None:
@@ -522,11 +572,13 @@ def _network_code(exc: BaseException) -> str:
 _STALE = (_ServerClosed, BrokenPipeError, ConnectionResetError)
 
 
-@dataclass(frozen=True, slots=True)
 class HttpResponse:
-    status: int
-    headers: dict[str, str]  # lower-case names
-    body: bytes
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers  # lower-case names
+        self.body = body
 
 
 class AwsTransport:
@@ -566,12 +618,16 @@ class AwsTransport:
             self._credentials = _CredentialSource(
                 os.environ if env is None else env, connect_timeout, read_timeout
             )
-        if endpoint.scheme == "https":
-            _tls_context()  # per-container work: at construction (Lambda's init), not per call
+        source = os.environ if env is None else env
+        if (
+            endpoint.scheme == "https"
+            and source.get("AWS_LAMBDA_INITIALIZATION_TYPE") in _CAPTURED_INITS
+        ):
+            _tls_context()  # loaded now, so that the snapshot / pre-initialised copy has it
         self._idle: list[_Connection] = []
         self._idle_lock = threading.Lock()
         self._sleep: Callable[[float], None] = time.sleep
-        self._random: Callable[[], float] = random.random
+        self._random: Callable[[], float] = _jitter
         self._clock: Callable[[], float] = time.time
 
     @classmethod
@@ -716,6 +772,12 @@ class AwsTransport:
         conn: _Connection, method: str, target: str, headers: dict[str, str], body: bytes
     ) -> HttpResponse:
         return conn.request(method, target, headers, body)
+
+
+def _jitter() -> float:
+    """A uniform number in [0, 1) from os.urandom: no ``random`` import, and no generator
+    state that a SnapStart snapshot would hand identically to every restored copy."""
+    return int.from_bytes(os.urandom(4), "big") / 2**32
 
 
 def _crc32_matches(response: HttpResponse) -> bool:

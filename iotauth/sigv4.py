@@ -57,12 +57,14 @@ MAX_URL_AGE = 900
 MAX_EXPIRES = 604_800  # SigV4's own ceiling for X-Amz-Expires (7 days)
 _CACHE_SIZE = 8192
 
-_ACCESS_KEY = re.compile(r"[A-Za-z0-9]{1,128}")
-_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}|local")
+# Patterns as strings, compiled on first use by `re`'s own cache: the authorizer imports
+# this module for header signing only and should not pay for compiling them.
+_ACCESS_KEY = r"[A-Za-z0-9]{1,128}"
+_REGION = r"[a-z]{2}(-[a-z]+)+-\d{1,2}|local"
 _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
-_HOST = re.compile(rf"{_LABEL}(\.{_LABEL})*(:(?P<port>\d{{1,5}}))?")
-_AMZ_DATE = re.compile(r"\d{8}T\d{6}Z")
-_SIGNATURE = re.compile(r"[0-9a-f]{64}")
+_HOST = rf"{_LABEL}(\.{_LABEL})*(:(?P<port>\d{{1,5}}))?"
+_AMZ_DATE = r"\d{8}T\d{6}Z"
+_SIGNATURE = r"[0-9a-f]{64}"
 _DEFAULT_PORT = {"wss": "443", "ws": "80"}
 
 
@@ -174,7 +176,7 @@ def _endpoint(endpoint: str) -> tuple[str, str]:
         raise ValueError("endpoint scheme must be wss:// (or ws:// for a local gateway)")
     if rest.endswith(PATH):
         rest = rest[: -len(PATH)]
-    match = _HOST.fullmatch(rest)
+    match = re.fullmatch(_HOST, rest)
     if match is None or len(rest) > 253:
         raise ValueError("endpoint must be a DNS host name with an optional :port")
     host = rest.lower()
@@ -189,7 +191,7 @@ def _endpoint(endpoint: str) -> tuple[str, str]:
 
 
 def _check_region(region: str) -> str:
-    if not isinstance(region, str) or not _REGION.fullmatch(region):
+    if not isinstance(region, str) or not re.fullmatch(_REGION, region):
         raise ValueError(f"invalid region: {region!r}")
     return region
 
@@ -197,7 +199,7 @@ def _check_region(region: str) -> str:
 @lru_cache(maxsize=_CACHE_SIZE)
 def _credential(access_key: str, date: str, region: str, service: str) -> tuple[str, str]:
     """(canonical query up to ``X-Amz-Date=``, credential scope) for one credential set."""
-    if not isinstance(access_key, str) or not _ACCESS_KEY.fullmatch(access_key):
+    if not isinstance(access_key, str) or not re.fullmatch(_ACCESS_KEY, access_key):
         raise ValueError("invalid access key id: expected 1-128 letters and digits")
     _check_region(region)
     scope = credential_scope(date, region, service)
@@ -367,15 +369,15 @@ def _verify(  # noqa: PLR0917 - private; mirrors verify_presigned_url
         return None
     signature = params.pop("X-Amz-Signature", "")
     token = params.pop("X-Amz-Security-Token", None)
-    if not _SIGNATURE.fullmatch(signature):
+    if not re.fullmatch(_SIGNATURE, signature):
         return None
     if params.get("X-Amz-Algorithm") != ALGORITHM or params.get("X-Amz-SignedHeaders") != "host":
         return None
     amz_date = params.get("X-Amz-Date", "")
-    if not _AMZ_DATE.fullmatch(amz_date):
+    if not re.fullmatch(_AMZ_DATE, amz_date):
         return None
     access_key, _, scope = params.get("X-Amz-Credential", "").partition("/")
-    if not _ACCESS_KEY.fullmatch(access_key) or scope != credential_scope(amz_date[:8], region):
+    if not re.fullmatch(_ACCESS_KEY, access_key) or scope != credential_scope(amz_date[:8], region):
         return None
     signed = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     signed_at = int(signed.timestamp())

@@ -497,3 +497,20 @@ def test_header_values_cannot_inject_lines(
         client.call("BatchGetItem", {})
     assert failed.value.code == "InvalidRequest"
     assert requests == []
+
+
+@pytest.mark.parametrize(
+    ("init_type", "loaded"),
+    [("on-demand", False), (None, False), ("snap-start", True), ("provisioned-concurrency", True)],
+)
+def test_the_ca_bundle_is_loaded_at_init_when_the_init_is_captured(
+    monkeypatch: pytest.MonkeyPatch, init_type: str | None, loaded: bool
+) -> None:
+    from iotauth import aws_json
+
+    monkeypatch.setattr(aws_json, "_TLS", None)
+    env = {"AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "SK"}
+    if init_type:
+        env["AWS_LAMBDA_INITIALIZATION_TYPE"] = init_type
+    AwsJsonClient.from_env(DYNAMODB, env, connect_timeout=1, read_timeout=1, max_attempts=1)
+    assert (aws_json._TLS is not None) is loaded
