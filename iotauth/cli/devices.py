@@ -587,6 +587,9 @@ def _secret_args(parser: argparse.ArgumentParser) -> Any:
         help="read a secret iotauth generated before (iotsk_…) from stdin, e.g. when moving "
         "a device between tables; never a value someone chose",
     )
+    # Without these, argparse would take `--password X` as --password-stdin plus a stray X.
+    refuse_secret_flag(parser, "--password", "pipe it with --password-stdin")
+    refuse_secret_flag(parser, "--secret", "pipe it with --secret-stdin")
     return group
 
 
@@ -681,6 +684,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--device-secret-stdin", action="store_true", help="read the device secret from stdin"
     )
+    refuse_secret_flag(p, "--device-secret", "pipe it with --device-secret-stdin")
     p.add_argument(
         "--allow-no-timestamp",
         action="store_true",
@@ -754,6 +758,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("name")
     group = _secret_args(p)
     group.add_argument("--device-secret-stdin", action="store_true", help="Aliyun identities")
+    refuse_secret_flag(p, "--device-secret", "pipe it with --device-secret-stdin")
     p.set_defaults(func=cmd_rotate)
 
     p = subparsers.add_parser(

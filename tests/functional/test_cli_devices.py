@@ -103,6 +103,28 @@ def test_authorize_reads_the_password_from_the_environment(
     assert code == 2 and out == "" and "--password-stdin" in err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("devices", "add", "carol", "--password", "a long passphrase"),
+        ("devices", "add", "carol", "--secret", "a long passphrase"),
+        ("devices", "rotate", "carol", "--password", "a long passphrase"),
+        ("devices", "rotate", "carol", "--device-secret", "a long passphrase"),
+        ("devices", "add-aliyun", "--product-key", "pk", "--device-name", "d",
+         "--device-secret", "a long passphrase"),
+    ],
+)  # fmt: skip
+def test_devices_refuse_secrets_on_the_command_line(
+    run: Run, table: DynamoDBStore, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run(*argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "shell history" in err and "a long passphrase" not in err
+    assert table.list_identities() == []
+
+
 def test_password_on_the_command_line_is_refused(
     run: Run, table: DynamoDBStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
