@@ -110,6 +110,7 @@ def decisions() -> None:
             sink.seek(0)
             sink.truncate()
             store.lockouts.clear()
+            app._container.pop("negative_cache", None)  # the uncached path (see the storm)
             with contextlib.redirect_stdout(sink):
                 app.lambda_handler(event, context)
 

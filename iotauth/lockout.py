@@ -2,7 +2,8 @@
 
 ``threshold`` failures within ``window_seconds`` of the first one lock the username for
 ``lockout_seconds``. While locked, every *guessable* attempt is refused — the right
-password too — and not counted. A success clears the counter. Unknown usernames are
+password too — and not counted. A guessable attempt that succeeds clears the counter (a
+generated secret's success leaves it alone: it was never about them). Unknown usernames are
 counted exactly like known ones, so the lock state says nothing about whether an identity
 exists.
 

@@ -73,7 +73,9 @@ class NegativeCache:
 
     def key_for(self, username: str, password: bytes, client_id: str) -> bytes:
         mac = hmac.new(self._key, digestmod=hashlib.sha256)
-        for part in (username.encode("utf-8", "surrogatepass"), password, client_id.encode()):
+        # Event strings may hold lone surrogates (JSON escapes): encode them, never raise.
+        name, cid = (text.encode("utf-8", "surrogatepass") for text in (username, client_id))
+        for part in (name, password, cid):
             mac.update(len(part).to_bytes(4, "big"))
             mac.update(part)
         return mac.digest()

@@ -192,5 +192,6 @@ def test_bounded_and_keyed() -> None:
     # A keyed hash: 32 bytes, no credential in it, another container's key differs.
     assert len(keys[0]) == 32 and b"password" not in keys[0]
     assert NegativeCache().key_for("bob", b"password 0", "bob") != keys[0]
+    assert len(cache.key_for("bob", b"pw", "client-\ud800")) == 32  # a lone surrogate
     # Length-prefixed: moving bytes between the parts gives another key.
     assert cache.key_for("ab", b"c", "d") != cache.key_for("a", b"bc", "d")
