@@ -140,3 +140,19 @@ def test_client_id_is_percent_encoded_in_the_path(aws_env: None) -> None:
         "https://h.example/connections/pk%26dn%7Csecuremode%3D2%2Csignmethod%3Dhmacsha1%7C"
         "?cleanSession=false&preventWillMessage=true"
     ]
+
+
+def test_identities_allowed_any_client_id_are_bounded() -> None:
+    """identity's `any_client_id` records (COORDINATION §5): their ids cannot be named."""
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class AnyId(IdentityRecord):
+        any_client_id: bool = True
+
+    aliyun_any = AnyId(username="dev1&pk1", kind="aliyun", device_secret="s3cret")
+    plan = plan_for(aliyun_any)
+    assert plan.bounded_seconds == 3600 and "any client id" in plan.why_bounded
+    device_any = AnyId(username="sensor-1", kind="secret", verifier=VERIFIER)
+    plan = plan_for(device_any, deployment_disconnect_seconds=7200)
+    assert plan.client_ids == ("sensor-1",) and plan.bounded_seconds == 7200
