@@ -70,7 +70,7 @@ def _domain_view(found: dict[str, Any]) -> dict[str, Any]:
         "allowAuthorizerOverride": authorizer.get("allowAuthorizerOverride"),
     }
     if (view["authenticationType"], view["applicationProtocol"]) == _NO_ALPN:
-        view["devices"] = "MQTT over TLS on 443 (or 8883), ALPN optional, SNI = host required"
+        view["devices"] = "MQTT over TLS on 443, ALPN optional, SNI = host required"
     else:
         view["devices"] = "custom auth over MQTT/TLS needs port 443 with ALPN 'mqtt'"
     return view
