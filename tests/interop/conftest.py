@@ -202,6 +202,8 @@ def new_aliyun_device(stack: StackInfo) -> Callable[[], AliyunDevice]:
                 username=f"{device.device_name}&{device.product_key}",
                 kind="aliyun",
                 device_secret=device.device_secret,
+                # The '|…|' parameters LinkKit 1.2.13 sends, the one spelling accepted.
+                client_id_form="linkkit",
             )
         )
         return device
