@@ -66,6 +66,7 @@ def decisions() -> None:
         "generated secret, allowed": connect_event("alice", secret, "alice"),
         "generated secret, wrong": connect_event("alice", "iotsk_" + "A" * 43, "alice"),
         "generated secret, unknown user": connect_event("nobody", "iotsk_" + "A" * 43, "nobody"),
+        "generated-shaped, password identity": connect_event("carol", "iotsk_" + "A" * 43, "carol"),
         "aliyun hmacsha256, allowed": aliyun_event(
             "sensor1", "pk1", "device-secret", timestamp=str(NOW * 1000), signmethod="hmacsha256"
         ),

@@ -255,42 +255,59 @@ def _check_imported(parsed: _Parsed, password: bytes, pad: dict[str, int]) -> bo
     return hmac.compare_digest(derived, parsed.digest)
 
 
+_DUMMY_DIGEST = b"\0" * 32
+_DUMMY_SECRET_VERIFIER = f"{_HMAC_SCHEME}$v1${_b64(_DUMMY_SALT)}${_b64(_DUMMY_DIGEST)}"
+_DUMMY_CHOSEN_VERIFIER = (
+    f"{_SCRYPT_SCHEME}$n={SCRYPT_N},r={SCRYPT_R},p={SCRYPT_P}"
+    f"${_b64(_DUMMY_SALT)}${_b64(_DUMMY_DIGEST)}"
+)
+_CHOSEN_SCHEMES = frozenset({_SCRYPT_SCHEME, *_SALTED, *_PBKDF2})
+
+
+def _for_shape(verifier: str | None, generated: bool) -> tuple[_Parsed, bool]:
+    """The record's verifier if it belongs to the presented shape's class and is well
+    formed (True), else that class's dummy (False). Either way one verifier of the class is
+    parsed, so a missing or other-kind record costs what a real one costs."""
+    dummy = _DUMMY_SECRET_VERIFIER if generated else _DUMMY_CHOSEN_VERIFIER
+    scheme = verifier.partition("$")[0] if verifier is not None else ""
+    real = scheme == _HMAC_SCHEME if generated else scheme in _CHOSEN_SCHEMES
+    if real:
+        try:
+            return _parse(verifier or ""), True
+        except (ValueError, KeyError, TypeError):
+            pass
+    return _parse(dummy), False
+
+
 def verify_password(password: bytes, verifier: str | None) -> bool:
     """Check ``password`` against ``verifier`` (None when there is no such identity).
 
     The work done depends only on the shape of ``password``; a missing, malformed or
     other-kind verifier costs the same as a wrong password of that shape: generated-shaped
-    → one HMAC-SHA256; anything else → one scrypt at the default parameters (or the
-    record's) plus exactly :data:`PBKDF2_BUDGET` PBKDF2 block-iterations per hash, of which
-    an imported hash's own work is a part.
+    → one verifier parsed and one HMAC-SHA256; anything else → one verifier parsed, one
+    scrypt at the default parameters (or the record's) and exactly :data:`PBKDF2_BUDGET`
+    PBKDF2 block-iterations per hash, of which an imported hash's own work is a part.
     """
     generated = is_generated_shape(password)
-    try:
-        parsed = _parse(verifier) if verifier is not None else None
-    except (ValueError, KeyError, TypeError):
-        parsed = None
-    if generated:
-        if parsed is not None and parsed.scheme == _HMAC_SCHEME:
-            digest = hmac.new(parsed.salt, password, hashlib.sha256).digest()
-            return hmac.compare_digest(digest, parsed.digest)
-        hmac.compare_digest(hmac.new(_DUMMY_SALT, password, hashlib.sha256).digest(), b"\0" * 32)
-        return False
-    if len(password) > MAX_CHOSEN_BYTES:
+    if not generated and len(password) > MAX_CHOSEN_BYTES:
         password = password[:MAX_CHOSEN_BYTES]  # keep the work bounded; it cannot match
-        parsed = None
+        verifier = None
+    parsed, real = _for_shape(verifier, generated)
+    if generated:
+        digest = hmac.new(parsed.salt, password, hashlib.sha256).digest()
+        return hmac.compare_digest(digest, parsed.digest) and real
     pad = dict(PBKDF2_BUDGET)
-    if parsed is not None and parsed.scheme == _SCRYPT_SCHEME:
+    if parsed.scheme == _SCRYPT_SCHEME:
         n, r, p = parsed.scrypt
         ok = hmac.compare_digest(_scrypt(password, parsed.salt, n, r, p), parsed.digest)
     else:
         dummy = _scrypt(password, _DUMMY_SALT, SCRYPT_N, SCRYPT_R, SCRYPT_P)
-        hmac.compare_digest(dummy, b"\0" * 32)
-        imported = parsed is not None and (parsed.scheme in _SALTED or parsed.scheme in _PBKDF2)
-        ok = _check_imported(parsed, password, pad) if parsed is not None and imported else False
+        hmac.compare_digest(dummy, _DUMMY_DIGEST)
+        ok = _check_imported(parsed, password, pad)
     for hash_name, remaining in pad.items():
         if remaining > 0:
             _pbkdf2_pad(hash_name, password, remaining)
-    return ok
+    return ok and real
 
 
 def _pbkdf2_pad(hash_name: str, password: bytes, iterations: int) -> None:

@@ -152,3 +152,36 @@ def test_work_is_the_same_whatever_the_record_holds(work: Counter[str]) -> None:
     assert all(s == seen[0] for s in seen), seen
     assert seen[0]["scrypt-16384-8-1"] == 1
     assert seen[0]["sha256"] == seen[0]["sha512"] == 4096
+
+
+def test_one_verifier_of_the_presented_class_is_parsed_whatever_the_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A dummy check parses a dummy verifier: a missing record costs what a real one does."""
+    parsed: list[str] = []
+    real_parse = credentials._parse
+
+    def counting(verifier: str) -> object:
+        result = real_parse(verifier)
+        parsed.append(result.scheme)
+        return result
+
+    monkeypatch.setattr(credentials, "_parse", counting)
+    records = [
+        None,
+        hash_generated_secret(generate_secret()),
+        hash_chosen_password(b"a chosen password"),
+        *_verifiers(MOSQUITTO_FILE).values(),
+    ]
+    for presented, expected in ((generate_secret().encode(), {"hmac-sha256"}),
+                                (b"a wrong chosen password", None)):  # fmt: skip
+        seen = []
+        for verifier in records:
+            parsed.clear()
+            verify_password(presented, verifier)
+            seen.append(tuple(parsed))
+        assert all(len(s) == 1 for s in seen), seen
+        if expected is not None:
+            assert {s[0] for s in seen} == expected
+        else:
+            assert "hmac-sha256" not in {s[0] for s in seen}
