@@ -244,13 +244,18 @@ def _client_id_allowed(record: IdentityRecord, client_id: str) -> bool:
     )
 
 
+def _default_aliyun_client_id(username: str) -> str | None:
+    device = aliyun.parse_username(username)
+    return f"{device[1]}&{device[0]}" if device is not None else None
+
+
 def _any_aliyun_client_id_allowed(record: IdentityRecord, inner: str, settings: Settings) -> bool:
     """An unregistered inner id an Aliyun device may sign (its MAC or serial number).
 
     Only when its record (or its product, deployment-wide) allows it; never a browser
     user's ``web-…`` id, an unsafe id, or one with ``&`` — the ``pk&dn`` shape of every
-    Aliyun device's default client id, so none can take another's. Other identities'
-    registered client ids are not looked up here (README: Aliyun client ids).
+    Aliyun device's default client id, so none can take another's — nor (checked by the
+    caller, from the same read as the record) a client id registered to any identity.
     """
     device = record.aliyun_device
     if device is None or not (
@@ -306,9 +311,11 @@ class _DeadlineStore:
         if self._clock() >= self._deadline:
             raise _StoreTimeout("store deadline passed")
 
-    def lookup(self, username: str) -> Lookup:
+    def lookup(self, username: str, client_id: str | None = None) -> Lookup:
         self._check()
-        return self._store.lookup(username)
+        if client_id is None:
+            return self._store.lookup(username)
+        return self._store.lookup(username, client_id)
 
     def save_lockout(
         self, username: str, state: LockoutState, policy: LockoutPolicy, previous_version: int
@@ -405,7 +412,12 @@ def _decide(  # noqa: PLR0917 — private; called once, positionally
     username, password, client_id = request.username, request.password, request.client_id
     assert username is not None and password is not None and client_id is not None
     now = int(precise_now)
-    found = store.lookup(username)
+    # An Aliyun device signing a client id other than its default may be one allowed any
+    # id: who owns that id in the registry comes with the same read (one more key).
+    probe = None
+    if aliyun_id is not None and aliyun_id.client_id != _default_aliyun_client_id(username):
+        probe = aliyun_id.client_id
+    found = store.lookup(username) if probe is None else store.lookup(username, probe)
     known = username if found.record is not None else None  # never log unknown names
     # The lockout guards guessable presentations only, told apart by the *presented*
     # credential's shape (never by the record's kind: see the module notes, step 2).
@@ -440,7 +452,10 @@ def _decide(  # noqa: PLR0917 — private; called once, positionally
         inner = aliyun_id.client_id
         if not (
             _client_id_allowed(record, inner)
-            or _any_aliyun_client_id_allowed(record, inner, settings)
+            or (
+                _any_aliyun_client_id_allowed(record, inner, settings)
+                and found.client_id_owner is None  # not another identity's registered id
+            )
         ):
             return _deny("client-id-not-allowed", known)
         if len(client_id) > MAX_MQTT_CLIENT_ID:

@@ -106,15 +106,20 @@ def _topics_changed(old: IdentityRecord, new: IdentityRecord) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    """An identity (None when unknown), whether its item was unreadable, and its counter."""
+    """An identity (None when unknown), whether its item was unreadable, and its counter;
+    with ``lookup(…, client_id=…)`` also who owns that client id (None: nobody)."""
 
     record: IdentityRecord | None
     lockout: LockoutState | None
     invalid_record: bool = False
+    client_id_owner: str | None = None
 
 
 class CredentialStore(Protocol):
-    def lookup(self, username: str) -> Lookup: ...
+    def lookup(self, username: str, client_id: str | None = None) -> Lookup:
+        """One read: the identity, its lockout counter and (when ``client_id`` is given,
+        in the same round trip) the owner of that client id in the registry."""
+        ...
 
     def save_lockout(
         self, username: str, state: LockoutState, policy: LockoutPolicy, previous_version: int
@@ -274,8 +279,10 @@ class DynamoDBStore:
             raise StoreError(f"DynamoDB {operation} failed: {type(exc).__name__}") from None
 
     # -- what the authorizer uses -------------------------------------------------------
-    def lookup(self, username: str) -> Lookup:
+    def lookup(self, username: str, client_id: str | None = None) -> Lookup:
         keys = [{"pk": {"S": identity_key(username)}}, {"pk": {"S": lockout_key(username)}}]
+        if client_id is not None:
+            keys.append({"pk": {"S": client_id_key(client_id)}})
         response = self._data(
             "BatchGetItem", {"RequestItems": {self.table: {"Keys": keys, "ConsistentRead": True}}}
         )
@@ -284,6 +291,7 @@ class DynamoDBStore:
         record: IdentityRecord | None = None
         lockout: LockoutState | None = None
         invalid = False
+        owner: str | None = None
         for item in response.get("Responses", {}).get(self.table, []):
             key = item.get("pk", {}).get("S", "")
             if key == identity_key(username):
@@ -293,7 +301,10 @@ class DynamoDBStore:
                     invalid = True
             elif key == lockout_key(username):
                 lockout = _lockout_from_item(item)
-        return Lookup(record=record, lockout=lockout, invalid_record=invalid)
+            elif client_id is not None and key == client_id_key(client_id):
+                found = item.get("owner", {}).get("S")
+                owner = found if isinstance(found, str) else "?"  # unreadable: taken
+        return Lookup(record=record, lockout=lockout, invalid_record=invalid, client_id_owner=owner)
 
     def save_lockout(
         self, username: str, state: LockoutState, policy: LockoutPolicy, previous_version: int
@@ -533,9 +544,12 @@ class MemoryStore:
         if self.fail_with is not None:
             raise self.fail_with
 
-    def lookup(self, username: str) -> Lookup:
+    def lookup(self, username: str, client_id: str | None = None) -> Lookup:
         self._touch()
-        return Lookup(self.identities.get(username), self.lockouts.get(username))
+        owner = self.client_ids.get(client_id) if client_id is not None else None
+        return Lookup(
+            self.identities.get(username), self.lockouts.get(username), client_id_owner=owner
+        )
 
     def save_lockout(
         self, username: str, state: LockoutState, policy: LockoutPolicy, previous_version: int

@@ -694,7 +694,8 @@ def register(subparsers: Any) -> None:
         "--any-client-id",
         action="store_true",
         help="accept any safe client id it signs (its MAC or serial number), not only "
-        "productKey&deviceName and --client-id; never web-… or ids with '&'",
+        "productKey&deviceName and --client-id; never web-…, ids with '&', or another "
+        "identity's registered client id",
     )
     p.add_argument(
         "--client-id-form",

@@ -308,3 +308,42 @@ def test_logs_keyed_by_connection_id(
 def test_handler_with_generated_event(invoke: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
     assert invoke(connect_event("demo-device", DEMO_SECRET, "demo-device"))["isAuthenticated"]
     assert not invoke(connect_event("demo-device", DEMO_SECRET, "demo-device*"))["isAuthenticated"]
+
+
+def test_any_client_id_device_cannot_sign_a_registered_client_id(
+    authorizer: Any, invoke: Callable[[dict[str, Any]], dict[str, Any]], dynamodb_table: str
+) -> None:
+    """The client-id registry is read in the lookup's one BatchGetItem (a third key), through
+    the authorizer's own DynamoDB client against the table."""
+    from tests.authorizer_support import aliyun_event
+
+    store = DynamoDBStore(dynamodb_table)
+    store.add_identity(
+        IdentityRecord(
+            username="roamer&a1AnyPK",
+            kind="aliyun",
+            device_secret=ALIYUN_SECRET,
+            any_client_id=True,
+        )
+    )
+    store.add_identity(  # another device that registered a serial number as its client id
+        IdentityRecord(
+            username="fixed&a1AnyPK",
+            kind="aliyun",
+            device_secret="other",
+            client_ids=("SN-0042",),
+        )
+    )
+    timestamp = str(int(ALIYUN_FIXTURE_TIME * 1000))
+    free = aliyun_event(
+        "roamer", "a1AnyPK", ALIYUN_SECRET, client_id="SN-0099", timestamp=timestamp
+    )
+    assert invoke(free)["isAuthenticated"] is True
+    taken = aliyun_event(
+        "roamer", "a1AnyPK", ALIYUN_SECRET, client_id="SN-0042", timestamp=timestamp
+    )
+    assert invoke(taken) == {"isAuthenticated": False}
+    demo = aliyun_event(
+        "roamer", "a1AnyPK", ALIYUN_SECRET, client_id="demo-device", timestamp=timestamp
+    )
+    assert invoke(demo) == {"isAuthenticated": False}  # a password identity's registered id

@@ -158,7 +158,6 @@ def test_any_client_id_when_the_record_allows_it(client_id: str, reason: str) ->
 def test_product_wide_any_client_id_and_the_policy_names_that_client_id_only() -> None:
     store = MemoryStore()
     add_aliyun_identity(store, "sensor1", "pk1", "s3cret")
-    add_secret_identity(store, "AABBCCDDEEFF")  # a password identity of that name
     settings = SETTINGS.__class__(table="t", aliyun_any_client_id_products=frozenset({"pk1"}))
     event = aliyun_event("sensor1", "pk1", "s3cret", client_id="AABBCCDDEEFF")
     decision = decide(store, event, settings=settings)
@@ -166,7 +165,22 @@ def test_product_wide_any_client_id_and_the_policy_names_that_client_id_only() -
     policy = PolicySet(decision.policy_documents)
     full = event["protocolData"]["mqtt"]["clientId"]
     assert policy.allows("iot:Connect", ARN.resource("client", full))
-    # Its IoT client id carries '|…|', so it never equals a password identity's client id.
+    # Its IoT client id is the whole '<id>|…|' string; the bare id is not granted.
     assert not policy.allows("iot:Connect", ARN.resource("client", "AABBCCDDEEFF"))
     other = SETTINGS.__class__(table="t", aliyun_any_client_id_products=frozenset({"pk2"}))
     assert decide(store, event, settings=other).reason == "client-id-not-allowed"
+
+
+def test_any_client_id_never_takes_a_registered_one() -> None:
+    store = MemoryStore()
+    add_aliyun_identity(store, "sensor1", "pk1", "s3cret", any_client_id=True)
+    add_aliyun_identity(store, "other", "pk1", "s2", client_ids=("MAC-B",))
+    add_secret_identity(store, "SN-7")  # its default client id is its name
+    for taken in ("MAC-B", "SN-7"):
+        event = aliyun_event("sensor1", "pk1", "s3cret", client_id=taken)
+        assert decide(store, event).reason == "client-id-not-allowed", taken
+    assert decide(store, aliyun_event("sensor1", "pk1", "s3cret", client_id="SN-8")).allowed
+    # Its own registered ids and its default stay usable.
+    add_aliyun_identity(store, "dev3", "pk1", "s3", any_client_id=True, client_ids=("MAC-3",))
+    assert decide(store, aliyun_event("dev3", "pk1", "s3", client_id="MAC-3")).allowed
+    assert decide(store, aliyun_event("dev3", "pk1", "s3")).allowed
