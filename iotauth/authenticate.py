@@ -8,7 +8,9 @@ exist:
 
 1. Malformed event, missing username/password/client id, or a username that no identity
    could have → deny without touching the store.
-2. One read fetches the identity and its lockout counter. The lockout applies to
+2. One read fetches the identity and its lockout counter (and, for an Aliyun signature on a
+   client id other than the device's default ``pk&dn``, that id's owner in the client-id
+   registry: a third key, whatever the identity). The lockout applies to
    *guessable presentations* only — a presented password not shaped like a generated
    secret, or any Aliyun signature — decided by what was presented, never by the record's
    kind. Locked and guessable → deny (even the right password), without verifying. A

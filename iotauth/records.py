@@ -22,7 +22,8 @@ needs ``allow_broad``, which the record keeps and ``devices list`` shows.
 
 Client ids are unique across identities: each of a record's client ids has an item
 ``pk = "clientid#<id>"`` naming its owner, written in the same transaction as the
-identity (:mod:`iotauth.store`). The authorizer never reads them.
+identity (:mod:`iotauth.store`). The authorizer reads one only for an Aliyun device
+signing a client id other than its default (``any_client_id``: not another's registered id).
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ other off): every client id of a record has an item ``clientid#<id>`` whose ``ow
 the identity, written in one ``TransactWriteItems`` with the identity, each conditional
 (``attribute_not_exists(pk) OR owner = :me``), so two concurrent writers cannot both take
 an id. Updates move them (the identity's own write is conditional on the client ids it
-was read with), removal releases them. The authorizer never reads these items.
+was read with), removal releases them. The authorizer reads one only in ``lookup(username,
+client_id)`` (a third key of the same BatchGetItem), for an Aliyun device signing a client
+id other than its default.
 
 The authorizer's three calls (BatchGetItem, a conditional PutItem, DeleteItem) go through
 :mod:`iotauth.aws_json`, a standard-library client (botocore's client costs ~175 ms of cold
