@@ -26,8 +26,10 @@ exist:
 4. Verify. The cost depends only on the request's shape (:mod:`iotauth.credentials`;
    Aliyun usernames always cost one HMAC), never on whether the identity exists.
 5. Failure → deny (a guessable one was counted in 3). Success of a guessable
-   presentation → clear the counter (one delete, undoing step 3); a generated secret's
-   success writes nothing.
+   presentation → take back *its own* count from step 3 (one delete when it was the only
+   one, else one conditional write), never other attempts' failures: a guesser probing the
+   lock cannot tell that the owner signed in meanwhile. A generated secret's success writes
+   nothing.
 6. Then status, client-id binding, timestamp, policy size. A client id that is not the
    identity's, or any unsafe client id, is refused: it could never widen access anyway,
    because the policy names only the identity's own client ids, as literals.
@@ -81,7 +83,13 @@ from dataclasses import dataclass, field
 from iotauth import aliyun
 from iotauth.credentials import GENERATED_PREFIX, is_generated_shape, verify_password
 from iotauth.event import ConnectRequest
-from iotauth.lockout import LockoutPolicy, LockoutState, after_failure, is_locked
+from iotauth.lockout import (
+    LockoutPolicy,
+    LockoutState,
+    after_failure,
+    is_locked,
+    without_one_failure,
+)
 from iotauth.names import (
     WEB_PREFIX,
     InvalidName,
@@ -330,25 +338,37 @@ class _DeadlineStore:
         self._store.clear_lockout(username)
 
 
-def _record_failure(
-    store: CredentialStore,
-    username: str,
-    state: LockoutState | None,
-    now: int,
-    s: Settings,
-    *,
-    unless_locked: bool = False,
-) -> bool:
-    """Count one failure. False (nothing written) when ``unless_locked`` and a concurrent
-    request has locked the username since ``state`` was read."""
+def _count_first(
+    store: CredentialStore, username: str, state: LockoutState | None, now: int, s: Settings
+) -> LockoutState | None:
+    """Count one failure before checking (step 3): the state written, or None (nothing
+    written) when a concurrent request has locked the username since ``state`` was read."""
     for _ in range(_SAVE_ATTEMPTS):
         previous = state.version if state is not None else 0
-        if store.save_lockout(username, after_failure(state, now, s.lockout), s.lockout, previous):
-            return True
+        written = after_failure(state, now, s.lockout)
+        if store.save_lockout(username, written, s.lockout, previous):
+            return written
         state = store.lookup(username).lockout  # lost a race: count on top of the winner
-        if unless_locked and is_locked(state, now):
-            return False
+        if is_locked(state, now):
+            return None
     raise StoreError("could not record a failed attempt")
+
+
+def _undo_count(store: CredentialStore, username: str, written: LockoutState, s: Settings) -> None:
+    """Take back the failure step 3 counted for an attempt that then succeeded — only that
+    one: other attempts' failures stay, so nobody's success shows in the lock state a guesser
+    can probe (docs/lockout.md). Losing every race leaves one failure too many (stricter)."""
+    if written.failures == 1:  # ours opened the window: nothing else to keep
+        store.clear_lockout(username)
+        return
+    state: LockoutState | None = written
+    for _ in range(_SAVE_ATTEMPTS):
+        if state is None or state.window_start != written.window_start:
+            return  # cleared or a new window since: ours is no longer counted
+        undone = without_one_failure(state, s.lockout)
+        if store.save_lockout(username, undone, s.lockout, state.version):
+            return
+        state = store.lookup(username).lockout
 
 
 def authenticate(
@@ -428,9 +448,8 @@ def _decide(  # noqa: PLR0917 — private; called once, positionally
         return _deny("locked", known)
 
     # Step 3 of the module notes: guessable credentials are counted before they are checked.
-    if guessable and not _record_failure(
-        store, username, found.lockout, now, settings, unless_locked=True
-    ):
+    counted = _count_first(store, username, found.lockout, now, settings) if guessable else None
+    if guessable and counted is None:
         return _deny("locked", known)
 
     record = found.record
@@ -444,8 +463,8 @@ def _decide(  # noqa: PLR0917 — private; called once, positionally
         if found.invalid_record:
             return _deny("invalid-record", known)
         return _deny("unknown-identity" if record is None else "bad-password", known)
-    if guessable:
-        store.clear_lockout(username)  # undo step 3 (and any earlier failures)
+    if counted is not None:
+        _undo_count(store, username, counted, settings)  # step 5: only this attempt's count
 
     if record.status != "active":
         return _deny("disabled", known)

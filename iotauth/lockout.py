@@ -2,8 +2,10 @@
 
 ``threshold`` failures within ``window_seconds`` of the first one lock the username for
 ``lockout_seconds``. While locked, every *guessable* attempt is refused — the right
-password too — and not counted. A guessable attempt that succeeds clears the counter (a
-generated secret's success leaves it alone: it was never about them). Unknown usernames are
+password too — and not counted. A guessable attempt that succeeds takes back only its own
+count (it was counted before it was checked), never others' failures, so a success — the
+owner's sign-in, a live session's refresh — shows nowhere in the state a guesser can probe;
+a generated secret's success leaves the counter alone. Unknown usernames are
 counted exactly like known ones, so the lock state says nothing about whether an identity
 exists.
 
@@ -26,16 +28,16 @@ Known and accepted consequences (docs/lockout.md):
   refresh replays the original CONNECT and no documented field tells it apart from a new
   one. That is the price of stopping online guessing of guessable secrets;
   ``iotauth devices enable NAME`` lifts a lock; generated secrets are immune.
-- A success clears the counter, and IoT Core re-runs the authorizer every
-  ``refreshAfterInSeconds`` for each connected device, so against a connected
-  chosen-password device an attacker gets up to ``threshold`` guesses per refresh period.
+- The owner's own wrong attempts count like anyone's until the window ends, even after the
+  owner signs in successfully (a success no longer resets the counter: that reset was
+  observable, and it gave a guesser ``threshold`` more guesses after every refresh).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-__all__ = ["LockoutPolicy", "LockoutState", "after_failure", "is_locked"]
+__all__ = ["LockoutPolicy", "LockoutState", "after_failure", "is_locked", "without_one_failure"]
 
 # TTL deletion is lazy (DynamoDB may keep an expired item for a while); the rules below
 # never trust an expired state, the slack only keeps the table tidy.
@@ -91,3 +93,11 @@ def after_failure(state: LockoutState | None, now: int, policy: LockoutPolicy) -
         # Still locked (callers do not count attempts during a lock; be safe if they do).
         new = replace(new, locked_until=max(state.locked_until, locked_until or 0))
     return new
+
+
+def without_one_failure(state: LockoutState, policy: LockoutPolicy) -> LockoutState:
+    """``state`` minus one failure (an attempt counted before it was checked, that then
+    succeeded): same window; the lock stays only if the failures left still reach it."""
+    failures = max(0, state.failures - 1)
+    locked_until = state.locked_until if failures >= policy.threshold else None
+    return LockoutState(failures, state.window_start, locked_until, state.version + 1)

@@ -156,15 +156,18 @@ def test_lockout_after_five_failures_even_right_password(store: MemoryStore) -> 
     assert "alice" not in store.lockouts  # success resets
 
 
-def test_success_resets_count(store: MemoryStore) -> None:
+def test_success_takes_back_only_its_own_count(store: MemoryStore) -> None:
+    """A success is counted first and then uncounted; the failures before it stay (a reset
+    would show a guesser that the owner signed in: test_lockout_by_shape)."""
     add_password_identity(store, "alice", "the right passphrase")
     wrong = connect_event("alice", "a wrong passphrase", "alice")
     for i in range(4):
-        decide(store, wrong, now=NOW + i)
+        decide(store, connect_event("alice", f"wrong passphrase {i}", "alice"), now=NOW + i)
     right = connect_event("alice", "the right passphrase", "alice")
     assert decide(store, right, now=NOW + 5).allowed
-    for i in range(4):
-        assert decide(store, wrong, now=NOW + 6 + i).reason == "bad-password"
+    assert store.lockouts["alice"].failures == 4
+    assert decide(store, wrong, now=NOW + 6).reason == "bad-password"  # the 5th: checked, locks
+    assert decide(store, right, now=NOW + 7).reason == "locked"
 
 
 def test_unknown_users_lock_like_known_ones(store: MemoryStore) -> None:

@@ -143,3 +143,22 @@ def test_at_most_threshold_guesses_are_checked_per_window(scrypt_runs: list[int]
         guess = connect_event("with-password", GUESSED_PASSWORD.format(i), "with-password")
         decide(store, guess, now=NOW + i)
     assert len(scrypt_runs) == 5
+
+
+def test_the_owner_signing_in_between_guesses_does_not_show() -> None:
+    """The guesser's sequence of answers is the same whether or not the owner of a chosen
+    password signs in (or its live session refreshes) between the guesses."""
+
+    def guesser_sees(owner_active: bool) -> list[bool]:
+        store, _ = _store_with_every_kind()
+        seen = []
+        for i in range(7):
+            guess = connect_event("with-password", GUESSED_PASSWORD.format(i), "with-password")
+            seen.append(decide(store, guess, now=NOW + 2 * i).reason == "locked")
+            if owner_active and i in (1, 3):
+                owner = connect_event("with-password", "the real chosen password", "with-password")
+                assert decide(store, owner, now=NOW + 2 * i + 1).allowed
+        return seen
+
+    assert guesser_sees(owner_active=True) == guesser_sees(owner_active=False)
+    assert guesser_sees(owner_active=False) == [False] * 5 + [True] * 2

@@ -4,6 +4,7 @@ checked, or a burst of parallel guesses would get far more than ``threshold`` an
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -112,3 +113,26 @@ def test_attempt_that_cannot_be_counted_is_not_checked() -> None:
     store.save_lockout = lambda *a, **k: False  # type: ignore[method-assign]  # always loses
     decision = decide(store, connect_event("bob", RIGHT, "bob"))
     assert not decision.allowed and decision.reason == "store-error"
+
+
+def test_a_success_uncounts_itself_on_top_of_a_concurrent_failure() -> None:
+    """The undo of a success's own count is conditional: a guess that lands in between is
+    kept (re-read, then one failure fewer), never erased."""
+    store = MemoryStore()
+    add_password_identity(store, "bob", RIGHT)
+    for i in range(2):
+        decide(store, connect_event("bob", f"wrong guess {i}", "bob"), now=NOW + i)
+    real_save = MemoryStore.save_lockout
+    raced = {"done": False}
+
+    def save(username: str, state: Any, policy: Any, previous_version: int) -> bool:
+        if state.failures == 2 and not raced["done"]:  # the undo (3 → 2): a guess lands first
+            raced["done"] = True
+            current = store.lockouts[username]
+            real_save(store, username, replace(current, failures=4, version=current.version + 1),
+                      policy, current.version)  # fmt: skip
+        return real_save(store, username, state, policy, previous_version)
+
+    store.save_lockout = save  # type: ignore[method-assign]
+    assert decide(store, connect_event("bob", RIGHT, "bob"), now=NOW + 5).allowed
+    assert raced["done"] and store.lockouts["bob"].failures == 3
