@@ -442,14 +442,14 @@ def _decide(  # noqa: PLR0917 — private; called once, positionally
     found = store.lookup(username) if probe is None else store.lookup(username, probe)
     known = username if found.record is not None else None  # never log unknown names
     # The lockout guards guessable presentations only, told apart by the *presented*
-    # credential's shape (never by the record's kind: see the module notes, step 2).
+    # credential's shape (never by the record's kind): locked → refused unverified (step 2);
+    # otherwise counted before they are checked (step 3), refused if locked meanwhile.
     guessable = aliyun_id is not None or not is_generated_shape(password)
-    if guessable and is_locked(found.lockout, now):
-        return _deny("locked", known)
-
-    # Step 3 of the module notes: guessable credentials are counted before they are checked.
-    counted = _count_first(store, username, found.lockout, now, settings) if guessable else None
-    if guessable and counted is None:
+    counted = None
+    if guessable and (
+        is_locked(found.lockout, now)
+        or (counted := _count_first(store, username, found.lockout, now, settings)) is None
+    ):
         return _deny("locked", known)
 
     record = found.record
