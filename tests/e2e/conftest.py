@@ -174,9 +174,14 @@ def clients() -> Iterator[Callable[..., Mqtt]]:
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[StackInfo]:
+def local_stack() -> Iterator[LocalStack]:
     with LocalStack(LocalPorts.any_free()) as running:
-        yield running.info
+        yield running
+
+
+@pytest.fixture(scope="module")
+def stack(local_stack: LocalStack) -> StackInfo:
+    return local_stack.info
 
 
 def port_of(info: StackInfo, transport: str) -> int:

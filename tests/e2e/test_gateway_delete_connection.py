@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from iotauth.local.stack import StackInfo
+from iotauth.local.stack import LocalStack, StackInfo
 from tests.e2e.conftest import Mqtt, unique, username_for
 
 pytestmark = pytest.mark.e2e
@@ -28,6 +28,7 @@ def iot_data(info: StackInfo) -> object:
 
 @pytest.mark.parametrize("version", [4, 5])
 def test_delete_connection_closes_the_live_connection(
+    local_stack: LocalStack,
     stack: StackInfo,
     add_device: Callable[..., str],
     clients: Callable[..., Mqtt],
@@ -37,6 +38,7 @@ def test_delete_connection_closes_the_live_connection(
     secret = add_device(name)
     device = clients(name, "tcp", version)
     assert device.connect(stack.mqtt_port, username=username_for(stack, name), password=secret)
+    assert name in local_stack.live_client_ids()
     client = iot_data(stack)
     answer = client.delete_connection(clientId=name)  # type: ignore[attr-defined]
     assert answer["ResponseMetadata"]["HTTPStatusCode"] == 200
@@ -48,6 +50,7 @@ def test_delete_connection_closes_the_live_connection(
         client.delete_connection(clientId=name)  # type: ignore[attr-defined]
     assert refused.value.response["Error"]["Code"] == "ResourceNotFoundException"
     assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert name not in local_stack.live_client_ids()
 
 
 def test_client_ids_are_percent_encoded_and_options_accepted(
