@@ -266,6 +266,7 @@ def parse_export(
         "emqx-csv": _from_csv,
         "emqx-json": _from_json,
     }[fmt]
+    text = text.removeprefix("\ufeff")  # a byte-order mark, as spreadsheet exports write it
     try:
         entries = list(reader(text))
     except (ValueError, csv.Error) as exc:

@@ -34,7 +34,7 @@ def test_generic_csv_with_hash_secret_and_grants() -> None:
         f"moved,{secret_verifier},,,,\n"
         "kiosk,,a long chosen passphrase,kiosk-out,,\n"
     )
-    imported = {i.record.username: i for i in parse_export(text, "csv", now=0)}
+    imported = {i.record.username: i for i in parse_export("\ufeff" + text, "csv", now=0)}
     assert imported["dev6"].record.client_ids == ("dev6", "dev6-b")
     assert imported["dev6"].record.subscribe == ("news/#",)
     assert imported["moved"].record.kind == "secret"
