@@ -1,7 +1,7 @@
 """Drives Aliyun's linkkit 1.2.13, unmodified, through one scenario (tests/interop).
 
 Run by .tools/linkkit/bin/python (linkkit needs paho-mqtt<2), never imported by the suite.
-Input (stdin, JSON): {port, secure ("TLS" or ""), ca_file, product_key, device_name,
+Input (stdin, JSON): {host, port, secure ("TLS" or ""), ca_file, product_key, device_name,
 device_secret, steps: [{op, topic?, payload?}]}. Output (stdout): one JSON object per line,
 what linkkit reported through its public callbacks.
 """
@@ -29,7 +29,7 @@ def main():
         with open(scenario["ca_file"]) as handle:
             ca = handle.read()
     lk = linkkit.LinkKit(
-        host_name="127.0.0.1",
+        host_name=scenario.get("host", "127.0.0.1"),
         product_key=scenario["product_key"],
         device_name=scenario["device_name"],
         device_secret=scenario["device_secret"],

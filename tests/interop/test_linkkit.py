@@ -20,6 +20,7 @@ from tests.interop.conftest import (
     LINKKIT_PYTHON,
     REPO,
     AliyunDevice,
+    iot_port,
     mqtt_port,
     mqtts_port,
     run_script,
@@ -34,9 +35,12 @@ def run(scenario: dict[str, Any]) -> list[dict[str, Any]]:
     return run_script([str(LINKKIT_PYTHON), str(DRIVER)], scenario, timeout=60)
 
 
-def scenario_for(info: StackInfo, device: AliyunDevice, secure: bool) -> dict[str, Any]:
+def scenario_for(info: StackInfo, device: AliyunDevice, listener: str) -> dict[str, Any]:
+    port = {"iot": iot_port(info), "mqtts": mqtts_port(info), "mqtt": mqtt_port(info)}[listener]
+    secure = listener != "mqtt"
     return {
-        "port": mqtts_port(info) if secure else mqtt_port(info),
+        "port": port,
+        "host": "localhost",  # a host name, as devices have one: linkkit then sends SNI
         "secure": "TLS" if secure else "",
         "ca_file": str(info.ca_cert_path) if secure else None,
         "product_key": device.product_key,
@@ -45,12 +49,16 @@ def scenario_for(info: StackInfo, device: AliyunDevice, secure: bool) -> dict[st
     }
 
 
-@pytest.mark.parametrize("secure", [True, False], ids=["tls-securemode2", "tcp-securemode3"])
+@pytest.mark.parametrize(
+    "listener",
+    ["iot", "mqtts", "mqtt"],
+    ids=["iot-port-tls-securemode2", "mqtts-tls-securemode2", "tcp-securemode3"],
+)
 def test_linkkit_round_trip_and_refusal_outside(
-    stack: StackInfo, new_aliyun_device: Callable[[], AliyunDevice], secure: bool
+    stack: StackInfo, new_aliyun_device: Callable[[], AliyunDevice], listener: str
 ) -> None:
     device = new_aliyun_device()
-    scenario = scenario_for(stack, device, secure)
+    scenario = scenario_for(stack, device, listener)
     scenario["steps"] = [
         {"op": "subscribe", "topic": device.own_topic},
         {"op": "publish", "topic": device.own_topic, "payload": "21.5"},
@@ -79,7 +87,7 @@ def test_linkkit_with_a_wrong_secret_never_connects(
 ) -> None:
     device = new_aliyun_device()
     forged = AliyunDevice(device.product_key, device.device_name, device.device_secret + "x")
-    events = run(scenario_for(stack, forged, secure=True))
+    events = run(scenario_for(stack, forged, "iot"))
     # linkkit passes a refusing CONNACK to no callback: it shows as no connect at all.
     assert events == [{"event": "no-connect", "disconnected": False}]
-    assert run(scenario_for(stack, device, secure=True))[0] == {"event": "connect", "rc": 0}
+    assert run(scenario_for(stack, device, "iot"))[0] == {"event": "connect", "rc": 0}
