@@ -4,9 +4,9 @@ Its public API for MQTT over TLS (``configureCredentials(CAFilePath, KeyPath,
 CertificatePath)``) loads a client key pair even when the broker authenticates the
 username and password: any pair will do, and the stand-in asks for no client certificate.
 It sends no ALPN unless the port is 443 (then ``x-amzn-mqtt-ca``, IoT's X.509 protocol):
-custom authentication without ALPN, which the template's domain configuration
-(``CUSTOM_AUTH`` over ``SECURE_MQTT``) allows on the IoT port and on 8883. With metrics on
-(the default) it appends ``?SDK=Python&Version=1.6.2`` to the username: after
+custom authentication without ALPN, which the stack's device endpoint allows (the
+template's domain configuration, ``CUSTOM_AUTH`` over ``SECURE_MQTT``; locally 8883).
+With metrics on (the default) it appends ``?SDK=Python&Version=1.6.2`` to the username: after
 ``?x-amz-customauthorizer-name=…`` that is a second ``?``, which IoT Core cannot read as
 the authorizer's name: such clients need the endpoint's default authorizer (REFERENCE §9,
 §11), and so do they here.
@@ -32,7 +32,7 @@ from AWSIoTPythonSDK.exception.AWSIoTExceptions import (
 from AWSIoTPythonSDK.MQTTLib import AWSIoTMQTTClient
 
 from iotauth.local.stack import StackInfo
-from tests.interop.conftest import WAIT, Device, iot_port, mqtts_port, username_for
+from tests.interop.conftest import WAIT, Device, mqtts_port, username_for
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +101,8 @@ class V1:
 def v1_client(throwaway_key_pair: tuple[Path, Path]) -> Iterator[Callable[..., V1]]:
     made: list[V1] = []
 
-    def make(info: StackInfo, device: Device, port: int | None = None) -> V1:
-        made.append(V1(info, device, throwaway_key_pair, port or iot_port(info)))
+    def make(info: StackInfo, device: Device) -> V1:
+        made.append(V1(info, device, throwaway_key_pair, mqtts_port(info)))
         return made[-1]
 
     yield make
@@ -110,17 +110,15 @@ def v1_client(throwaway_key_pair: tuple[Path, Path]) -> Iterator[Callable[..., V
         client.close()
 
 
-@pytest.mark.parametrize("listener", ["iot", "mqtts"])
 @pytest.mark.parametrize("name_the_authorizer", [True, False])
 def test_v1_through_the_default_authorizer(
     stack: StackInfo,
     new_device: Callable[[], Device],
     v1_client: Callable[..., V1],
     name_the_authorizer: bool,
-    listener: str,
 ) -> None:
     device = new_device()
-    v1 = v1_client(stack, device, iot_port(stack) if listener == "iot" else mqtts_port(stack))
+    v1 = v1_client(stack, device)
     username = username_for(stack, device.name) if name_the_authorizer else device.name
     assert v1.connect(username, device.secret)
 

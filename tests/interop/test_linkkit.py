@@ -3,8 +3,9 @@
 linkkit needs paho-mqtt<2, so it runs in its own venv (``make interop-deps``:
 .tools/linkkit) through tests/interop/linkkit_driver.py. It can name no authorizer and sends
 no ALPN: it reaches IoT Core only through an endpoint whose domain configuration has a
-default authorizer and custom authentication without ALPN (REFERENCE §9, §11) — the
-stand-in models that from template.yaml. Its client id is linkkit's own
+default authorizer and custom authentication without ALPN (REFERENCE §9, §11): the
+stack's device endpoint, which the stand-in models from template.yaml on its MQTT/TLS
+(8883) and plain TCP (1883) listeners. Its client id is linkkit's own
 ``pk&dn|securemode=2,signmethod=hmacsha1,…,timestamp=<s>|`` and its password the HMAC.
 """
 
@@ -50,9 +51,7 @@ def scenario_for(info: StackInfo, device: AliyunDevice, listener: str) -> dict[s
 
 
 @pytest.mark.parametrize(
-    "listener",
-    ["iot", "mqtts", "mqtt"],
-    ids=["iot-port-tls-securemode2", "mqtts-tls-securemode2", "tcp-securemode3"],
+    "listener", ["mqtts", "mqtt"], ids=["mqtts-tls-securemode2", "tcp-securemode3"]
 )
 def test_linkkit_round_trip_and_refusal_outside(
     stack: StackInfo, new_aliyun_device: Callable[[], AliyunDevice], listener: str
@@ -87,7 +86,7 @@ def test_linkkit_with_a_wrong_secret_never_connects(
 ) -> None:
     device = new_aliyun_device()
     forged = AliyunDevice(device.product_key, device.device_name, device.device_secret + "x")
-    events = run(scenario_for(stack, forged, "iot"))
+    events = run(scenario_for(stack, forged, "mqtts"))
     # linkkit passes a refusing CONNACK to no callback: it shows as no connect at all.
     assert events == [{"event": "no-connect", "disconnected": False}]
-    assert run(scenario_for(stack, device, "iot"))[0] == {"event": "connect", "rc": 0}
+    assert run(scenario_for(stack, device, "mqtts"))[0] == {"event": "connect", "rc": 0}
