@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import json
 import tempfile
 import threading
@@ -21,7 +22,17 @@ from iotauth.local.certs import generate_certificates
 from iotauth.local.domain import DomainConfiguration
 from iotauth.local.enforcement import LIMITS
 from iotauth.local.gateway import GatewayConfig, GatewayPorts, LocalGateway
-from iotauth.local.mqtt.codec import Connect, Disconnect, Ping, Publish, Suback, Subscribe
+from iotauth.local.mqtt.codec import (
+    Connect,
+    Disconnect,
+    PacketReader,
+    Ping,
+    Publish,
+    Suback,
+    Subscribe,
+    decode_packet,
+    encode_packet,
+)
 from iotauth.scoping import ArnContext, Scope, policy_documents
 from tests.e2e.mqtt_raw import RawClient
 
@@ -273,3 +284,33 @@ def test_retained_messages_need_retain_publish_and_receive(without_domain: Runni
     finally:
         later.close()
         peek.close()
+
+
+def test_a_burst_of_connects_all_reach_the_engine(without_domain: Running) -> None:
+    """300 CONNECTs at once with a fast authorizer: every one is accepted. (Past mosquitto's
+    listen backlog, unbounded engine handshakes were reset: 33 of 300 in a probe.)"""
+
+    async def one(index: int) -> int:
+        user = f"dev-burst{index}"
+        reader, writer = await asyncio.open_connection("127.0.0.1", without_domain.ports.tcp)
+        try:
+            writer.write(encode_packet(_connect(user, f"{user}?{NAMED}", 5), 5))
+            await writer.drain()
+            packets = PacketReader()
+            while True:
+                data = await reader.read(4096)
+                if not data:
+                    return -1
+                packets.feed(data)
+                for first, body in packets.packets():
+                    answer = decode_packet(first, body, 5)
+                    return getattr(answer, "reason_code", -2)
+        finally:
+            writer.close()
+
+    async def burst() -> list[int]:
+        return await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(300))), 60)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        codes = pool.submit(asyncio.run, burst()).result(90)
+    assert codes == [0] * 300
