@@ -29,8 +29,9 @@ about a packet is a pure function of :mod:`.enforcement` (policy evaluation with
   upgrade and bound to that one connection; refusals answer CONNACK with a reason code;
 - one client id, one connection: the new one wins, the old one is disconnected (MQTT 5:
   DISCONNECT 0x8E Session taken over);
-- PUBLISH: topic aliases are resolved here and never forwarded (the engine is told topic
-  alias maximum 0, so deliveries carry full topics); the resolved topic is checked; a
+- PUBLISH: topic aliases are resolved here and never forwarded (the engine's CONNECT offers
+  it none and mosquitto accepts none, so deliveries carry full topics, each checked); the
+  resolved topic is checked; a
   refused PUBLISH is never acknowledged as accepted (MQTT 5 QoS 1: PUBACK 0x87; otherwise
   the connection ends, MQTT 5 with a DISCONNECT naming the reason);
 - SUBSCRIBE: per filter, refused ones get their SUBACK code and are not forwarded;

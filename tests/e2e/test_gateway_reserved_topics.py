@@ -1,5 +1,5 @@
 """IoT Core's reserved ``$aws/…`` topics need an explicit grant, and then work; other ``$``
-topics are refused. (amqtt alone refuses every ``$`` topic.)"""
+topics are refused."""
 
 from __future__ import annotations
 
