@@ -319,3 +319,25 @@ def test_disconnect_after_ends_the_connection(script: Script, client: Callable[.
     script.now += 301
     c.publish("dev-z/x", b"1", qos=1)
     assert c.disconnected.wait(5)
+
+
+def test_wss_event_on_the_iot_port(gateway: Running, script: Script) -> None:
+    """Custom authentication over wss on IoT's port: TLS, HTTP and MQTT parts, as IoT sends."""
+    c = Mqtt("dev-s5", "wss", version=5)
+    try:
+        assert c.connect(
+            gateway.ports.iot,
+            username="dev-s5",
+            password="pw-dev-s5",
+            ws_path=f"/mqtt?x-amz-customauthorizer-name={NAME}",
+            ca_cert=gateway.ca_cert,
+        )
+    finally:
+        c.close()
+    event = script.events[-1]
+    assert event["protocols"] == ["tls", "http", "mqtt"]
+    assert event["protocolData"]["tls"] == {"serverName": "localhost"}
+    headers = {k.lower(): v for k, v in event["protocolData"]["http"]["headers"].items()}
+    assert headers["host"] == f"localhost:{gateway.ports.iot}"
+    assert event["protocolData"]["http"]["queryString"] == f"?x-amz-customauthorizer-name={NAME}"
+    assert event["protocolData"]["mqtt"]["clientId"] == "dev-s5"
