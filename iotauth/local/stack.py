@@ -65,7 +65,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, ClassVar, TextIO
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from iotauth.local import LocalPorts, PortInUse
 from iotauth.local.certs import generate_certificates
@@ -197,11 +197,14 @@ def _data_plane(app: Any, delete_connection: Callable[[], DeleteConnection | Non
         path = environ.get("PATH_INFO", "")
         if environ.get("REQUEST_METHOD") != "DELETE" or not path.startswith("/connections/"):
             return app(environ, start_response)
-        # PATH_INFO is already percent-decoded by the WSGI server (one level, as sent).
-        client_id = path[len("/connections/") :]
+        # The client id as sent (percent-encoded, '/' as %2F): PATH_INFO has it decoded
+        # already, where an encoded '/' cannot be told from a path separator.
+        raw = str(environ.get("RAW_URI") or environ.get("REQUEST_URI") or path).split("?", 1)[0]
+        encoded = raw[len("/connections/") :] if raw.startswith("/connections/") else ""
+        client_id = unquote(encoded, errors="strict") if "/" not in encoded else ""
         query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
         handler = delete_connection()
-        if not client_id or "/" in client_id or handler is None:
+        if not client_id or handler is None:
             return respond(
                 start_response,
                 "400 Bad Request",

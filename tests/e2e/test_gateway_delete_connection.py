@@ -62,8 +62,10 @@ def test_client_ids_are_percent_encoded_and_options_accepted(
     device = clients(name)
     assert device.connect(stack.mqtt_port, username=username_for(stack, name), password=secret)
     client = iot_data(stack)
-    with pytest.raises(ClientError):
-        client.delete_connection(clientId=name + "&other")  # type: ignore[attr-defined]
+    for other in (name + "&other", f"{name}/sub", f"{name}-ü", f"{name}?x=1"):
+        with pytest.raises(ClientError) as refused:
+            client.delete_connection(clientId=other)  # type: ignore[attr-defined]
+        assert refused.value.response["Error"]["Code"] == "ResourceNotFoundException", other
     assert not device.disconnected.is_set()
     client.delete_connection(  # type: ignore[attr-defined]
         clientId=name, cleanSession=True, preventWillMessage=True
