@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from iotauth.authenticate import Decision, Settings, authenticate
 from iotauth.decision_metrics import decision_metrics
@@ -30,6 +29,9 @@ from iotauth.event import parse_connect_event
 from iotauth.negative_cache import NegativeCache
 from iotauth.scoping import ArnContext
 from iotauth.store import CredentialStore, DynamoDBStore
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 SERVICE = "iotauth-authorizer"
 logger = Logger(service=SERVICE)

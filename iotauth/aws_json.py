@@ -44,7 +44,6 @@ import time
 import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from iotauth.sigv4 import sign_request_headers
 
@@ -212,6 +211,8 @@ class Endpoint:
 
     @classmethod
     def from_url(cls, url: str) -> Endpoint:
+        from urllib.parse import urlsplit  # noqa: PLC0415 - only with an endpoint URL
+
         parts = urlsplit(url.strip())
         if parts.scheme not in {"https", "http"} or not parts.hostname:
             raise ConfigError("an endpoint URL must be http(s)://host[:port]")
@@ -348,6 +349,8 @@ class _CredentialSource:
         if token:
             headers["Authorization"] = token
         endpoint = self._endpoint
+        from urllib.parse import urlsplit  # noqa: PLC0415
+
         parts = urlsplit(self._url or "")
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         headers["Host"] = endpoint.signed_host

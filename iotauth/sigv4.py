@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
-from urllib.parse import quote, unquote
 
 __all__ = [
     "ALGORITHM",
@@ -72,6 +71,11 @@ _DEFAULT_PORT = {"wss": "443", "ws": "80"}
 
 
 def _rfc3986(value: str) -> str:
+    # Imported here: the authorizer loads this module for header signing only, and
+    # urllib.parse (with ipaddress) is ~3 ms of its cold start. A loaded module is a dict
+    # lookup away.
+    from urllib.parse import quote  # noqa: PLC0415
+
     return quote(value, safe="-_.~")
 
 
@@ -333,13 +337,19 @@ def presign_mqtt_url_for_session(
 # -- verification --------------------------------------------------------------------------
 
 
+def _unquote(value: str) -> str:
+    from urllib.parse import unquote  # noqa: PLC0415 - see _rfc3986
+
+    return unquote(value, errors="strict")
+
+
 def _parse_query(query: str) -> dict[str, str] | None:
     params: dict[str, str] = {}
     for item in query.split("&"):
         key, sep, value = item.partition("=")
         if not sep or not key:
             return None
-        key, value = unquote(key, errors="strict"), unquote(value, errors="strict")
+        key, value = _unquote(key), _unquote(value)
         if key in params:
             return None  # a duplicated parameter is never ambiguous in our favour
         params[key] = value

@@ -19,16 +19,18 @@ import crash. There is no Tracer (the X-Ray SDK costs ~600 ms of cold start).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from iotauth.aws_adapters import IotEndpointResolver, StsCredentialIssuer
 from iotauth.http_api import CorsPolicy, Request, Response, not_found, preflight
 from iotauth.scoping import ArnContext
 from iotauth.web_signing import SignerSettings, SignerUnavailable, WebSigner
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger(service="iotauth-signer")
 
