@@ -8,7 +8,7 @@ allows exactly that caller's client id and topics. Credentials are cached per ca
 less than :data:`REFRESH_MARGIN` seconds remain.
 
 AWS is reached only through the :class:`CredentialIssuer` and :class:`EndpointResolver`
-ports (boto3 adapters in :mod:`iotauth.aws_adapters`; fakes in the tests).
+ports (standard-library adapters in :mod:`iotauth.aws_adapters`; fakes in the tests).
 """
 
 from __future__ import annotations
