@@ -688,10 +688,10 @@ class AwsTransport:
                 response = self._send_once(method, path, query, dict(headers or {}), body)
             except AwsError as exc:  # no usable credentials: fail closed, at once
                 raise AwsError(operation, exc.code) from None
+            except OSError as exc:  # before ValueError: a TLS verification error is both
+                code, retryable = _network_code(exc), True
             except ValueError:  # a header value with a line break (e.g. a broken token)
                 raise AwsError(operation, "InvalidRequest") from None
-            except OSError as exc:
-                code, retryable = _network_code(exc), True
             else:
                 if 200 <= response.status < 300:
                     if self.service.check_crc32 and not _crc32_matches(response):

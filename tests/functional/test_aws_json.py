@@ -13,7 +13,7 @@ import json
 import socket
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -514,3 +514,78 @@ def test_the_ca_bundle_is_loaded_at_init_when_the_init_is_captured(
         env["AWS_LAMBDA_INITIALIZATION_TYPE"] = init_type
     AwsJsonClient.from_env(DYNAMODB, env, connect_timeout=1, read_timeout=1, max_attempts=1)
     assert (aws_json._TLS is not None) is loaded
+
+
+@pytest.fixture
+def tls_server(tmp_path: Any) -> Iterator[tuple[int, Any]]:
+    """An HTTPS server on 127.0.0.1 answering `{}` with a certificate of a local CA."""
+    import http.server
+    import ssl
+    import threading
+
+    from iotauth.local.certs import generate_certificates
+
+    files = generate_certificates(tmp_path)
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            body = b'{"Responses":{"t":[]}}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(files.server_cert, files.server_key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1], files
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _https_client(port: int) -> AwsJsonClient:
+    transport = AwsTransport(
+        DYNAMODB,
+        region="us-east-1",
+        endpoint=Endpoint("https", "localhost", port),
+        credentials=Credentials("AK", "SK"),
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+        max_attempts=MAX_ATTEMPTS,
+    )
+    return AwsJsonClient(transport)
+
+
+@pytest.mark.timeout(10)
+def test_an_untrusted_certificate_is_refused(tls_server: tuple[int, Any]) -> None:
+    """The server's CA is not in the system trust store: no request is answered."""
+    port, _ = tls_server
+    with pytest.raises(AwsError) as failed:
+        _https_client(port).call("BatchGetItem", {})
+    assert failed.value.code == "TLSError"
+
+
+@pytest.mark.timeout(10)
+def test_a_trusted_certificate_is_accepted(
+    tls_server: tuple[int, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same server once its CA is trusted (the process-wide context, as SSL_CERT_FILE
+    would make it): TLS, SNI and host name checks pass, the answer is read."""
+    import ssl
+
+    from iotauth import aws_json
+
+    port, files = tls_server
+    monkeypatch.setattr(aws_json, "_TLS", ssl.create_default_context(cafile=str(files.ca_cert)))
+    assert _https_client(port).call("BatchGetItem", {}) == {"Responses": {"t": []}}
