@@ -29,7 +29,6 @@ signing a client id other than its default (``any_client_id``: not another's reg
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -50,7 +49,8 @@ from iotauth.scoping import (
     Scope,
     grant_problem,
     grant_reaches,
-    grant_root,
+    grant_within,
+    has_wildcard_root,
     policy_documents,
     shared_roots_from_env,
     validate_room,
@@ -409,9 +409,9 @@ def pairing_problems(
     for other in others:
         theirs = other.namespaces()
         for grant in dict.fromkeys((*other.publish, *other.subscribe)):
-            if other.allow_broad and set(grant_root(grant)) & set("*?+#"):
+            if other.allow_broad and has_wildcard_root(grant):
                 continue
-            if any(_within(grant, ns) for ns in theirs):
+            if any(grant_within(grant, ns) for ns in theirs):
                 continue
             for namespace in own:
                 if grant_reaches(grant, namespace):
@@ -433,10 +433,6 @@ def client_id_clashes(record: IdentityRecord, others: Sequence[IdentityRecord]) 
         if other.username != record.username
         for c in sorted(mine & set(other.allowed_client_ids()))
     ]
-
-
-def _within(grant: str, namespace: str) -> bool:
-    return re.split(r"[*?+#]", grant, maxsplit=1)[0].startswith(namespace + "/")
 
 
 def _validate_device_client_id(client_id: str) -> None:

@@ -47,6 +47,8 @@ __all__ = [
     "grant_reaches",
     "grant_reaches_prefix",
     "grant_root",
+    "grant_within",
+    "has_wildcard_root",
     "policy_documents",
     "policy_statements",
     "session_policy",
@@ -179,7 +181,12 @@ def grant_root(grant: str) -> str:
     return lead + grant[len(lead) :].split("/", 1)[0]
 
 
-def _within(grant: str, namespace: str) -> bool:
+def has_wildcard_root(grant: str) -> bool:
+    """The grant's first level holds a wildcard: it can match every namespace."""
+    return bool(_WILDCARDS.intersection(grant_root(grant)))
+
+
+def grant_within(grant: str, namespace: str) -> bool:
     """Every topic the grant can match lies under ``namespace/``."""
     literal = re.split(r"[*?+#]", grant, maxsplit=1)[0]
     return literal.startswith(namespace + "/")
@@ -199,9 +206,9 @@ def grant_problem(
     browsers' ``web-…`` namespaces, Aliyun's per-device system topics, or one of
     ``other_namespaces``. A grant that lies wholly inside one of ``own_namespaces`` is not.
     """
-    if any(_within(grant, ns) for ns in own_namespaces):
+    if any(grant_within(grant, ns) for ns in own_namespaces):
         return None
-    if _WILDCARDS.intersection(grant_root(grant)):
+    if has_wildcard_root(grant):
         return f"grant {grant!r}: its first level is a wildcard, so it can match every namespace"
     if grant_reaches_prefix(grant, "$"):
         return f"grant {grant!r} can match IoT's reserved '$…' topics"

@@ -18,6 +18,7 @@ from iotauth.scoping import (
     grant_reaches,
     grant_reaches_prefix,
     grant_root,
+    grant_within,
     policy_documents,
     validate_topic_grant,
 )
@@ -87,3 +88,13 @@ def test_first_level() -> None:
     assert grant_root("/pk/dn/x") == "/pk"
     assert grant_root("+/#") == "+"
     assert grant_root("**") == "**"
+
+
+@settings(max_examples=300, deadline=None)
+@given(grants)
+def test_grant_within_is_sound(grant: str) -> None:
+    """A grant judged to lie inside namespace "a" matches nothing outside "a/…"."""
+    if not grant_within(grant, "a"):
+        return
+    outside = [s for s in _suffixes(len(grant) + 2) if not s.startswith("a/")]
+    assert not _brute_force(grant, outside)
