@@ -359,6 +359,9 @@ def _undo_count(store: CredentialStore, username: str, written: LockoutState, s:
     one: other attempts' failures stay, so nobody's success shows in the lock state a guesser
     can probe (docs/lockout.md). Losing every race leaves one failure too many (stricter)."""
     if written.failures == 1:  # ours opened the window: nothing else to keep
+        # Unconditional (the store has no conditional delete): a failure landing in the
+        # milliseconds between our count and this delete is lost — a guesser cannot aim at
+        # that gap without knowing when the owner signs in (docs/lockout.md).
         store.clear_lockout(username)
         return
     state: LockoutState | None = written
