@@ -228,41 +228,79 @@ def test_closed_port_denies(lambda_env: Callable[[str], DynamoDBStore]) -> None:
     print(f"closed port: denied in {elapsed:.3f} s")
 
 
+class _Silent:
+    """Accepts connections (and counts them), reads nothing, never answers."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.1)
+        self.port: int = self.sock.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for conn in self.accepted:
+            conn.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def silent() -> Iterator[_Silent]:
+    server = _Silent()
+    yield server
+    server.close()
+
+
 @pytest.mark.timeout(10)
-def test_silent_server_denies_after_both_read_timeouts(
-    lambda_env: Callable[[str], DynamoDBStore],
+def test_silent_server_denies_after_both_attempts(
+    lambda_env: Callable[[str], DynamoDBStore], silent: _Silent
 ) -> None:
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(8)  # the kernel completes handshakes; nobody ever reads or answers
-        store = lambda_env(f"http://127.0.0.1:{silent.getsockname()[1]}")
-        reason, elapsed = _deny_timed(store)
+    """Each attempt connects, sends and waits one read timeout; then the store call fails
+    and the authorizer denies."""
+    store = lambda_env(f"http://127.0.0.1:{silent.port}")
+    reason, elapsed = _deny_timed(store)
     assert reason == "store-error"
-    assert elapsed >= MAX_ATTEMPTS * READ_TIMEOUT  # it did wait for each attempt
+    assert len(silent.accepted) == MAX_ATTEMPTS  # a fresh connection per attempt
     print(f"silent server: denied in {elapsed:.3f} s (budget {CALL_BUDGET:.1f} s)")
 
 
 @pytest.mark.timeout(10)
-def test_silent_tls_server_denies_within_the_connect_timeout(aws_env: None) -> None:
+def test_silent_tls_server_fails_each_handshake(aws_env: None, silent: _Silent) -> None:
     """Over https the handshake is part of connecting: a server that never speaks TLS."""
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(8)
-        transport = AwsTransport(
-            DYNAMODB,
-            region="us-east-1",
-            endpoint=Endpoint("https", "127.0.0.1", silent.getsockname()[1]),
-            credentials=Credentials("AK", "SK"),
-            connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=READ_TIMEOUT,
-            max_attempts=MAX_ATTEMPTS,
-        )
-        started = time.perf_counter()
-        with pytest.raises(AwsError) as failed:
-            AwsJsonClient(transport).call("BatchGetItem", {})
-        elapsed = time.perf_counter() - started
+    transport = AwsTransport(
+        DYNAMODB,
+        region="us-east-1",
+        endpoint=Endpoint("https", "127.0.0.1", silent.port),
+        credentials=Credentials("AK", "SK"),
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+        max_attempts=MAX_ATTEMPTS,
+    )
+    started = time.perf_counter()
+    with pytest.raises(AwsError) as failed:
+        AwsJsonClient(transport).call("BatchGetItem", {})
+    elapsed = time.perf_counter() - started
     assert failed.value.code == "Timeout"
-    assert elapsed >= MAX_ATTEMPTS * CONNECT_TIMEOUT
+    assert len(silent.accepted) == MAX_ATTEMPTS
+    assert transport._idle == []  # a timed-out connection is never kept
     print(f"silent TLS server: failed in {elapsed:.3f} s")
 
 
