@@ -5,6 +5,7 @@ crash (which would fail every invoke of the container with an init error)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from types import ModuleType
 
 import pytest
@@ -48,10 +49,12 @@ def test_misconfiguration_denies_every_request_with_config_error(
     aws_env: None,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
     unset: str | None,
     extra: dict[str, str],
 ) -> None:
     monkeypatch.setenv("IOTAUTH_TABLE", "t")
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     if unset:
         monkeypatch.delenv(unset)
@@ -62,6 +65,8 @@ def test_misconfiguration_denies_every_request_with_config_error(
     for _ in range(2):
         response = app.lambda_handler(connect_event("bob", SECRET, "bob"), FakeLambdaContext())
         assert response == {"isAuthenticated": False}
+    records = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"_aws"' in x]
+    assert [r["reason"] for r in records] == ["config-error", "config-error"]
     misconfigured = [r for r in caplog.records if r.getMessage() == "authorizer misconfigured"]
     assert len(misconfigured) == 3  # once at init, once per request
     assert all(SECRET not in str(r.__dict__) for r in caplog.records)
