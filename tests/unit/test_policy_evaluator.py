@@ -6,7 +6,7 @@ import fnmatch
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iotauth.policy import Decision, PolicySet, evaluate
@@ -201,6 +201,7 @@ _GLOB = st.text(alphabet="ab/*?", max_size=12)
 _TEXT = st.text(alphabet="ab/", max_size=12)
 
 
+@settings(deadline=None)  # correctness, not speed; the machine is shared
 @given(_GLOB, _TEXT)
 def test_wildcards_match_as_fnmatch_does(pattern: str, text: str) -> None:
     # fnmatchcase (backtracking-free reference on small inputs; no '[' in the alphabet).
@@ -209,6 +210,7 @@ def test_wildcards_match_as_fnmatch_does(pattern: str, text: str) -> None:
     assert p.allows("iot:Publish", f"{ARN}:topic/{text}") is expected
 
 
+@settings(deadline=None)  # correctness, not speed; the machine is shared
 @given(st.text(alphabet="aA:*?", max_size=8), st.text(alphabet="aA:", max_size=8))
 def test_actions_match_as_fnmatch_does_ignoring_case(pattern: str, action: str) -> None:
     expected = fnmatch.fnmatchcase(action.lower(), pattern.lower())
@@ -216,6 +218,7 @@ def test_actions_match_as_fnmatch_does_ignoring_case(pattern: str, action: str) 
     assert p.allows(action, f"{ARN}:topic/t") is expected
 
 
+@settings(deadline=None)  # correctness, not speed; the machine is shared
 @given(st.text(alphabet="ab*?", max_size=6), _TEXT)
 def test_a_substituted_client_id_matches_as_if_written_in_the_policy(
     client_id: str, text: str
