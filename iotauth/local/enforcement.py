@@ -11,7 +11,8 @@ differences from MQTT specifications", "MQTT 5 supported features", "MQTT reason
 
 - client id at most 128 bytes; payload at most 128 KB; topic at most 256 bytes and 7
   slashes (Basic Ingest's ``$aws/rules/<rule>/`` prefix not counted); 8 topic filters per
-  SUBSCRIBE; keep-alive 30-1200 s, a client silent for 1.5x its keep-alive is disconnected;
+  SUBSCRIBE (the AWS IoT Device SDK's ``AwsIotCoreDefaults`` client validation applies the
+  same four); keep-alive 30-1200 s, a client silent for 1.5x its keep-alive is disconnected;
 - QoS 0 and 1 only (CONNACK Maximum QoS 1): "When QoS level 2 is requested, the AWS IoT
   message broker does not send a PUBACK or SUBACK" (MQTT 3.1.1);
 - MQTT 5: Topic Alias Maximum 8, Receive Maximum 100, Maximum Packet Size 146 KB
