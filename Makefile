@@ -23,7 +23,7 @@ export PATH := $(BIN):$(PATH)
 export SAM_CLI_TELEMETRY := 0
 export AWS_SAM_CLI_TELEMETRY := 0
 
-.PHONY: help dev run web-deps test lint typecheck validate build pytest bench bench-node invoke browser-deps broker-deps interop-deps clean
+.PHONY: help dev run web-deps test lint typecheck validate build pytest bench bench-node invoke browser-deps broker-deps node-deps interop-deps clean
 
 help:
 	@echo "make run    start the local stack (gateway, signer, chat page) on 127.0.0.1"
@@ -80,14 +80,14 @@ bench: $(VENV)/.installed build $(LAMBDA_RUNTIME)/.installed bench-node
 
 bench-node: bench/node/node_modules/.package-lock.json
 
-bench/node/node_modules/.package-lock.json: bench/node/package-lock.json
+bench/node/node_modules/.package-lock.json: bench/node/package-lock.json | node-deps
 	cd bench/node && npm ci --no-audit --no-fund
 	@touch $@
 
 # The chat page's mqtt.js, from npm (never a CDN); re-run when the lock file changes.
 web-deps: web/node_modules/.package-lock.json
 
-web/node_modules/.package-lock.json: web/package-lock.json
+web/node_modules/.package-lock.json: web/package-lock.json | node-deps
 	cd web && npm ci --no-audit --no-fund
 	@touch $@
 
@@ -99,11 +99,21 @@ browser-deps: web-deps
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends chromium; }
 
 # Debian's mosquitto 2 (MQTT 5): the message engine behind the local gateway.
+# The package also enables a system mosquitto on localhost:1883 (make run's MQTT port) where
+# systemd runs: the stand-in starts its own engine, so that service is stopped and disabled.
 broker-deps:
 	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || { \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends mosquitto; }
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends mosquitto && \
+		if [ -d /run/systemd/system ]; then $$SUDO systemctl disable --now mosquitto || true; fi; }
+
+# Node.js and npm (Debian's) for mqtt.js (web/), the interop clients and bench/node.
+node-deps:
+	@command -v npm >/dev/null || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends nodejs npm; }
 
 # Client libraries for tests/interop beyond .venv's pins: mqtt.js is web/'s (node runs
 # tests/interop/node/client.mjs against it); linkkit in its own venv (it needs paho-mqtt<2).

@@ -188,11 +188,6 @@ class _ConnectionGrant:
         return Grant(self.policies, self.client_id, arn)
 
 
-def _identity(username: str | None) -> str:
-    """The name part of a username, for logs (never the password, never the query)."""
-    return (username or "").split("?", 1)[0][:64] or "-"
-
-
 # --- transports ---------------------------------------------------------------------------
 
 
@@ -1170,7 +1165,9 @@ class LocalGateway:
             )
             answer = await self._call_authorizer(event)
             if answer is None:
-                log.info("CONNECT refused by the authorizer: %s as %r", what, _identity(username))
+                # No username: for an unknown identity it may be a mistyped password (the
+                # authorizer logs names only for identities it knows).
+                log.info("CONNECT refused by the authorizer: %s", what)
                 return None
             grant = _ConnectionGrant(
                 kind="custom-auth",
