@@ -114,6 +114,10 @@ node-deps:
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends nodejs npm; }
+	@major=$$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0); \
+		[ "$$major" -ge 20 ] || echo "note: Node.js $$(node --version 2>/dev/null) here; web/ and" \
+		"tests/interop run on it, bench/node's AWS SDK v3 wants 20 or later (Debian 13's nodejs," \
+		"or NodeSource): make bench then measures this version" >&2
 
 # Client libraries for tests/interop beyond .venv's pins: mqtt.js is web/'s (node runs
 # tests/interop/node/client.mjs against it); linkkit in its own venv (it needs paho-mqtt<2).
