@@ -23,7 +23,8 @@ import hashlib
 import hmac
 import re
 import time
-from dataclasses import dataclass, field
+
+from iotauth.frozen import Frozen
 
 __all__ = [
     "CLIENT_ID_FORMS",
@@ -149,13 +150,29 @@ def sign(
     return hmac.new(key, content.encode("utf-8"), digest).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class AliyunClientId:
+class AliyunClientId(Frozen):
+    __slots__ = ("client_id", "params", "securemode", "signmethod", "timestamp")
     client_id: str  # the part before '|': what the device signed
     securemode: str | None
     signmethod: str
     timestamp: str | None
     params: tuple[tuple[str, str], ...]
+
+    def __init__(
+        self,
+        client_id: str,
+        securemode: str | None,
+        signmethod: str,
+        timestamp: str | None,
+        params: tuple[tuple[str, str], ...],
+    ) -> None:
+        self._init(
+            client_id=client_id,
+            securemode=securemode,
+            signmethod=signmethod,
+            timestamp=timestamp,
+            params=params,
+        )
 
 
 def parse_mqtt_client_id(mqtt_client_id: str) -> AliyunClientId | None:
@@ -197,14 +214,18 @@ def parse_username(username: str) -> tuple[str, str] | None:
     return device_name, product_key
 
 
-@dataclass(frozen=True, slots=True)
-class MqttCredentials:
+class MqttCredentials(Frozen):
     """What an MQTT client needs to connect to Aliyun IoT over WebSocket."""
 
+    __slots__ = ("client_id", "password", "url", "username")
+    _NOT_IN_REPR = frozenset({"password"})
     url: str
     client_id: str  # the full mqttClientId, ``id|securemode=…,signmethod=…,timestamp=…|``
     username: str
-    password: str = field(repr=False)
+    password: str
+
+    def __init__(self, url: str, client_id: str, username: str, password: str) -> None:
+        self._init(url=url, client_id=client_id, username=username, password=password)
 
     def as_dict(self) -> dict[str, str]:
         return {

@@ -83,6 +83,7 @@ from dataclasses import dataclass, field
 from iotauth import aliyun
 from iotauth.credentials import GENERATED_PREFIX, is_generated_shape, verify_password
 from iotauth.event import ConnectRequest
+from iotauth.frozen import Frozen
 from iotauth.lockout import (
     LockoutPolicy,
     LockoutState,
@@ -200,17 +201,46 @@ class Settings:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(Frozen):
+    __slots__ = (
+        "allowed",
+        "disconnect_after",
+        "policy_documents",
+        "principal_id",
+        "reason",
+        "refresh_after",
+        "username",
+    )
     allowed: bool
     reason: str  # "allowed" or why not: fixed strings, safe to log and to use as a metric
     # The identity's name, only when it exists: an unknown "username" may be a mistyped
     # password and must not reach a log.
-    username: str | None = None
-    principal_id: str | None = None
-    policy_documents: tuple[str, ...] = ()
-    disconnect_after: int = 0
-    refresh_after: int = 0
+    username: str | None
+    principal_id: str | None
+    policy_documents: tuple[str, ...]
+    disconnect_after: int
+    refresh_after: int
+
+    def __init__(
+        self,
+        allowed: bool,
+        reason: str,
+        *,
+        username: str | None = None,
+        principal_id: str | None = None,
+        policy_documents: tuple[str, ...] = (),
+        disconnect_after: int = 0,
+        refresh_after: int = 0,
+    ) -> None:
+        self._init(
+            allowed=allowed,
+            reason=reason,
+            username=username,
+            principal_id=principal_id,
+            policy_documents=policy_documents,
+            disconnect_after=disconnect_after,
+            refresh_after=refresh_after,
+        )
 
     def response(self) -> dict[str, object]:
         """The authorizer's response to IoT Core (REFERENCE §2)."""

@@ -47,7 +47,8 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+
+from iotauth.frozen import Frozen
 
 __all__ = [
     "GENERATED_PREFIX",
@@ -190,14 +191,33 @@ def imported_verifier(scheme: str, params: str, salt: bytes, digest: bytes) -> s
     return verifier
 
 
-@dataclass(frozen=True, slots=True)
-class _Parsed:
+class _Parsed(Frozen):
+    __slots__ = ("digest", "iterations", "position", "salt", "scheme", "scrypt")
     scheme: str
     salt: bytes
     digest: bytes
-    scrypt: tuple[int, int, int] = (0, 0, 0)
-    position: str = ""  # salted-*
-    iterations: int = 0  # pbkdf2-*
+    scrypt: tuple[int, int, int]
+    position: str  # salted-*
+    iterations: int  # pbkdf2-*
+
+    def __init__(
+        self,
+        scheme: str,
+        salt: bytes,
+        digest: bytes,
+        *,
+        scrypt: tuple[int, int, int] = (0, 0, 0),
+        position: str = "",
+        iterations: int = 0,
+    ) -> None:
+        self._init(
+            scheme=scheme,
+            salt=salt,
+            digest=digest,
+            scrypt=scrypt,
+            position=position,
+            iterations=iterations,
+        )
 
 
 def _parse(verifier: str) -> _Parsed:

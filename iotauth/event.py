@@ -24,8 +24,9 @@ import binascii
 import re
 from base64 import b64decode
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+from iotauth.frozen import Frozen
 
 __all__ = ["MAX_PASSWORD_BYTES", "ConnectRequest", "parse_connect_event", "split_username"]
 
@@ -40,21 +41,63 @@ _CONNECTION_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 _PROTOCOLS = frozenset({"tls", "http", "mqtt"})
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectRequest:
+class ConnectRequest(Frozen):
     """One connection attempt, as IoT Core describes it. Holds the password: never log it."""
 
-    problem: str | None = None  # why the event is malformed; None when it is well-formed
-    connection_id: str | None = None  # connectionMetadata.id, safe as a log correlation id
-    protocols: frozenset[str] = frozenset()
-    username: str | None = None  # without the query suffix
-    username_params: Mapping[str, str] = field(default_factory=dict)
-    password: bytes | None = field(default=None, repr=False)
-    client_id: str | None = None
-    server_name: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    query: Mapping[str, str] = field(default_factory=dict)
-    signature_verified: bool = False
+    __slots__ = (
+        "client_id",
+        "connection_id",
+        "headers",
+        "password",
+        "problem",
+        "protocols",
+        "query",
+        "server_name",
+        "signature_verified",
+        "username",
+        "username_params",
+    )
+    _NOT_IN_REPR = frozenset({"password"})
+    problem: str | None  # why the event is malformed; None when it is well-formed
+    connection_id: str | None  # connectionMetadata.id, safe as a log correlation id
+    protocols: frozenset[str]
+    username: str | None  # without the query suffix
+    username_params: Mapping[str, str]
+    password: bytes | None
+    client_id: str | None
+    server_name: str | None
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    signature_verified: bool
+
+    def __init__(
+        self,
+        *,
+        problem: str | None = None,
+        connection_id: str | None = None,
+        protocols: frozenset[str] = frozenset(),
+        username: str | None = None,
+        username_params: Mapping[str, str] | None = None,
+        password: bytes | None = None,
+        client_id: str | None = None,
+        server_name: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        query: Mapping[str, str] | None = None,
+        signature_verified: bool = False,
+    ) -> None:
+        self._init(
+            problem=problem,
+            connection_id=connection_id,
+            protocols=protocols,
+            username=username,
+            username_params={} if username_params is None else username_params,
+            password=password,
+            client_id=client_id,
+            server_name=server_name,
+            headers={} if headers is None else headers,
+            query={} if query is None else query,
+            signature_verified=signature_verified,
+        )
 
     @property
     def authorizer_name(self) -> str | None:

@@ -37,6 +37,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from iotauth.frozen import Frozen
+
 __all__ = ["LockoutPolicy", "LockoutState", "after_failure", "is_locked", "without_one_failure"]
 
 # TTL deletion is lazy (DynamoDB may keep an expired item for a while); the rules below
@@ -44,17 +46,22 @@ __all__ = ["LockoutPolicy", "LockoutState", "after_failure", "is_locked", "witho
 _TTL_SLACK_SECONDS = 60
 
 
-@dataclass(frozen=True, slots=True)
-class LockoutPolicy:
-    threshold: int = 5
-    window_seconds: int = 900
-    lockout_seconds: int = 900
+class LockoutPolicy(Frozen):
+    __slots__ = ("lockout_seconds", "threshold", "window_seconds")
+    threshold: int
+    window_seconds: int
+    lockout_seconds: int
 
-    def __post_init__(self) -> None:
-        if not 1 <= self.threshold <= 1000:
+    def __init__(
+        self, threshold: int = 5, window_seconds: int = 900, lockout_seconds: int = 900
+    ) -> None:
+        if not 1 <= threshold <= 1000:
             raise ValueError("lockout threshold must be 1-1000")
-        if not 1 <= self.window_seconds <= 86400 or not 1 <= self.lockout_seconds <= 86400:
+        if not 1 <= window_seconds <= 86400 or not 1 <= lockout_seconds <= 86400:
             raise ValueError("lockout durations must be 1-86400 seconds")
+        self._init(
+            threshold=threshold, window_seconds=window_seconds, lockout_seconds=lockout_seconds
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,8 @@ import hmac
 import secrets
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+
+from iotauth.frozen import Frozen
 
 __all__ = ["CACHEABLE_REASONS", "CachedDenial", "NegativeCache"]
 
@@ -41,17 +42,22 @@ CACHEABLE_REASONS = frozenset({"bad-password", "unknown-identity"})
 _REARM_REASON = "locked"
 
 
-@dataclass(frozen=True, slots=True)
-class CachedDenial:
+class CachedDenial(Frozen):
+    __slots__ = ("reason", "username")
     reason: str
     username: str | None  # the known identity's name (as the Decision had it), else None
 
+    def __init__(self, reason: str, username: str | None) -> None:
+        self._init(reason=reason, username=username)
 
-@dataclass(slots=True)
+
 class _Entry:
-    denial: CachedDenial
-    expires_at: float
-    verified_at: float  # when this triple was last verified wrong
+    __slots__ = ("denial", "expires_at", "verified_at")
+
+    def __init__(self, denial: CachedDenial, expires_at: float, verified_at: float) -> None:
+        self.denial = denial
+        self.expires_at = expires_at
+        self.verified_at = verified_at  # when this triple was last verified wrong
 
 
 class NegativeCache:

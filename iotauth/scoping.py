@@ -31,9 +31,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+from iotauth.frozen import Frozen
 from iotauth.names import WEB_PREFIX, InvalidName, validate_client_id
 
 __all__ = [
@@ -229,21 +229,22 @@ def grant_problem(
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class ArnContext:
+class ArnContext(Frozen):
     """Where the policy applies: ``arn:<partition>:iot:<region>:<account>:…``."""
 
+    __slots__ = ("account", "partition", "region")
     partition: str
     region: str
     account: str
 
-    def __post_init__(self) -> None:
-        if not _PARTITION.fullmatch(self.partition):
-            raise ValueError(f"invalid partition: {self.partition!r}")
-        if not _REGION.fullmatch(self.region):
-            raise ValueError(f"invalid region: {self.region!r}")
-        if not _ACCOUNT.fullmatch(self.account):
+    def __init__(self, partition: str, region: str, account: str) -> None:
+        if not _PARTITION.fullmatch(partition):
+            raise ValueError(f"invalid partition: {partition!r}")
+        if not _REGION.fullmatch(region):
+            raise ValueError(f"invalid region: {region!r}")
+        if not _ACCOUNT.fullmatch(account):
             raise ValueError("invalid account id: expected 12 digits")
+        self._init(partition=partition, region=region, account=account)
 
     @classmethod
     def from_function_arn(cls, arn: str) -> ArnContext:
@@ -257,36 +258,53 @@ class ArnContext:
         return f"arn:{self.partition}:iot:{self.region}:{self.account}:{kind}/{name}"
 
 
-@dataclass(frozen=True, slots=True)
-class Scope:
+class Scope(Frozen):
     """What one authenticated identity may do.
 
     ``rooms``: shared rooms; in each it publishes as each of ``senders`` (default: its
     client ids), which must be client ids bound to this identity alone.
     """
 
+    __slots__ = ("client_ids", "namespaces", "publish", "rooms", "senders", "subscribe")
     client_ids: tuple[str, ...]
     namespaces: tuple[str, ...]
-    publish: tuple[str, ...] = field(default=())
-    subscribe: tuple[str, ...] = field(default=())
-    rooms: tuple[str, ...] = field(default=())
-    senders: tuple[str, ...] = field(default=())
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+    rooms: tuple[str, ...]
+    senders: tuple[str, ...]
 
-    def __post_init__(self) -> None:
-        if not self.client_ids:
+    def __init__(
+        self,
+        client_ids: tuple[str, ...],
+        namespaces: tuple[str, ...],
+        *,
+        publish: tuple[str, ...] = (),
+        subscribe: tuple[str, ...] = (),
+        rooms: tuple[str, ...] = (),
+        senders: tuple[str, ...] = (),
+    ) -> None:
+        if not client_ids:
             raise InvalidName("an identity needs at least one client id")
-        for namespace in self.namespaces:
+        for namespace in namespaces:
             # A namespace becomes "<ns>/*": it must be a literal path, never a pattern.
             if not _LITERAL_PATH.fullmatch(namespace):
                 raise InvalidName(f"invalid topic namespace: {namespace!r}")
-        for topic in (*self.publish, *self.subscribe):
+        for topic in (*publish, *subscribe):
             validate_topic_grant(topic)
-        for room in self.rooms:
+        for room in rooms:
             if not _LITERAL_PATH.fullmatch(room) or room.startswith("/"):
                 raise InvalidName(f"invalid room: {room!r}")
-        for sender in self.senders:
+        for sender in senders:
             # The last level of "<room>/<sender>": a literal client id, never a pattern.
             validate_client_id(sender)
+        self._init(
+            client_ids=client_ids,
+            namespaces=namespaces,
+            publish=publish,
+            subscribe=subscribe,
+            rooms=rooms,
+            senders=senders,
+        )
 
     @property
     def room_senders(self) -> tuple[str, ...]:
@@ -321,7 +339,12 @@ class Scope:
             raise InvalidName("client id not bound to this identity")
         senders = self.senders or (client_id,)
         return Scope(
-            (client_id,), self.namespaces, self.publish, self.subscribe, self.rooms, senders
+            (client_id,),
+            self.namespaces,
+            publish=self.publish,
+            subscribe=self.subscribe,
+            rooms=self.rooms,
+            senders=senders,
         )
 
 

@@ -33,10 +33,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from iotauth.aws_json import DYNAMODB, AwsError, AwsJsonClient
+from iotauth.frozen import Frozen
 from iotauth.lockout import LockoutPolicy, LockoutState
 from iotauth.records import (
     IDENTITY_PREFIX,
@@ -106,15 +106,29 @@ def _topics_changed(old: IdentityRecord, new: IdentityRecord) -> bool:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Lookup:
+class Lookup(Frozen):
     """An identity (None when unknown), whether its item was unreadable, and its counter;
     with ``lookup(…, client_id=…)`` also who owns that client id (None: nobody)."""
 
+    __slots__ = ("client_id_owner", "invalid_record", "lockout", "record")
     record: IdentityRecord | None
     lockout: LockoutState | None
-    invalid_record: bool = False
-    client_id_owner: str | None = None
+    invalid_record: bool
+    client_id_owner: str | None
+
+    def __init__(
+        self,
+        record: IdentityRecord | None,
+        lockout: LockoutState | None,
+        invalid_record: bool = False,
+        client_id_owner: str | None = None,
+    ) -> None:
+        self._init(
+            record=record,
+            lockout=lockout,
+            invalid_record=invalid_record,
+            client_id_owner=client_id_owner,
+        )
 
 
 class CredentialStore(Protocol):
