@@ -452,11 +452,16 @@ class _Connection:
     def _connect(self) -> None:
         endpoint = self._endpoint
         connect_timeout, read_timeout = self._timeouts
-        sock = socket.create_connection((endpoint.host, endpoint.port), timeout=connect_timeout)
+        # An ASCII host (every AWS one) goes to getaddrinfo and to TLS as bytes: as a str it
+        # would be IDNA-encoded, which imports encodings.idna and unicodedata (~2 ms) inside
+        # the first request. Same bytes either way: IDNA leaves ASCII labels as they are.
+        host = endpoint.host.encode("ascii") if endpoint.host.isascii() else endpoint.host
+        address = (host, endpoint.port)  # getaddrinfo takes bytes; typeshed says str only
+        sock = socket.create_connection(address, timeout=connect_timeout)  # type: ignore[arg-type]
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if endpoint.scheme == "https":
-                sock = _tls_context().wrap_socket(sock, server_hostname=endpoint.host)
+                sock = _tls_context().wrap_socket(sock, server_hostname=host)
             sock.settimeout(read_timeout)
         except BaseException:
             sock.close()
