@@ -51,12 +51,14 @@ MAX_CLIENT_ID = 64
 _PARAM = re.compile(r"[A-Za-z0-9_]{1,32}=[A-Za-z0-9_.-]{1,64}")
 _PRODUCT_KEY = re.compile(r"[A-Za-z0-9]{1,32}")
 _DEVICE_NAME = re.compile(r"[A-Za-z0-9_.@:-]{1,64}")
+# Only mqtt_credentials (the CLI, the local stand-in) checks these: patterns that re
+# compiles (and caches) at their first use, not at the authorizer's import.
 # What may stand before the '|': no '|', ',', '=' or white space, which would change the
 # meaning of the extension parameters.
-_CLIENT_ID = re.compile(r"[A-Za-z0-9_.@:&-]+")
-_REGION = re.compile(r"[a-z]{2}-[a-z]+(-\d{1,2})?")
-_INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
-_TIMESTAMP = re.compile(r"\d{1,20}")
+_CLIENT_ID = r"[A-Za-z0-9_.@:&-]+"
+_REGION = r"[a-z]{2}-[a-z]+(-\d{1,2})?"
+_INSTANCE_ID = r"[A-Za-z0-9][A-Za-z0-9-]{0,63}"
+_TIMESTAMP = r"\d{1,20}"
 _SCHEMES = {2: "wss", 3: "ws"}  # securemode 2 = WebSocket over TLS, 3 = plain WebSocket
 
 
@@ -266,7 +268,7 @@ def mqtt_credentials(
         raise ValueError("the client id must be a non-empty string")
     if len(client_id) > MAX_CLIENT_ID:
         raise ValueError(f"the client id must be at most {MAX_CLIENT_ID} characters")
-    if not _CLIENT_ID.fullmatch(client_id):
+    if not re.fullmatch(_CLIENT_ID, client_id):
         raise ValueError("invalid client id: letters, digits and _ . @ : & - only")
     method = signmethod.lower() if isinstance(signmethod, str) else ""
     if method not in SIGN_METHODS:
@@ -279,14 +281,14 @@ def mqtt_credentials(
     elif isinstance(timestamp, bool) or not isinstance(timestamp, int | str):
         raise ValueError("timestamp must be digits")
     timestamp = str(timestamp)
-    if not _TIMESTAMP.fullmatch(timestamp):
+    if not re.fullmatch(_TIMESTAMP, timestamp):
         raise ValueError("timestamp must be digits")
     if instance_id is not None:
-        if not isinstance(instance_id, str) or not _INSTANCE_ID.fullmatch(instance_id):
+        if not isinstance(instance_id, str) or not re.fullmatch(_INSTANCE_ID, instance_id):
             raise ValueError("invalid instance id")
         host = f"{instance_id}.mqtt.iothub.aliyuncs.com"
     else:
-        if not isinstance(region, str) or not _REGION.fullmatch(region):
+        if not isinstance(region, str) or not re.fullmatch(_REGION, region):
             raise ValueError(f"invalid region: {region!r}")
         host = f"{product_key}.iot-as-mqtt.{region}.aliyuncs.com"
     password = sign(
