@@ -63,12 +63,16 @@ Aliyun password is stale once the skew window has passed, so a refresh would den
 drop a healthy device. For those time-limited credentials the answer's
 ``refreshAfterInSeconds`` is therefore its ``disconnectAfterInSeconds``: the session is
 never refreshed with stale credentials; it ends at disconnect time and the device (whose
-SDK reconnects by itself) signs a fresh timestamp. The price is that disabling or removing
-such a device, or changing its grants, takes effect only when its session ends, so the
-session is kept short: ``disconnectAfterInSeconds`` is the record's (300–86400) or else one
-hour (``ALIYUN_TIMED_DISCONNECT_SECONDS``, or the deployment's default if that is shorter);
-a record's ``refreshAfterInSeconds`` does not apply. Aliyun identities allowed to connect
-without a timestamp, and all password identities, are refreshed as usual.
+SDK reconnects by itself) signs a fresh timestamp. Such a full client id also changes on
+every connection, so ``DeleteConnection`` cannot name it (:mod:`iotauth.revocation`), and
+neither can it name an Aliyun session on an inner client id the record does not list (an
+``any_client_id`` device's MAC). Disabling or removing such a device, or changing its
+grants, takes effect only when its session ends, so both kinds get the same bounded
+session (:func:`bounded_session_seconds`): ``disconnectAfterInSeconds`` is the record's
+(300–86400) or else one hour (``ALIYUN_TIMED_DISCONNECT_SECONDS``, or the deployment's
+default if that is shorter), and ``refreshAfterInSeconds`` equals it (a record's own does
+not apply). Sessions revocation can name — password identities, and Aliyun sessions
+without a timestamp on a listed client id — are refreshed as usual.
 """
 
 from __future__ import annotations
@@ -110,7 +114,7 @@ from iotauth.scoping import (
 )
 from iotauth.store import CredentialStore, Lookup, StoreError
 
-__all__ = ["Decision", "Settings", "authenticate"]
+__all__ = ["Decision", "Settings", "authenticate", "bounded_session_seconds"]
 
 _DUMMY_ALIYUN_SECRET = b"\x00" * 32
 # Aliyun's connect modes (REFERENCE §7): 2 = TLS / wss, 3 = TCP / ws. See the module notes.
@@ -131,6 +135,19 @@ _MAX_STORE_DEADLINE_SECONDS = 4.5
 
 def _clamp(value: int) -> int:
     return min(MAX_DURATION, max(MIN_DURATION, value))
+
+
+def bounded_session_seconds(record: IdentityRecord, deployment_disconnect_seconds: int) -> int:
+    """How long a session whose full client id revocation cannot name lasts (never refreshed).
+
+    The one rule for the authorizer's answer and for what ``devices disable`` promises
+    (:mod:`iotauth.revocation`): the record's ``disconnectAfter``, else one hour or the
+    deployment's default if that is shorter.
+    """
+    return _clamp(
+        record.disconnect_after
+        or min(ALIYUN_TIMED_DISCONNECT_SECONDS, deployment_disconnect_seconds)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -548,11 +565,12 @@ def _decide(  # noqa: PLR0917 — private; called once, positionally
         return _deny("policy-too-large", known)
     except InvalidName:  # a stored grant that is no longer valid, a reserved name
         return _deny("invalid-record", known)
-    if aliyun_id is not None and aliyun_id.timestamp is not None:
-        # Time-limited credentials: never refreshed (see the module notes).
-        disconnect = record.disconnect_after or min(
-            ALIYUN_TIMED_DISCONNECT_SECONDS, settings.disconnect_after_seconds
-        )
+    if aliyun_id is not None and (
+        aliyun_id.timestamp is not None or aliyun_id.client_id not in record.allowed_client_ids()
+    ):
+        # Time-limited credentials, or a client id revocation cannot name: a bounded
+        # session, never refreshed (see the module notes).
+        disconnect = bounded_session_seconds(record, settings.disconnect_after_seconds)
         refresh = disconnect
     else:
         disconnect = record.disconnect_after or settings.disconnect_after_seconds

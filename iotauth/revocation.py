@@ -14,11 +14,13 @@ What cannot be enumerated: IoT sees an Aliyun device's *full* MQTT client id,
 ``inner|securemode=…,signmethod=…,timestamp=<ts>|``; with a timestamp it changes on every
 connection and is stored nowhere (recording it would be a write on every CONNECT). Such a
 session is bounded instead: it is never refreshed and ends at its ``disconnectAfter``
-(one hour unless the record says otherwise, :mod:`iotauth.authenticate`), after which the
-disabled device's next CONNECT is refused. The same holds for any identity whose record
-lets it choose its client id freely. The plan says so (``bounded_seconds``), and the CLI
-prints it. Without a timestamp, the spellings real SDKs send (``securemode`` 2 or 3, each
-sign method) are closed.
+(one hour unless the record says otherwise), after which the disabled device's next
+CONNECT is refused. The same holds for an Aliyun session on an inner id the record does
+not list (``any_client_id``). The authorizer gives both that bound and the plan reports it
+(``bounded_seconds``, printed by the CLI) from one rule,
+:func:`iotauth.authenticate.bounded_session_seconds`. Without a timestamp, on a listed id,
+the full id is what the authorizer accepts (:func:`iotauth.aliyun.canonical_client_id`:
+the record's client-id form, ``securemode`` 2 or 3, each sign method); those are closed.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from iotauth import aliyun
-from iotauth.authenticate import ALIYUN_TIMED_DISCONNECT_SECONDS
+from iotauth.authenticate import bounded_session_seconds
 from iotauth.records import IdentityRecord
 
 __all__ = [
@@ -41,8 +43,6 @@ __all__ = [
     "plan_for",
     "revoke",
 ]
-
-_SECUREMODES = ("2", "3")
 
 
 class RevocationError(Exception):
@@ -67,12 +67,19 @@ class RevocationReport:
     plan: RevocationPlan | None = None
 
 
-def _aliyun_spellings(inner: str) -> list[str]:
-    return [
-        f"{inner}|securemode={mode},signmethod={method}|"
-        for mode in _SECUREMODES
-        for method in sorted(aliyun.SIGN_METHODS)
-    ]
+def _aliyun_spellings(record: IdentityRecord, inner: str) -> list[str]:
+    """The full ids the authorizer accepts for ``inner`` without a timestamp (one per
+    transport and sign method, in the record's client-id form)."""
+    try:
+        return [
+            aliyun.canonical_client_id(
+                inner, form=record.client_id_form, tls=tls, signmethod=method, timestamp=None
+            )
+            for tls in (True, False)
+            for method in sorted(aliyun.SIGN_METHODS)
+        ]
+    except ValueError:  # an invalid form: the authorizer accepts no connection under it
+        return []
 
 
 def plan_for(
@@ -81,23 +88,16 @@ def plan_for(
     """Which client ids ``record``'s live connections can have (see the module notes)."""
     ids = list(record.allowed_client_ids())
     if record.kind != "aliyun":
-        bounded = 0
-        why = ""
-        if getattr(record, "any_client_id", False):  # identity's flag (COORDINATION §5)
-            bounded = record.disconnect_after or deployment_disconnect_seconds
-            why = "it may connect with any client id"
-        return RevocationPlan(tuple(ids), bounded, why)
+        return RevocationPlan(tuple(ids))  # it may use exactly these (authenticate.py)
     # Aliyun: the inner ids themselves (harmless if unused), and the full ids of
     # connections without a timestamp, which are fixed strings.
     candidates = list(ids)
     if record.allow_no_timestamp:
         for inner in ids:
-            candidates.extend(_aliyun_spellings(inner))
-    bounded = record.disconnect_after or min(
-        ALIYUN_TIMED_DISCONNECT_SECONDS, deployment_disconnect_seconds
-    )
+            candidates.extend(_aliyun_spellings(record, inner))
+    bounded = bounded_session_seconds(record, deployment_disconnect_seconds)
     why = "an Aliyun client id carries the connection's signed timestamp"
-    if getattr(record, "any_client_id", False):
+    if record.any_client_id:
         why = "it may connect with any client id it signs"
     return RevocationPlan(tuple(dict.fromkeys(candidates)), bounded, why)
 

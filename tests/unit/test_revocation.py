@@ -8,6 +8,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from iotauth import aliyun
+from iotauth.authenticate import Decision, Settings
 from iotauth.credentials import hash_generated_secret
 from iotauth.records import IdentityRecord
 from iotauth.revocation import (
@@ -18,6 +20,8 @@ from iotauth.revocation import (
     plan_for,
     revoke,
 )
+from iotauth.store import MemoryStore
+from tests.authorizer_support import NOW, add_aliyun_identity, connect_event, decide
 
 VERIFIER = hash_generated_secret("iotsk_" + "A" * 43)
 
@@ -143,16 +147,121 @@ def test_client_id_is_percent_encoded_in_the_path(aws_env: None) -> None:
 
 
 def test_identities_allowed_any_client_id_are_bounded() -> None:
-    """identity's `any_client_id` records (COORDINATION §5): their ids cannot be named."""
-    from dataclasses import dataclass
-
-    @dataclass(frozen=True)
-    class AnyId(IdentityRecord):
-        any_client_id: bool = True
-
-    aliyun_any = AnyId(username="dev1&pk1", kind="aliyun", device_secret="s3cret")
-    plan = plan_for(aliyun_any)
+    """An Aliyun `any_client_id` device may sign ids no record lists: they cannot be named."""
+    plan = plan_for(_aliyun(any_client_id=True))
     assert plan.bounded_seconds == 3600 and "any client id" in plan.why_bounded
-    device_any = AnyId(username="sensor-1", kind="secret", verifier=VERIFIER)
-    plan = plan_for(device_any, deployment_disconnect_seconds=7200)
-    assert plan.client_ids == ("sensor-1",) and plan.bounded_seconds == 7200
+    # A password identity may use exactly its listed ids (authenticate.py): nothing bounded.
+    assert plan_for(_device(client_ids=("sensor-1",))).bounded_seconds == 0
+
+
+# -- the plan against what the authorizer really accepts (review 09:47) -------------------
+
+_LINKKIT_PARAMS = "securemode={m},signmethod={s},ext=1,_ss=1,lan=Python,_v=1.2.13"
+
+
+def _no_timestamp_connect(
+    store: MemoryStore, client_id: str, params: str, *, tls: bool = True
+) -> tuple[str, Decision]:
+    method = params.split("signmethod=")[1].split(",", maxsplit=1)[0]
+    password = aliyun.sign(
+        "s3cret",
+        client_id=client_id,
+        device_name="dev1",
+        product_key="pk1",
+        timestamp=None,
+        signmethod=method,
+    )
+    full_id = f"{client_id}|{params}|"
+    event = connect_event(
+        "dev1&pk1", password, full_id, suffix="?x-amz-customauthorizer-name=iotauth"
+    )
+    if not tls:
+        event["protocols"] = ["mqtt"]  # the local stand-in's plain ports (securemode=3)
+    return full_id, decide(store, event)
+
+
+def _unbounded_or_named(plan: RevocationPlan, full_id: str, decision: Decision) -> None:
+    """Every accepted session is either closed by the plan or ends within its bound."""
+    assert decision.allowed, decision.reason
+    if full_id in plan.client_ids:
+        return
+    assert plan.bounded_seconds > 0
+    assert decision.disconnect_after == decision.refresh_after == plan.bounded_seconds
+
+
+@pytest.mark.parametrize(
+    ("tls", "mode", "method"),
+    [(True, "2", "hmacsha1"), (True, "2", "hmacsha256"), (False, "3", "hmacmd5")],
+)
+def test_plan_names_the_linkkit_form_ids_the_authorizer_accepts(
+    tls: bool, mode: str, method: str
+) -> None:
+    store = MemoryStore()
+    add_aliyun_identity(
+        store, "dev1", "pk1", "s3cret", allow_no_timestamp=True, client_id_form="linkkit"
+    )
+    params = _LINKKIT_PARAMS.format(m=mode, s=method)
+    full_id, decision = _no_timestamp_connect(store, "pk1&dev1", params, tls=tls)
+    assert decision.allowed, decision.reason
+    plan = plan_for(store.identities["dev1&pk1"])
+    assert full_id in plan.client_ids  # DeleteConnection closes it at once
+    # ... so the session itself is refreshed as usual (the deployment's default).
+    assert decision.disconnect_after == decision.refresh_after == 86400
+
+
+def test_an_unlisted_client_id_without_timestamp_gets_the_bounded_session() -> None:
+    store = MemoryStore()
+    add_aliyun_identity(store, "dev1", "pk1", "s3cret", allow_no_timestamp=True, any_client_id=True)
+    full_id, decision = _no_timestamp_connect(store, "AA-BB-CC", "securemode=2,signmethod=hmacsha1")
+    plan = plan_for(store.identities["dev1&pk1"])
+    assert full_id not in plan.client_ids  # no record lists AA-BB-CC
+    assert plan.bounded_seconds == 3600
+    _unbounded_or_named(plan, full_id, decision)
+    assert decision.disconnect_after == 3600  # not the deployment's 86400
+    # The record's own bound, and a shorter deployment default, apply to both alike.
+    short = Settings(table="t", disconnect_after_seconds=900, refresh_after_seconds=900)
+    event = connect_event(
+        "dev1&pk1",
+        aliyun.sign(
+            "s3cret", client_id="AA-BB-CC", device_name="dev1", product_key="pk1", timestamp=None
+        ),
+        full_id,
+        suffix="?x-amz-customauthorizer-name=iotauth",
+    )
+    decision = decide(store, event, settings=short)
+    plan = plan_for(store.identities["dev1&pk1"], deployment_disconnect_seconds=900)
+    _unbounded_or_named(plan, full_id, decision)
+    assert plan.bounded_seconds == 900
+
+
+@pytest.mark.parametrize("form", [None, "linkkit"])
+@pytest.mark.parametrize("inner", ["pk1&dev1", "AA-BB-CC", "SERIAL-9"])
+@pytest.mark.parametrize("with_timestamp", [False, True])
+def test_every_accepted_session_is_named_or_bounded(
+    form: str | None, inner: str, with_timestamp: bool
+) -> None:
+    store = MemoryStore()
+    add_aliyun_identity(
+        store,
+        "dev1",
+        "pk1",
+        "s3cret",
+        allow_no_timestamp=True,
+        any_client_id=True,
+        client_id_form=form,
+        client_ids=("SERIAL-9",),
+        disconnect_after=1200 if inner == "SERIAL-9" else None,
+    )
+    record = store.identities["dev1&pk1"]
+    timestamp = str(NOW * 1000) if with_timestamp else None
+    full_id = aliyun.canonical_client_id(
+        inner, form=form, tls=True, signmethod="hmacsha1", timestamp=timestamp
+    )
+    password = aliyun.sign(
+        "s3cret", client_id=inner, device_name="dev1", product_key="pk1", timestamp=timestamp
+    )
+    event = connect_event(
+        "dev1&pk1", password, full_id, suffix="?x-amz-customauthorizer-name=iotauth"
+    )
+    decision = decide(store, event)
+    _unbounded_or_named(plan_for(record), full_id, decision)
