@@ -183,7 +183,8 @@ DeleteConnection = Callable[[str, bool, bool], bool]
 
 def _data_plane(app: Any, delete_connection: Callable[[], DeleteConnection | None]) -> Any:
     """A WSGI app answering ``DELETE /connections/{clientId}`` as IoT's data plane does
-    (API_iotdata_DeleteConnection), everything else by ``app`` (moto)."""
+    (API_iotdata_DeleteConnection), everything else by ``app`` (moto) — for SDKs only: a
+    request with an ``Origin`` header or another ``Host`` gets 403 and no CORS headers."""
 
     def respond(start_response: Any, status: str, body: dict[str, str], error: str = "") -> Any:
         payload = json.dumps(body).encode()
@@ -194,6 +195,15 @@ def _data_plane(app: Any, delete_connection: Callable[[], DeleteConnection | Non
         return [payload]
 
     def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+        # This endpoint holds every verifier and device secret of the stack, and moto answers
+        # any origin with CORS headers: refuse what only a browser sends (an Origin header) and
+        # any other host name (DNS rebinding). SDKs send neither.
+        host = str(environ.get("HTTP_HOST", "")).lower()
+        port = str(environ.get("SERVER_PORT", ""))
+        if "HTTP_ORIGIN" in environ or host not in (f"127.0.0.1:{port}", f"localhost:{port}"):
+            return respond(
+                start_response, "403 Forbidden", {"message": "SDK requests only"}, "AccessDenied"
+            )
         path = environ.get("PATH_INFO", "")
         if environ.get("REQUEST_METHOD") != "DELETE" or not path.startswith("/connections/"):
             return app(environ, start_response)
