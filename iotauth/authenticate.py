@@ -35,7 +35,7 @@ exist:
    because the policy names only the identity's own client ids, as literals.
 
 Time: IoT Core waits 5 s for an answer. Each store call is bounded by the client's timeouts
-(:mod:`iotauth.store`, ~1.5 s at worst), but a decision may make several (lost races on the
+(:mod:`iotauth.store`, 1.5 s at worst), but a decision may make several (lost races on the
 counter are retried), so a slow table that still answers could add them up past 5 s.
 Every decision therefore has one deadline (``Settings.store_deadline_seconds``, 2.5 s from
 the start of the decision on a monotonic clock): no store call starts after it, and reaching it
@@ -121,11 +121,11 @@ _DUMMY_ALIYUN_SECRET = b"\x00" * 32
 _SECUREMODES = frozenset({"2", "3"})
 _SAVE_ATTEMPTS = 3
 # No store call starts later than this after the decision began. A call that starts just
-# before it may still take ~1.5 s (the client's per-call timeouts and attempts,
-# iotauth.store), so a decision spends at most ~4 s on the store however many calls lost
-# races would need; with a cold start (runtime init and imports, ~0.2 s; the DynamoDB
-# client is built at init, its first connection is made inside the deadline) that stays
-# below IoT Core's 5 s with room for the invoke itself.
+# before it may still take up to 1.5 s (the client's deadline for one call, attempts
+# included: iotauth.store's CALL_TIMEOUT), so a decision spends at most ~4 s on the store
+# however many calls lost races would need; with a cold start (runtime init and imports,
+# ~0.2 s; the DynamoDB client is built at init, its first connection is made inside the
+# deadline) that stays below IoT Core's 5 s with room for the invoke itself.
 STORE_DEADLINE_SECONDS = 2.5
 # How long a session on time-limited (timestamped Aliyun) credentials lasts unless its
 # record says otherwise; revocation takes effect at the latest then (module notes).

@@ -20,21 +20,27 @@ environment Lambda gives a function:
   ``AWS_USE_FIPS_ENDPOINT``; dual-stack endpoints are refused rather than guessed).
 
 Failure behaviour, the reason this exists instead of botocore (whose client costs ~175 ms
-of cold start): a connect timeout and a read timeout (per socket operation, as botocore's)
-and ``max_attempts`` attempts in all. Connection errors, timeouts, HTTP 500/502/503/504,
-a bad CRC32 (DynamoDB) and the throttling codes botocore's ``standard`` mode retries are
-retried after a full-jitter backoff (``rand × 1 s`` when throttled, else
-``rand × base``; DynamoDB's base is 25 ms, as botocore's). Anything else (a conditional
-check, a missing table, expired or invalid credentials) is not retried. One keep-alive
-connection per concurrent caller is kept; a reused connection that the server had closed
-is reopened once without counting an attempt. Construction reads the configuration but
-opens no connection, so a client built during Lambda's init (or captured by a SnapStart
-snapshot) holds no socket; the CA bundle is loaded then too when the init is captured
-(SnapStart, provisioned concurrency), else by the first connection.
+of cold start): a connect timeout (TCP connect and TLS handshake together) and a read
+timeout (each socket read, as botocore's), and, unlike botocore's, a deadline for the
+whole exchange: one attempt ends within ``connect_timeout + read_timeout`` however slowly
+a server trickles its answer; with ``total_timeout`` the whole call (every attempt and
+backoff) ends within that too. ``max_attempts`` attempts in all. Name resolution
+(``getaddrinfo``) is outside these bounds: the standard library cannot time it out.
+Connection errors, timeouts, HTTP 500/502/503/504, a bad CRC32 (DynamoDB) and the
+throttling codes botocore's ``standard`` mode retries are retried after a full-jitter
+backoff (``rand × 1 s`` when throttled, else ``rand × base``; DynamoDB's base is 25 ms, as
+botocore's). Anything else (a conditional check, a missing table, expired or invalid
+credentials) is not retried. One keep-alive connection per concurrent caller is kept; a
+reused connection that the server had closed is reopened once without counting an attempt
+(within the attempt's bound). Construction reads the configuration but opens no
+connection, so a client built during Lambda's init (or captured by a SnapStart snapshot)
+holds no socket; the CA bundle is loaded then too when the init is captured (SnapStart,
+provisioned concurrency), else by the first connection.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -426,9 +432,28 @@ _MAX_HEADERS = 100
 _MAX_BODY = 16 * 2**20
 
 
+class _Reads(io.RawIOBase):
+    """The connection's socket reads, each within ``read_timeout`` and none past the
+    exchange's deadline: what bounds an answer that is trickled byte by byte."""
+
+    def __init__(self, conn: _Connection) -> None:
+        self._conn = conn
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        conn = self._conn
+        assert conn._sock is not None
+        conn._sock.settimeout(conn._left(conn._read_timeout))
+        return conn._sock.recv_into(buffer)
+
+
 class _Connection:
-    """One HTTP/1.1 connection: TCP connect (and the TLS handshake) within
-    ``connect_timeout``, then ``read_timeout`` per socket operation, as botocore's.
+    """One HTTP/1.1 connection: TCP connect and the TLS handshake within
+    ``connect_timeout``, then ``read_timeout`` per socket operation, as botocore's, and
+    each exchange (connecting if needed, sending, the whole answer) within
+    ``connect_timeout + read_timeout`` or the caller's earlier ``deadline``.
 
     The standard library's ``http.client`` would do, but it imports the ``email`` package
     (~10 ms of cold start) to parse headers; AWS's answers need only this much: a status
@@ -438,9 +463,18 @@ class _Connection:
     def __init__(self, endpoint: Endpoint, connect_timeout: float, read_timeout: float) -> None:
         self._endpoint = endpoint
         self._timeouts = (connect_timeout, read_timeout)
+        self._read_timeout = read_timeout
+        self._deadline = 0.0  # time.monotonic() of the current exchange's end
         self._sock: socket.socket | None = None
         self._reader: Any = None
         self.reusable = False
+
+    def _left(self, limit: float) -> float:
+        """``limit``, or less if the exchange's deadline is nearer; TimeoutError once past."""
+        left = min(limit, self._deadline - time.monotonic())
+        if left <= 0:
+            raise TimeoutError("deadline passed")
+        return left
 
     def close(self) -> None:
         self.reusable = False
@@ -457,20 +491,34 @@ class _Connection:
         # the first request. Same bytes either way: IDNA leaves ASCII labels as they are.
         host = endpoint.host.encode("ascii") if endpoint.host.isascii() else endpoint.host
         address = (host, endpoint.port)  # getaddrinfo takes bytes; typeshed says str only
-        sock = socket.create_connection(address, timeout=connect_timeout)  # type: ignore[arg-type]
+        connected_by = time.monotonic() + connect_timeout
+        timeout = self._left(connect_timeout)
+        sock = socket.create_connection(address, timeout=timeout)  # type: ignore[arg-type]
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if endpoint.scheme == "https":
+                # The socket's timeout bounds the whole handshake (CPython's ssl module
+                # keeps one deadline across its reads and writes), here what is left.
+                sock.settimeout(self._left(connected_by - time.monotonic()))
                 sock = _tls_context().wrap_socket(sock, server_hostname=host)
             sock.settimeout(read_timeout)
         except BaseException:
             sock.close()
             raise
-        self._sock, self._reader = sock, sock.makefile("rb")
+        self._sock, self._reader = sock, io.BufferedReader(_Reads(self))
 
     def request(
-        self, method: str, target: str, headers: Mapping[str, str], body: bytes
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        deadline: float | None = None,
     ) -> HttpResponse:
+        """One exchange, ending by ``deadline`` (``time.monotonic()``) if given (class notes)."""
+        budget = self._read_timeout + (self._timeouts[0] if self._sock is None else 0.0)
+        own = time.monotonic() + budget
+        self._deadline = own if deadline is None else min(own, deadline)
         lines = [f"{method} {target} HTTP/1.1"]
         for name, value in {**headers, "Content-Length": str(len(body))}.items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
@@ -481,6 +529,7 @@ class _Connection:
             self._connect()
         assert self._sock is not None
         self.reusable = False
+        self._sock.settimeout(self._left(self._read_timeout))  # sendall: one total timeout
         self._sock.sendall(head + body)
         return self._read_response(method)
 
@@ -603,16 +652,20 @@ class AwsTransport:
         connect_timeout: float,
         read_timeout: float,
         max_attempts: int,
+        total_timeout: float | None = None,
         user_agent: str = "iotauth",
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if total_timeout is not None and not total_timeout > 0:
+            raise ValueError("total_timeout must be positive")
         self.service = service
         self.region = region
         self.endpoint = endpoint
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.max_attempts = max_attempts
+        self.total_timeout = total_timeout
         self._user_agent = user_agent
         if credentials is not None:
             self._credentials = _CredentialSource(
@@ -647,6 +700,7 @@ class AwsTransport:
         connect_timeout: float,
         read_timeout: float,
         max_attempts: int,
+        total_timeout: float | None = None,
     ) -> AwsTransport:
         """Region, endpoint and credentials from the environment; raises :class:`ConfigError`."""
         env = os.environ if env is None else env
@@ -659,6 +713,7 @@ class AwsTransport:
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             max_attempts=max_attempts,
+            total_timeout=total_timeout,
         )
 
     def close(self) -> None:
@@ -685,12 +740,14 @@ class AwsTransport:
         the error code of a non-2xx answer (default: the JSON protocols' ``__type``).
         """
         read_code = error_code or json_error_code
+        total = self.total_timeout
+        deadline = None if total is None else time.monotonic() + total
         attempt = 0
         while True:
             attempt += 1
             throttled = False
             try:
-                response = self._send_once(method, path, query, dict(headers or {}), body)
+                response = self._send_once(method, path, query, dict(headers or {}), body, deadline)
             except AwsError as exc:  # no usable credentials: fail closed, at once
                 raise AwsError(operation, exc.code) from None
             except OSError as exc:  # before ValueError: a TLS verification error is both
@@ -717,10 +774,19 @@ class AwsTransport:
             if not retryable or attempt >= self.max_attempts:
                 raise AwsError(operation, code)
             scale = THROTTLING_BACKOFF if throttled else self.service.backoff_base
-            self._sleep(self._random() * scale * 2 ** (attempt - 1))
+            pause = self._random() * scale * 2 ** (attempt - 1)
+            if deadline is not None and time.monotonic() + pause >= deadline:
+                raise AwsError(operation, code)  # no time left for another attempt
+            self._sleep(pause)
 
-    def _send_once(
-        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    def _send_once(  # noqa: PLR0917 - private
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        body: bytes,
+        deadline: float | None = None,
     ) -> HttpResponse:
         try:
             creds = self._credentials.get()
@@ -752,13 +818,13 @@ class AwsTransport:
         conn, reused = self._checkout()
         try:
             try:
-                response = self._exchange(conn, method, target, headers, body)
+                response = conn.request(method, target, headers, body, deadline)
             except _STALE:
                 if not reused:
                     raise
                 conn.close()
                 conn = _open(endpoint, self.connect_timeout, self.read_timeout)
-                response = self._exchange(conn, method, target, headers, body)
+                response = conn.request(method, target, headers, body, deadline)
         except BaseException:
             conn.close()
             raise
@@ -774,12 +840,6 @@ class AwsTransport:
             if self._idle:
                 return self._idle.pop(), True
         return _open(self.endpoint, self.connect_timeout, self.read_timeout), False
-
-    @staticmethod
-    def _exchange(
-        conn: _Connection, method: str, target: str, headers: dict[str, str], body: bytes
-    ) -> HttpResponse:
-        return conn.request(method, target, headers, body)
 
 
 def _jitter() -> float:
@@ -837,6 +897,7 @@ class AwsJsonClient:
         connect_timeout: float,
         read_timeout: float,
         max_attempts: int,
+        total_timeout: float | None = None,
     ) -> AwsJsonClient:
         return cls(
             AwsTransport.from_env(
@@ -845,6 +906,7 @@ class AwsJsonClient:
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
                 max_attempts=max_attempts,
+                total_timeout=total_timeout,
             )
         )
 

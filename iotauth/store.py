@@ -21,9 +21,11 @@ at init. Given a boto3 client, or for administration, the store uses botocore as
 (imported only then).
 
 Either way a slow, throttled or unreachable table makes the authorizer deny well inside
-IoT's 5-second budget: connect 0.5 s, read 0.7 s (per socket operation), two attempts in
-all, full-jitter backoff of at most 25 ms (throttling: 1 s) before the second, so one
-failing call ends in ≤ ~1.5 s. Expired or invalid credentials, a failed condition and a
+IoT's 5-second budget: connect 0.5 s, read 0.7 s (per socket read), each attempt within
+1.2 s however slowly the answer is trickled, two attempts in all, full-jitter backoff of at
+most 25 ms (throttling: 1 s) before the second, and the whole call within 1.5 s
+(``CALL_TIMEOUT``, :mod:`iotauth.aws_json`'s ``total_timeout``; DNS resolution aside), so
+one failing call ends in ≤ 1.5 s. Expired or invalid credentials, a failed condition and a
 missing table are not retried. The authorizer stops at the first store error, and starts
 no store call later than 2.5 s into a decision (:mod:`iotauth.authenticate`), so several
 slow calls cannot add up either.
@@ -66,6 +68,7 @@ __all__ = [
 CONNECT_TIMEOUT = 0.5
 READ_TIMEOUT = 0.7
 MAX_ATTEMPTS = 2  # in all (botocore's "max_attempts" would count retries only)
+CALL_TIMEOUT = 1.5  # every attempt and backoff of one call (module notes)
 ADMIN_CONNECT_TIMEOUT = 5.0
 ADMIN_READ_TIMEOUT = 20.0
 ADMIN_MAX_ATTEMPTS = 3
@@ -226,6 +229,7 @@ class DynamoDBStore:
             connect_timeout=CONNECT_TIMEOUT,
             read_timeout=READ_TIMEOUT,
             max_attempts=MAX_ATTEMPTS,
+            total_timeout=CALL_TIMEOUT,
         )
 
     @property

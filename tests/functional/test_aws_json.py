@@ -36,6 +36,7 @@ from iotauth.event import parse_connect_event
 from iotauth.lockout import LockoutPolicy, LockoutState
 from iotauth.records import IdentityRecord
 from iotauth.store import (
+    CALL_TIMEOUT,
     CONNECT_TIMEOUT,
     MAX_ATTEMPTS,
     READ_TIMEOUT,
@@ -520,6 +521,87 @@ def test_malformed_answers_deny(
         lambda_env(url).lookup("alice")
     reason, _ = _deny_timed(lambda_env(url))
     assert reason == "store-error"
+
+
+class _Trickle:
+    """A whole, valid answer written one byte per ``pause`` after ``fast`` bytes (review
+    09:49): each read gets a byte well within the read timeout, so only a deadline for the
+    whole exchange ends it. ``sent`` has, per request, how many bytes went out before the
+    client hung up."""
+
+    def __init__(self, fast: int, pause: float = 0.1) -> None:
+        body = _BODY + b" " * 40  # trailing white space: still the same JSON
+        self.answer = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\n"
+            + f"x-amz-crc32: {zlib.crc32(body)}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        self.fast, self.pause = fast, pause
+        self.sent: list[int] = []
+
+    def __call__(self, handler: Scripted) -> None:
+        handler.close_connection = True
+        index = len(self.sent)
+        self.sent.append(0)
+        try:
+            handler.wfile.write(self.answer[: self.fast])
+            handler.wfile.flush()
+            self.sent[index] = self.fast
+            for i in range(self.fast, len(self.answer)):
+                time.sleep(self.pause)
+                handler.wfile.write(self.answer[i : i + 1])
+                handler.wfile.flush()
+                self.sent[index] = i + 1
+        except OSError:  # the client gave up: what this server is here to see
+            pass
+
+    def cut_short(self) -> bool:
+        return bool(self.sent) and all(n < len(self.answer) for n in self.sent)
+
+
+@pytest.mark.timeout(20)
+def test_a_trickled_answer_denies_within_the_call_deadline(
+    scripted: Callable[..., tuple[str, list[dict[str, str]]]],
+    lambda_env: Callable[[str], DynamoDBStore],
+) -> None:
+    """Without a deadline per exchange the complete (slow) answer was read and the decision
+    made ~10 s later (past IoT's 5 s); now the call ends at CALL_TIMEOUT and denies."""
+    trickle = _Trickle(fast=60)  # the status line and headers at once, then the body
+    url, requests = scripted(trickle)
+    store = lambda_env(url)
+    with pytest.raises(StoreError, match="Timeout"):
+        store.lookup("alice")
+    assert trickle.cut_short()  # the client hung up before the answer was complete
+    assert 1 <= len(requests) <= MAX_ATTEMPTS
+    reason, elapsed = _deny_timed(lambda_env(url))
+    assert reason == "store-error"
+    assert trickle.cut_short()
+    print(f"trickled answer: denied in {elapsed:.3f} s (call timeout {CALL_TIMEOUT} s)")
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("fast", [0, 60], ids=["status-line", "body"])
+def test_each_attempt_ends_within_connect_plus_read_timeout(
+    scripted: Callable[..., tuple[str, list[dict[str, str]]]], aws_env: None, fast: int
+) -> None:
+    """Without ``total_timeout`` too: one attempt is one bounded exchange, whichever part of
+    the answer (a line read by readline, a body read to its length) is trickled."""
+    trickle = _Trickle(fast=fast)
+    url, requests = scripted(trickle)
+    transport = AwsTransport(
+        DYNAMODB,
+        region="us-east-1",
+        endpoint=Endpoint.from_url(url),
+        credentials=Credentials("AK", "SK"),
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+        max_attempts=1,
+    )
+    with pytest.raises(AwsError) as failed:
+        AwsJsonClient(transport).call("BatchGetItem", {})
+    assert failed.value.code == "Timeout"
+    assert len(requests) == 1 and trickle.cut_short()
+    assert transport._idle == []  # a timed-out connection is never kept
 
 
 def test_header_values_cannot_inject_lines(
