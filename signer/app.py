@@ -16,7 +16,15 @@ configured endpoint, IoT) clients built, on the standard library
 import crash. There is no Tracer (the X-Ray SDK costs ~600 ms of cold start).
 """
 
+# ruff: noqa: E402 - the imports follow gc.disable() on purpose
 from __future__ import annotations
+
+import gc
+
+# No cyclic GC passes over init's long-lived objects while the imports run; frozen at the
+# end of this module, then it is back on (as in authorizer/app.py, which says why).
+_GC_WAS_ON = gc.isenabled()
+gc.disable()
 
 import os
 from typing import TYPE_CHECKING, Any
@@ -110,3 +118,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # Every response, including CORS preflights and 404s: nothing here may be cached.
     result["headers"].update(NO_STORE)
     return result
+
+
+# The end of init: see gc.disable() at the top.
+gc.freeze()
+if _GC_WAS_ON:
+    gc.enable()
