@@ -126,8 +126,13 @@ def _words(value: Any) -> tuple[str, ...]:
     raise ValueError("grants and client ids are strings or lists of strings")
 
 
-def _record(
-    name: str, kind: str, verifier: str, now: int, grants: Mapping[str, tuple[str, ...]]
+def _record(  # noqa: PLR0917 — private; one call site
+    name: str,
+    kind: str,
+    verifier: str,
+    now: int,
+    grants: Mapping[str, tuple[str, ...]],
+    allow_broad: bool,
 ) -> IdentityRecord:
     return IdentityRecord(
         username=name,
@@ -136,6 +141,7 @@ def _record(
         client_ids=grants.get("client_ids", ()),
         publish=grants.get("publish", ()),
         subscribe=grants.get("subscribe", ()),
+        allow_broad=allow_broad,
         created_at=now,
         updated_at=now,
     ).validate()
@@ -218,6 +224,8 @@ def _convert(  # noqa: PLR0917 — private; one call site
     publish: tuple[str, ...],
     subscribe: tuple[str, ...],
     emqx: EmqxHash | None,
+    *,
+    allow_broad: bool,
 ) -> Imported:
     notes: list[str] = []
     grants: dict[str, tuple[str, ...]] = {}
@@ -237,7 +245,8 @@ def _convert(  # noqa: PLR0917 — private; one call site
             notes.append("EMQX superuser: imported as an ordinary identity")
     grants["publish"] = tuple(dict.fromkeys((*grants.get("publish", ()), *publish)))
     grants["subscribe"] = tuple(dict.fromkeys((*grants.get("subscribe", ()), *subscribe)))
-    return Imported(_record(name, kind, verifier, now, grants), where, scheme, tuple(notes))
+    record = _record(name, kind, verifier, now, grants, allow_broad)
+    return Imported(record, where, scheme, tuple(notes))
 
 
 def parse_export(
@@ -248,10 +257,14 @@ def parse_export(
     publish: tuple[str, ...] = (),
     subscribe: tuple[str, ...] = (),
     emqx: EmqxHash | None = None,
+    allow_broad: bool = False,
 ) -> list[Imported]:
     """Every identity of the export, or :class:`ImportProblem` listing every bad entry.
 
     ``publish``/``subscribe`` are added to every identity (e.g. a broadcast topic).
+    ``allow_broad``: the records keep it, as ``devices add --allow-broad`` does. Each record
+    is validated on its own here; its pairings with other identities (the table's and the
+    export's) are the caller's to judge (``devices import`` does, like ``devices add``).
     """
     if fmt not in FORMATS:
         raise ImportProblem([f"unknown format {fmt!r} (one of {', '.join(FORMATS)})"])
@@ -288,7 +301,11 @@ def parse_export(
             continue
         seen[name] = where
         try:
-            imported.append(_convert(fmt, where, name, entry, now, publish, subscribe, emqx))
+            imported.append(
+                _convert(
+                    fmt, where, name, entry, now, publish, subscribe, emqx, allow_broad=allow_broad
+                )
+            )
         except (ValueError, InvalidRecord, InvalidName, InvalidPassword) as exc:
             # Messages come from our validators: names and rules, never a hash or secret.
             errors.append(f"{where} ({name!r}): {exc}")

@@ -240,19 +240,27 @@ def _grant_args(parser: argparse.ArgumentParser, *, client_id_help: str) -> None
 # -- commands ------------------------------------------------------------------------------
 
 
-def _add_checked(store: DynamoDBStore, record: IdentityRecord) -> None:
-    """Validate ``record`` against the deployment's roots and the existing identities, say
-    loudly what ``--allow-broad`` lets through, then write it (registry included)."""
-    roots = shared_roots_from_env(os.environ)
+def _judged(
+    record: IdentityRecord, others: list[IdentityRecord], roots: tuple[str, ...]
+) -> list[str]:
+    """The write rules ``devices add`` and ``devices import`` share: ``record`` against the
+    deployment's roots and ``others`` (client-id clashes, pairings in either order).
+    Raises CommandError when refused; returns what ``--allow-broad`` lets through."""
     record.validate(roots)  # reserved names and rooms hold even with --allow-broad
-    others = store.list_identities()
     clashes = client_id_clashes(record, others)
     if clashes:
         raise CommandError("; ".join(clashes))
     problems = pairing_problems(record, others, roots)
     if problems and not record.allow_broad:
         raise CommandError("; ".join(problems) + " (pass --allow-broad to grant it anyway)")
-    for problem in problems:
+    return problems
+
+
+def _add_checked(store: DynamoDBStore, record: IdentityRecord) -> None:
+    """Validate ``record`` against the deployment's roots and the existing identities, say
+    loudly what ``--allow-broad`` lets through, then write it (registry included)."""
+    roots = shared_roots_from_env(os.environ)
+    for problem in _judged(record, store.list_identities(), roots):
         print(f"WARNING (--allow-broad): {problem}", file=sys.stderr)
     store.add_identity(record)
 
@@ -447,6 +455,7 @@ def _import_plan(args: argparse.Namespace) -> list[Any]:
             publish=tuple(args.publish),
             subscribe=tuple(args.subscribe),
             emqx=emqx,
+            allow_broad=args.allow_broad,
         )
     except ImportProblem as exc:
         for line in exc.errors[:50]:
@@ -457,28 +466,30 @@ def _import_plan(args: argparse.Namespace) -> list[Any]:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    """Validate every entry, check that no name exists, then (``--apply``) write them one by
-    one; on a write failure, remove what this run added and say precisely what is left."""
+    """Validate every entry, check that no name exists, judge every entry as ``devices add``
+    would (against the table and the rest of the export; the dry run too), then
+    (``--apply``) write them one by one; on any failure or interruption, remove what this
+    run added and say precisely what is left."""
     plan = _import_plan(args)
     store = _store(args)
-    existing: list[str] = []
-
-    def find_existing() -> None:
-        for item in plan:
-            if store.get_identity(item.record.username) is not None:
-                existing.append(item.record.username)
-
-    _run(find_existing)
+    current: list[IdentityRecord] = []
+    _run(lambda: current.extend(store.list_identities()))
+    names = {r.username for r in current}
+    existing = [item.record.username for item in plan if item.record.username in names]
     if existing:
         shown = ", ".join(repr(n) for n in existing[:20]) + (" …" if len(existing) > 20 else "")
         raise CommandError(
             f"{len(existing)} identities already exist ({shown}); nothing was written"
         )
+    warnings: list[str] = []
+    _run(lambda: warnings.extend(_judge_import(store, plan, current)))
     schemes: dict[str, int] = {}
     for item in plan:
         schemes[item.scheme] = schemes.get(item.scheme, 0) + 1
         notes = f"  [{'; '.join(item.notes)}]" if item.notes else ""
         print(f"  {item.record.username:<32} {item.record.kind:<8} {item.scheme}{notes}")
+    for warning in warnings:
+        print(f"WARNING (--allow-broad): {warning}", file=sys.stderr)
     summary = ", ".join(f"{count} {scheme}" for scheme, count in sorted(schemes.items()))
     if not args.apply:
         print(f"dry run: {len(plan)} identities would be imported ({summary}); nothing was "
@@ -491,9 +502,66 @@ def cmd_import(args: argparse.Namespace) -> int:
         except (StoreError, InvalidRecord) as exc:
             print(f"iotauth: writing {item.record.username!r} failed: {exc}", file=sys.stderr)
             return _roll_back(store, added, len(plan))
+        except BaseException:  # Ctrl-C, SIGTERM as SystemExit …: undo, then stop as asked
+            print(f"iotauth: import interrupted at {item.record.username!r}", file=sys.stderr)
+            with contextlib.suppress(StoreError):  # it may or may not have been written
+                store.remove_identity(item.record.username)
+            try:
+                _roll_back(store, added, len(plan))
+            except CommandError as report:
+                print(f"iotauth: {report}", file=sys.stderr)
+            raise
         added.append(item.record.username)
     print(f"imported {len(added)} identities ({summary})")
     return 0
+
+
+def _judge_import(
+    store: DynamoDBStore, plan: list[Any], current: list[IdentityRecord]
+) -> list[str]:
+    """Every planned record judged by :func:`_judged` against the table's identities and the
+    export's other records, plus the client-id registry; raises CommandError listing every
+    refusal (nothing is written), else returns the ``--allow-broad`` warnings."""
+    roots = shared_roots_from_env(os.environ)
+    everyone = [*current, *(item.record for item in plan)]
+    # Only records with grants can pair with a record that has none, and only records
+    # sharing a client id can clash with it: the rest cannot change _judged's answer.
+    with_grants = [r for r in everyone if r.publish or r.subscribe]
+    by_client_id: dict[str, list[IdentityRecord]] = {}
+    for r in everyone:
+        for client_id in r.allowed_client_ids():
+            by_client_id.setdefault(client_id, []).append(r)
+    errors: list[str] = []
+    warnings: list[str] = []
+    for item in plan:
+        record = item.record
+        if record.publish or record.subscribe:
+            others = everyone
+        else:
+            relevant = {r.username: r for r in with_grants}
+            for client_id in record.allowed_client_ids():
+                relevant.update((r.username, r) for r in by_client_id.get(client_id, []))
+            others = list(relevant.values())
+        try:
+            warnings += [f"{record.username!r}: {p}" for p in _judged(record, others, roots)]
+        except CommandError as exc:
+            errors.append(f"{item.where} ({record.username!r}): {exc}")
+            continue
+        for client_id in record.allowed_client_ids():  # registry items without a record
+            owner = store.client_id_owner(client_id)
+            if owner is not None and owner != record.username:
+                errors.append(
+                    f"{item.where} ({record.username!r}): client id {client_id!r} is "
+                    f"already registered to identity {owner!r}"
+                )
+    if errors:
+        for line in errors[:50]:
+            print(f"  {line}", file=sys.stderr)
+        raise CommandError(
+            f"{len(errors)} problem(s) (listed above) — refused as `devices add` would refuse "
+            "them; nothing was written"
+        )
+    return warnings
 
 
 def _roll_back(store: DynamoDBStore, added: list[str], planned: int) -> int:
@@ -642,6 +710,12 @@ def _register_import(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--subscribe", action="append", default=[], metavar="FILTER", help="grant for everyone"
+    )
+    p.add_argument(
+        "--allow-broad",
+        action="store_true",
+        help="DANGER: accept grants that reach beyond each identity's own topics (as "
+        "`devices add --allow-broad`); every record keeps it, each reason is printed",
     )
     p.add_argument(
         "--emqx-hash", choices=("sha256", "sha512", "pbkdf2"), help="EMQX password_hash_algorithm"

@@ -3,6 +3,7 @@ imported users keep their passwords through the authorizer."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -111,3 +112,123 @@ def test_a_write_failure_rolls_back_what_this_run_added(
     code, _, err = run("devices", "import", str(path), "--format", "csv", "--apply")
     assert code == 2 and "which remain in the table: 'user-0', 'user-1'" in err
     assert sorted(r.username for r in table.list_identities()) == ["user-0", "user-1"]
+
+
+def _mallory_export(tmp_path: Path) -> Path:
+    export = tmp_path / "users.json"
+    export.write_text(
+        json.dumps(
+            [
+                {"name": "bob", "secret": "bob's passphrase"},
+                {
+                    "name": "mallory",
+                    "secret": "mallory passphrase",
+                    "subscribe": "alice/#",
+                    "publish": "alice/cmd",
+                },
+            ]
+        )
+    )
+    return export
+
+
+def test_an_import_is_judged_like_devices_add_against_the_table(
+    run: Run, table: DynamoDBStore, tmp_path: Path
+) -> None:
+    """Review 09:46: an import must not give one identity another's topics."""
+    assert run("devices", "add", "alice")[0] == 0
+    export = _mallory_export(tmp_path)
+    for apply in ((), ("--apply",)):  # the dry run says so too
+        code, out, err = run("devices", "import", str(export), "--format", "json", *apply)
+        assert code == 2 and "dry run" not in out and "nothing was written" in err
+        assert "entry 2 ('mallory')" in err and "alice" in err and "--allow-broad" in err
+        assert "bob" not in err  # only the refused entry is named
+        assert [r.username for r in table.list_identities()] == ["alice"]
+    assert authorize(run, "mallory", "mallory passphrase")[0] == 1
+
+    csv_export = tmp_path / "users.csv"
+    csv_export.write_text("name,secret\nmallory,mallory passphrase\n")
+    code, _, err = run(
+        "devices", "import", str(csv_export), "--format", "csv", "--apply",
+        "--subscribe", "alice/#",
+    )  # fmt: skip
+    assert code == 2 and "nothing was written" in err
+    assert [r.username for r in table.list_identities()] == ["alice"]
+
+
+def test_pairings_within_one_export_are_refused(
+    run: Run, table: DynamoDBStore, tmp_path: Path
+) -> None:
+    export = tmp_path / "users.json"
+    export.write_text(
+        json.dumps(
+            [
+                {"name": "bob", "secret": "bob's passphrase", "subscribe": "carol/#"},
+                {"name": "carol", "secret": "carol's passphrase"},
+            ]
+        )
+    )
+    code, _, err = run("devices", "import", str(export), "--format", "json")
+    assert code == 2 and "2 problem(s)" in err  # bob's grant, and carol named under it
+    assert "entry 1 ('bob')" in err and "entry 2 ('carol')" in err
+    code, _, err = run("devices", "import", str(export), "--format", "json", "--apply")
+    assert code == 2 and table.list_identities() == []
+
+
+def test_allow_broad_imports_them_and_the_records_remember_it(
+    run: Run, table: DynamoDBStore, tmp_path: Path
+) -> None:
+    assert run("devices", "add", "alice")[0] == 0
+    export = _mallory_export(tmp_path)
+    code, out, err = run(
+        "devices", "import", str(export), "--format", "json", "--apply", "--allow-broad"
+    )
+    assert code == 0 and "imported 2 identities" in out
+    assert "WARNING (--allow-broad): 'mallory':" in err and "alice" in err
+    mallory, bob = table.get_identity("mallory"), table.get_identity("bob")
+    assert mallory is not None and mallory.allow_broad and mallory.subscribe == ("alice/#",)
+    assert bob is not None and bob.allow_broad  # as `devices add --allow-broad` stores it
+    assert authorize(run, "mallory", "mallory passphrase")[0] == 0
+
+
+def test_the_dry_run_finds_client_id_clashes_and_registry_owners(
+    run: Run, table: DynamoDBStore, tmp_path: Path
+) -> None:
+    """Review 09:53: a dry run that says "N would be imported" must not then fail on --apply."""
+    assert run("devices", "add", "alice", "--client-id", "sensor-1")[0] == 0
+    export = tmp_path / "users.csv"
+    export.write_text(
+        "name,secret,client_ids\n"
+        "dave,dave's passphrase,sensor-1\n"  # alice's (record and registry)
+        "erin,erin's passphrase,shared-9\n"
+        "frank,frank's passphrase,shared-9\n"  # clashes within the export
+    )
+    code, out, err = run("devices", "import", str(export), "--format", "csv")
+    assert code == 2 and "dry run" not in out and "nothing was written" in err
+    assert err.count("'sensor-1'") == 1 and "row 2 ('dave')" in err and "'alice'" in err
+    assert "('erin')" in err and "('frank')" in err and "'shared-9'" in err
+    assert [r.username for r in table.list_identities()] == ["alice"]
+
+
+def test_an_interrupted_apply_rolls_back_what_it_wrote(
+    run: Run, table: DynamoDBStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review 09:53: Ctrl-C during --apply leaves nothing behind."""
+    path = tmp_path / "many.csv"
+    rows = "".join(f"user-{i},,a long passphrase {i},,,\n" for i in range(4))
+    path.write_text("name,hash,secret,publish,subscribe,client_ids\n" + rows)
+    real_add = DynamoDBStore.add_identity
+    calls = {"n": 0}
+
+    def interrupted_add(self: DynamoDBStore, record: Any) -> None:
+        calls["n"] += 1
+        real_add(self, record)
+        if calls["n"] == 3:  # written, then the operator presses Ctrl-C
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(DynamoDBStore, "add_identity", interrupted_add)
+    code, _, err = run("devices", "import", str(path), "--format", "csv", "--apply")
+    assert code == 130  # main's answer to Ctrl-C, after the rollback
+    assert "interrupted at 'user-2'" in err and "were removed again" in err
+    assert table.list_identities() == []
+    assert table.client_id_owner("user-2") is None  # its registry item went with it
