@@ -152,9 +152,9 @@ def bad_credential_storm() -> None:
             counts["write"] += 1
             return super().save_lockout(username, state, *args)
 
-        def clear_lockout(self, username: str) -> None:
+        def clear_lockout(self, username: str, expected_version: int | None = None) -> bool:
             counts["write"] += 1
-            super().clear_lockout(username)
+            return super().clear_lockout(username, expected_version)
 
     cases = {
         "chosen password, wrong": connect_event("carol", "a wrong passphrase", "carol"),

@@ -26,10 +26,11 @@ exist:
 4. Verify. The cost depends only on the request's shape (:mod:`iotauth.credentials`;
    Aliyun usernames always cost one HMAC), never on whether the identity exists.
 5. Failure → deny (a guessable one was counted in 3). Success of a guessable
-   presentation → take back *its own* count from step 3 (one delete when it was the only
-   one, else one conditional write), never other attempts' failures: a guesser probing the
-   lock cannot tell that the owner signed in meanwhile. A generated secret's success writes
-   nothing.
+   presentation → take back *its own* count from step 3 (a delete when it was the only
+   one, else a write of one failure less; either conditional on the version read, re-read
+   and retried when another attempt counted meanwhile), never other attempts' failures: a
+   guesser probing the lock cannot tell that the owner signed in meanwhile. A generated
+   secret's success writes nothing.
 6. Then status, client-id binding, timestamp, policy size. A client id that is not the
    identity's, or any unsafe client id, is refused: it could never widen access anyway,
    because the policy names only the identity's own client ids, as literals.
@@ -380,9 +381,9 @@ class _DeadlineStore:
         self._check()
         return self._store.save_lockout(username, state, policy, previous_version)
 
-    def clear_lockout(self, username: str) -> None:
+    def clear_lockout(self, username: str, expected_version: int | None = None) -> bool:
         self._check()
-        self._store.clear_lockout(username)
+        return self._store.clear_lockout(username, expected_version)
 
 
 def _count_first(
@@ -404,21 +405,21 @@ def _count_first(
 def _undo_count(store: CredentialStore, username: str, written: LockoutState, s: Settings) -> None:
     """Take back the failure step 3 counted for an attempt that then succeeded — only that
     one: other attempts' failures stay, so nobody's success shows in the lock state a guesser
-    can probe (docs/lockout.md). Losing every race leaves one failure too many (stricter)."""
-    if written.failures == 1:  # ours opened the window: nothing else to keep
-        # Unconditional (the store has no conditional delete): a failure landing in the
-        # milliseconds between our count and this delete is lost — a guesser cannot aim at
-        # that gap without knowing when the owner signs in (docs/lockout.md).
-        store.clear_lockout(username)
-        return
+    can probe (docs/lockout.md). Every write is conditional on the version read (a delete
+    when ours is the only failure left), so failures counted meanwhile are never lost;
+    losing every race leaves one failure too many (stricter)."""
     state: LockoutState | None = written
     for _ in range(_SAVE_ATTEMPTS):
         if state is None or state.window_start != written.window_start:
             return  # cleared or a new window since: ours is no longer counted
-        undone = without_one_failure(state, s.lockout)
-        if store.save_lockout(username, undone, s.lockout, state.version):
+        if state.failures <= 1:  # ours alone: delete it, unless someone counted meanwhile
+            done = store.clear_lockout(username, state.version)
+        else:
+            undone = without_one_failure(state, s.lockout)
+            done = store.save_lockout(username, undone, s.lockout, state.version)
+        if done:
             return
-        state = store.lookup(username).lockout
+        state = store.lookup(username).lockout  # lost a race: take ours off the winner's
 
 
 def authenticate(

@@ -1,9 +1,9 @@
 """Where identities and lockout counters live: a small interface, DynamoDB and in-memory.
 
 The authorizer needs three things (:class:`CredentialStore`): read an identity and its
-lockout counter in one round trip, write a counter (optimistically, by version) and clear
-it. The CLI additionally creates, lists, updates and removes identities
-(:class:`IdentityAdmin`).
+lockout counter in one round trip, write a counter and delete it, both optimistically (by
+version; ``devices enable`` deletes unconditionally). The CLI additionally creates, lists,
+updates and removes identities (:class:`IdentityAdmin`).
 
 Client ids are unique across identities (two identities on one client id could kick each
 other off): every client id of a record has an item ``clientid#<id>`` whose ``owner`` is
@@ -14,7 +14,7 @@ was read with), removal releases them. The authorizer reads one only in ``lookup
 client_id)`` (a third key of the same BatchGetItem), for an Aliyun device signing a client
 id other than its default.
 
-The authorizer's three calls (BatchGetItem, a conditional PutItem, DeleteItem) go through
+The authorizer's three calls (BatchGetItem, conditional PutItem and DeleteItem) go through
 :mod:`iotauth.aws_json`, a standard-library client (botocore's client costs ~175 ms of cold
 start, REFERENCE §13); :meth:`DynamoDBStore.for_lambda` builds it from Lambda's environment
 at init. Given a boto3 client, or for administration, the store uses botocore as before
@@ -146,7 +146,10 @@ class CredentialStore(Protocol):
         """Write ``state`` if the stored version is still ``previous_version`` (0: none)."""
         ...
 
-    def clear_lockout(self, username: str) -> None: ...
+    def clear_lockout(self, username: str, expected_version: int | None = None) -> bool:
+        """Delete the counter; with ``expected_version``, only if the stored version is still
+        that one (False, nothing deleted, when it is not or there is none)."""
+        ...
 
 
 class IdentityAdmin(CredentialStore, Protocol):
@@ -350,10 +353,20 @@ class DynamoDBStore:
             return False
         return True
 
-    def clear_lockout(self, username: str) -> None:
-        self._data(
-            "DeleteItem", {"TableName": self.table, "Key": {"pk": {"S": lockout_key(username)}}}
-        )
+    def clear_lockout(self, username: str, expected_version: int | None = None) -> bool:
+        params: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {"pk": {"S": lockout_key(username)}},
+        }
+        if expected_version is not None:
+            params["ConditionExpression"] = "#v = :v"
+            params["ExpressionAttributeNames"] = {"#v": "version"}
+            params["ExpressionAttributeValues"] = {":v": {"N": str(expected_version)}}
+        try:
+            self._data("DeleteItem", params)
+        except _Conflict:
+            return False
+        return True
 
     # -- administration (CLI) -----------------------------------------------------------
     def create_table(self) -> None:
@@ -581,9 +594,15 @@ class MemoryStore:
         self.lockouts[username] = state
         return True
 
-    def clear_lockout(self, username: str) -> None:
+    def clear_lockout(self, username: str, expected_version: int | None = None) -> bool:
         self._touch()
+        current = self.lockouts.get(username)
+        if expected_version is not None and (
+            current is None or current.version != expected_version
+        ):
+            return False
         self.lockouts.pop(username, None)
+        return True
 
     def create_table(self) -> None:
         self._touch()

@@ -244,9 +244,9 @@ class _SlowTable(DynamoDBStore):
         self._slow()
         return False
 
-    def clear_lockout(self, username: str) -> None:
+    def clear_lockout(self, username: str, expected_version: int | None = None) -> bool:
         self._slow()
-        super().clear_lockout(username)
+        return super().clear_lockout(username, expected_version)
 
 
 def test_slow_store_is_denied_at_the_deadline(

@@ -40,7 +40,9 @@ from iotauth.store import (
     CONNECT_TIMEOUT,
     MAX_ATTEMPTS,
     READ_TIMEOUT,
+    CredentialStore,
     DynamoDBStore,
+    MemoryStore,
     StoreError,
     TableMissing,
 )
@@ -85,6 +87,21 @@ def test_conditional_counter_writes(store: DynamoDBStore) -> None:
     store.clear_lockout("alice")
     assert store.lookup("alice").lockout is None
     store.clear_lockout("alice")  # deleting nothing is fine
+
+
+@pytest.mark.parametrize("kind", ["stdlib", "memory"])
+def test_conditional_counter_delete(store: DynamoDBStore, kind: str) -> None:
+    """The authorizer's undo deletes the counter only at the version it wrote (and the
+    in-memory store of the unit tests behaves the same)."""
+    subject: CredentialStore = store if kind == "stdlib" else MemoryStore()
+    state = LockoutState(failures=1, window_start=100, locked_until=None, version=3)
+    assert subject.save_lockout("alice", state, POLICY, 0)
+    assert not subject.clear_lockout("alice", 2)  # counted again meanwhile: kept
+    assert subject.lookup("alice").lockout == state
+    assert subject.clear_lockout("alice", 3)
+    assert subject.lookup("alice").lockout is None
+    assert not subject.clear_lockout("alice", 3)  # nothing at that version any more
+    assert subject.clear_lockout("alice")  # unconditional (`devices enable`)
 
 
 def test_missing_table(moto_endpoint: str) -> None:

@@ -69,9 +69,9 @@ class SlowStore(MemoryStore):
             return False
         return super().save_lockout(username, state, policy, previous_version)
 
-    def clear_lockout(self, username: str) -> None:
+    def clear_lockout(self, username: str, expected_version: int | None = None) -> bool:
         self._answer_slowly()
-        super().clear_lockout(username)
+        return super().clear_lockout(username, expected_version)
 
 
 def _decide(

@@ -43,9 +43,9 @@ class CountingStore(MemoryStore):
         self.log.append("write")
         return super().save_lockout(username, state, policy, previous_version)
 
-    def clear_lockout(self, username: str) -> None:
+    def clear_lockout(self, username: str, expected_version: int | None = None) -> bool:
         self.log.append("delete")
-        super().clear_lockout(username)
+        return super().clear_lockout(username, expected_version)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from iotauth.authenticate import Decision
+from iotauth.lockout import LockoutPolicy, LockoutState
 from iotauth.store import Lookup, MemoryStore
 from tests.authorizer_support import (
     NOW,
@@ -136,3 +137,60 @@ def test_a_success_uncounts_itself_on_top_of_a_concurrent_failure() -> None:
     store.save_lockout = save  # type: ignore[method-assign]
     assert decide(store, connect_event("bob", RIGHT, "bob"), now=NOW + 5).allowed
     assert raced["done"] and store.lockouts["bob"].failures == 3
+
+
+class GuessesDuringTheOwnersCheck(MemoryStore):
+    """``guesses`` wrong guesses land (counted, checked) after the owner's attempt counted
+    itself (step 3) and before its undo (step 5) reaches the store — while its scrypt ran."""
+
+    def __init__(self, guesses: int) -> None:
+        super().__init__()
+        self.guesses, self.armed = guesses, False
+
+    def _guesses_land(self) -> None:
+        if self.armed:
+            self.armed = False
+            for i in range(self.guesses):
+                guess = connect_event("owner", f"guess number {i:04d}", "owner")
+                assert decide(self, guess).reason == "bad-password"
+
+    def clear_lockout(self, username: str, expected_version: int | None = None) -> bool:
+        self._guesses_land()
+        return super().clear_lockout(username, expected_version)
+
+    def save_lockout(
+        self, username: str, state: LockoutState, policy: LockoutPolicy, previous_version: int
+    ) -> bool:
+        if state.failures < previous_failures(self, username):  # an undo
+            self._guesses_land()
+        return super().save_lockout(username, state, policy, previous_version)
+
+
+def previous_failures(store: MemoryStore, username: str) -> int:
+    current = store.lockouts.get(username)
+    return current.failures if current is not None else 0
+
+
+@pytest.mark.parametrize("owner_failures_before", [0, 2])
+def test_an_owners_success_keeps_the_guesses_counted_during_its_check(
+    owner_failures_before: int,
+) -> None:
+    """Review 09:50: the undo of the owner's own count (a delete when it was the only one, a
+    write of one fewer otherwise) must not wipe failures a parallel burst counted meanwhile:
+    at most ``threshold`` guesses are checked per window, owner sign-ins or not."""
+    store = GuessesDuringTheOwnersCheck(guesses=2)
+    add_password_identity(store, "owner", RIGHT)
+    for i in range(owner_failures_before):
+        assert decide(store, connect_event("owner", f"owner's typo {i}", "owner")).reason == (
+            "bad-password"
+        )
+    store.armed = True
+    assert decide(store, connect_event("owner", RIGHT, "owner")).allowed
+    assert not store.armed  # the guesses did land in between
+    assert store.lockouts["owner"].failures == owner_failures_before + 2  # all kept, ours gone
+    left = 5 - owner_failures_before - 2  # threshold 5
+    reasons = [
+        decide(store, connect_event("owner", f"again {i:04d} guess", "owner")).reason
+        for i in range(4)
+    ]
+    assert reasons == ["bad-password"] * left + ["locked"] * (4 - left)
