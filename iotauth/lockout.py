@@ -3,8 +3,10 @@
 ``threshold`` failures within ``window_seconds`` of the first one lock the username for
 ``lockout_seconds``. While locked, every *guessable* attempt is refused — the right
 password too — and not counted. A guessable attempt that succeeds takes back only its own
-count (it was counted before it was checked), never others' failures, so a success — the
-owner's sign-in, a live session's refresh — shows nowhere in the state a guesser can probe;
+count (it was counted before it was checked), never others' failures, not even those
+counted while it was being checked (the store's delete or write is conditional on the
+version, :mod:`iotauth.authenticate`). So a success (the owner's sign-in, a live session's
+refresh) shows nowhere in the state a guesser can probe, and loses no guess;
 a generated secret's success leaves the counter alone. Unknown usernames are
 counted exactly like known ones, so the lock state says nothing about whether an identity
 exists.
