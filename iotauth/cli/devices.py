@@ -19,8 +19,10 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -496,13 +498,37 @@ def cmd_import(args: argparse.Namespace) -> int:
               "written — run again with --apply to write them")  # fmt: skip
         return 0
     added: list[str] = []
+    with _sigterm_as_exit():
+        return _write_all(store, plan, added, summary)
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM raises SystemExit(143) meanwhile (so the import can roll back), where a
+    handler can be set (the main thread)."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _write_all(store: DynamoDBStore, plan: list[Any], added: list[str], summary: str) -> int:
     for item in plan:
         try:
             store.add_identity(item.record)
         except (StoreError, InvalidRecord) as exc:
             print(f"iotauth: writing {item.record.username!r} failed: {exc}", file=sys.stderr)
             return _roll_back(store, added, len(plan))
-        except BaseException:  # Ctrl-C, SIGTERM as SystemExit …: undo, then stop as asked
+        except BaseException:  # Ctrl-C, SIGTERM (_sigterm_as_exit) …: undo, then stop as asked
             print(f"iotauth: import interrupted at {item.record.username!r}", file=sys.stderr)
             with contextlib.suppress(StoreError):  # it may or may not have been written
                 store.remove_identity(item.record.username)

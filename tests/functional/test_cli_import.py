@@ -4,8 +4,11 @@ imported users keep their passwords through the authorizer."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -210,10 +213,16 @@ def test_the_dry_run_finds_client_id_clashes_and_registry_owners(
     assert [r.username for r in table.list_identities()] == ["alice"]
 
 
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_an_interrupted_apply_rolls_back_what_it_wrote(
-    run: Run, table: DynamoDBStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run: Run,
+    table: DynamoDBStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    how: str,
 ) -> None:
-    """Review 09:53: Ctrl-C during --apply leaves nothing behind."""
+    """Review 09:53: Ctrl-C or SIGTERM during --apply leaves nothing behind."""
     path = tmp_path / "many.csv"
     rows = "".join(f"user-{i},,a long passphrase {i},,,\n" for i in range(4))
     path.write_text("name,hash,secret,publish,subscribe,client_ids\n" + rows)
@@ -223,12 +232,23 @@ def test_an_interrupted_apply_rolls_back_what_it_wrote(
     def interrupted_add(self: DynamoDBStore, record: Any) -> None:
         calls["n"] += 1
         real_add(self, record)
-        if calls["n"] == 3:  # written, then the operator presses Ctrl-C
-            raise KeyboardInterrupt
+        if calls["n"] == 3:  # written, then the operator presses Ctrl-C / systemd stops it
+            if how == "ctrl-c":
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises in this thread long before
 
     monkeypatch.setattr(DynamoDBStore, "add_identity", interrupted_add)
-    code, _, err = run("devices", "import", str(path), "--format", "csv", "--apply")
-    assert code == 130  # main's answer to Ctrl-C, after the rollback
+    before = signal.getsignal(signal.SIGTERM)
+    if how == "ctrl-c":
+        code, _, err = run("devices", "import", str(path), "--format", "csv", "--apply")
+        assert code == 130  # main's answer to Ctrl-C, after the rollback
+    else:
+        with pytest.raises(SystemExit) as stopped:
+            run("devices", "import", str(path), "--format", "csv", "--apply")
+        assert stopped.value.code == 128 + signal.SIGTERM
+        err = capsys.readouterr().err
     assert "interrupted at 'user-2'" in err and "were removed again" in err
     assert table.list_identities() == []
     assert table.client_id_owner("user-2") is None  # its registry item went with it
+    assert signal.getsignal(signal.SIGTERM) is before  # restored
