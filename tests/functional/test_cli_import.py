@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from iotauth.records import client_id_key
 from iotauth.store import DynamoDBStore, StoreError
 from tests.functional.test_cli_devices import Run, authorize
 from tests.unit.test_imported_hashes import MOSQUITTO_FILE, PASSWORDS
@@ -211,6 +212,15 @@ def test_the_dry_run_finds_client_id_clashes_and_registry_owners(
     assert err.count("'sensor-1'") == 1 and "row 2 ('dave')" in err and "'alice'" in err
     assert "('erin')" in err and "('frank')" in err and "'shared-9'" in err
     assert [r.username for r in table.list_identities()] == ["alice"]
+    # A registry item whose owner has no record (the registry is what --apply's writes check).
+    table.client.put_item(
+        TableName=table.table,
+        Item={"pk": {"S": client_id_key("orphan-1")}, "owner": {"S": "zed"}},
+    )
+    export.write_text("name,secret,client_ids\ngina,gina's passphrase,orphan-1\n")
+    code, out, err = run("devices", "import", str(export), "--format", "csv")
+    assert code == 2 and "dry run" not in out
+    assert "'orphan-1' is already registered to identity 'zed'" in err
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
