@@ -98,6 +98,11 @@ class ClientIdTaken(StoreError):
 _TRANSACT_ATTEMPTS = 3
 
 
+def _changed(expected: IdentityRecord, current: IdentityRecord) -> bool:
+    """Whether the identity read as ``expected`` has been written since (replace_identity)."""
+    return expected.updated_at != current.updated_at or expected != current
+
+
 def _topics_changed(old: IdentityRecord, new: IdentityRecord) -> bool:
     """Whether a replacement changes anything the write-time topic rules judge."""
     return (old.username, old.publish, old.subscribe, old.rooms, old.allow_broad) != (
@@ -161,7 +166,9 @@ class IdentityAdmin(CredentialStore, Protocol):
 
     def add_identity(self, record: IdentityRecord) -> None: ...
 
-    def replace_identity(self, record: IdentityRecord) -> None: ...
+    def replace_identity(
+        self, record: IdentityRecord, *, expected: IdentityRecord | None = None
+    ) -> None: ...
 
     def remove_identity(self, username: str) -> None: ...
 
@@ -424,15 +431,30 @@ class DynamoDBStore:
         claims = [self._claim(record.username, c) for c in record.allowed_client_ids()]
         self._transact(record, [identity, *claims], new=True)
 
-    def replace_identity(self, record: IdentityRecord) -> None:
+    def replace_identity(
+        self, record: IdentityRecord, *, expected: IdentityRecord | None = None
+    ) -> None:
+        """Write ``record`` over its identity, unless another write came first.
+
+        ``expected`` is the record as the caller read it (a read-modify-write such as
+        ``devices disable``/``rotate``): if the identity changed since, nothing is written
+        and StoreError "changed meanwhile; try again" is raised, so two operators' writes
+        cannot silently undo each other. The stored ``updatedAt`` is the version: every
+        write makes it larger than the one it replaces (by a second if need be) and is
+        conditional on the one it read.
+        """
         old = self.get_identity(record.username)
         if old is None:
             raise IdentityNotFound(f"no identity {record.username!r}")
+        if expected is not None and _changed(expected, old):
+            raise StoreError(f"identity {record.username!r} changed meanwhile; try again")
         record.validate(check_topics=_topics_changed(old, record))
+        item = record.to_item()
+        item["updatedAt"] = {"N": str(max(record.updated_at, old.updated_at + 1))}
         identity = {
             "Put": {
                 "TableName": self.table,
-                "Item": record.to_item(),
+                "Item": item,
                 **self._unchanged(old),
             }
         }
@@ -482,10 +504,18 @@ class DynamoDBStore:
         return owner if isinstance(owner, str) else None
 
     def _unchanged(self, old: IdentityRecord) -> dict[str, Any]:
-        """Condition: the identity still has the client ids it was read with."""
+        """Condition: the identity is still the version (``updatedAt``) it was read as, with
+        the client ids it was read with."""
+        version = "#u = :u"
+        if old.updated_at == 0:  # maybe an item written without one
+            version = "(attribute_not_exists(#u) OR #u = :u)"
         return {
-            "ConditionExpression": "attribute_exists(pk) AND clientIds = :ids",
-            "ExpressionAttributeValues": {":ids": {"L": [{"S": c} for c in old.client_ids]}},
+            "ConditionExpression": f"attribute_exists(pk) AND clientIds = :ids AND {version}",
+            "ExpressionAttributeNames": {"#u": "updatedAt"},
+            "ExpressionAttributeValues": {
+                ":ids": {"L": [{"S": c} for c in old.client_ids]},
+                ":u": {"N": str(old.updated_at)},
+            },
         }
 
     def _claim(self, username: str, client_id: str) -> dict[str, Any]:
@@ -625,12 +655,16 @@ class MemoryStore:
             for client_id in record.allowed_client_ids():
                 self.client_ids[client_id] = record.username
 
-    def replace_identity(self, record: IdentityRecord) -> None:
+    def replace_identity(
+        self, record: IdentityRecord, *, expected: IdentityRecord | None = None
+    ) -> None:
         self._touch()
         with self._write_lock:
             old = self.identities.get(record.username)
             if old is None:
                 raise IdentityNotFound(f"no identity {record.username!r}")
+            if expected is not None and old is not expected and old != expected:
+                raise StoreError(f"identity {record.username!r} changed meanwhile; try again")
             record.validate(check_topics=_topics_changed(old, record))
             self._check_free(record)
             for client_id in old.allowed_client_ids():

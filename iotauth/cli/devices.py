@@ -370,7 +370,7 @@ def _set_status(args: argparse.Namespace, status: str) -> int:
     store = _store(args)
     record = _existing(store, args.name)
     updated = replace(record, status=status, updated_at=int(time.time()))  # type: ignore[arg-type]
-    _run(lambda: store.replace_identity(updated))
+    _run(lambda: store.replace_identity(updated, expected=record))  # no lost update
     if status == "active":
         _run(lambda: store.clear_lockout(args.name))  # enabling also lifts a lockout
     print(f"{args.name!r} is now {status}", file=sys.stderr)
@@ -415,7 +415,7 @@ def cmd_rotate(args: argparse.Namespace) -> int:
         updated = replace(
             record, kind="secret", verifier=hash_generated_secret(secret), updated_at=now
         )
-    _run(lambda: store.replace_identity(updated))
+    _run(lambda: store.replace_identity(updated, expected=record))  # no lost update
     print(f"rotated the credentials of {args.name!r}", file=sys.stderr)
     if secret is not None:
         print("its new secret follows; it is shown only this once:", file=sys.stderr)

@@ -156,3 +156,26 @@ def test_endpoint_resolution(moto_aws: None, monkeypatch: pytest.MonkeyPatch) ->
     found = devices._data_endpoint_url(args, session)  # moto answers a random host each time
     assert found is not None and found.startswith("https://")
     assert found.endswith("-ats.iot.us-east-1.amazonaws.com")
+
+
+def test_a_disable_landing_during_a_rotate_is_not_lost(
+    run: Run, iot_data: Stubber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review 09:53: `devices rotate` read the record, another operator's `devices disable`
+    wrote it, then the rotate wrote status=active back. Now the rotate fails and says why."""
+    run("devices", "add", "sensor-3")
+    _expect(iot_data, "sensor-3", live=False)
+    read = devices._existing
+
+    def read_then_disable(store: DynamoDBStore, name: str) -> object:
+        record = read(store, name)  # what the rotate read, before the disable
+        monkeypatch.setattr(devices, "_existing", read)
+        assert run("devices", "disable", name)[0] == 0  # the other operator
+        return record
+
+    monkeypatch.setattr(devices, "_existing", read_then_disable)
+    code, out, err = run("devices", "rotate", "sensor-3")
+    assert code != 0 and out == ""  # no new secret was issued
+    assert "changed meanwhile; try again" in err
+    stored = DynamoDBStore("iotauth-cli").get_identity("sensor-3")
+    assert stored is not None and stored.status == "disabled"
