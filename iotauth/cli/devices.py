@@ -52,7 +52,7 @@ from iotauth.revocation import (
     revoke,
 )
 from iotauth.scoping import shared_roots_from_env
-from iotauth.store import DynamoDBStore, StoreError
+from iotauth.store import DynamoDBStore, IdentityNotFound, StoreError
 
 __all__ = ["register"]
 
@@ -530,8 +530,15 @@ def _write_all(store: DynamoDBStore, plan: list[Any], added: list[str], summary:
             return _roll_back(store, added, len(plan))
         except BaseException:  # Ctrl-C, SIGTERM (_sigterm_as_exit) …: undo, then stop as asked
             print(f"iotauth: import interrupted at {item.record.username!r}", file=sys.stderr)
-            with contextlib.suppress(StoreError):  # it may or may not have been written
-                store.remove_identity(item.record.username)
+            name = item.record.username  # it may or may not have been written
+            try:
+                store.remove_identity(name)
+                print(f"iotauth: {name!r} had been written: removed again", file=sys.stderr)
+            except IdentityNotFound:
+                pass
+            except StoreError:
+                print(f"iotauth: {name!r} may remain in the table (removing it failed)",
+                      file=sys.stderr)  # fmt: skip
             try:
                 _roll_back(store, added, len(plan))
             except CommandError as report:

@@ -258,7 +258,8 @@ def test_an_interrupted_apply_rolls_back_what_it_wrote(
             run("devices", "import", str(path), "--format", "csv", "--apply")
         assert stopped.value.code == 128 + signal.SIGTERM
         err = capsys.readouterr().err
-    assert "interrupted at 'user-2'" in err and "were removed again" in err
+    assert "interrupted at 'user-2'" in err and "'user-2' had been written: removed again" in err
+    assert "the 2 identities it had added were removed again" in err
     assert table.list_identities() == []
     assert table.client_id_owner("user-2") is None  # its registry item went with it
     assert signal.getsignal(signal.SIGTERM) is before  # restored
