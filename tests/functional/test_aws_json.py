@@ -691,11 +691,11 @@ def tls_server(tmp_path: Any) -> Iterator[tuple[int, Any]]:
         server.server_close()
 
 
-def _https_client(port: int) -> AwsJsonClient:
+def _https_client(port: int, host: str = "localhost") -> AwsJsonClient:
     transport = AwsTransport(
         DYNAMODB,
         region="us-east-1",
-        endpoint=Endpoint("https", "localhost", port),
+        endpoint=Endpoint("https", host, port),
         credentials=Credentials("AK", "SK"),
         connect_timeout=CONNECT_TIMEOUT,
         read_timeout=READ_TIMEOUT,
@@ -726,3 +726,21 @@ def test_a_trusted_certificate_is_accepted(
     port, files = tls_server
     monkeypatch.setattr(aws_json, "_TLS", ssl.create_default_context(cafile=str(files.ca_cert)))
     assert _https_client(port).call("BatchGetItem", {}) == {"Responses": {"t": []}}
+
+
+@pytest.mark.timeout(10)
+def test_a_trusted_certificate_for_another_host_name_is_refused(
+    tls_server: tuple[int, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Host name checking stays on: the trusted certificate names localhost and 127.0.0.1, so
+    the same server reached as ``127.1`` (which resolves to 127.0.0.1) is not answered."""
+    import ssl
+
+    from iotauth import aws_json
+
+    port, files = tls_server
+    monkeypatch.setattr(aws_json, "_TLS", ssl.create_default_context(cafile=str(files.ca_cert)))
+    assert _https_client(port, "localhost").call("BatchGetItem", {}) == {"Responses": {"t": []}}
+    with pytest.raises(AwsError) as failed:
+        _https_client(port, "127.1").call("BatchGetItem", {})
+    assert failed.value.code == "TLSError"
