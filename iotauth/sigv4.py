@@ -34,13 +34,16 @@ from typing import Any
 
 __all__ = [
     "ALGORITHM",
+    "CLOCK_SKEW",
     "MAX_URL_AGE",
     "SERVICE",
     "canonical_query_string",
     "canonical_request",
     "credential_scope",
+    "parse_presigned_query",
     "presign_mqtt_url",
     "presign_mqtt_url_for_session",
+    "presigned_credential",
     "sign_request_headers",
     "signing_key",
     "string_to_sign",
@@ -53,6 +56,7 @@ PATH = "/mqtt"
 EMPTY_PAYLOAD_SHA256 = hashlib.sha256(b"").hexdigest()
 #: How long IoT accepts a presigned URL after its X-Amz-Date (it ignores X-Amz-Expires).
 MAX_URL_AGE = 900
+CLOCK_SKEW = 300  # seconds a URL may be dated in the future, as AWS allows
 MAX_EXPIRES = 604_800  # SigV4's own ceiling for X-Amz-Expires (7 days)
 _CACHE_SIZE = 8192
 
@@ -343,7 +347,9 @@ def _unquote(value: str) -> str:
     return unquote(value, errors="strict")
 
 
-def _parse_query(query: str) -> dict[str, str] | None:
+def parse_presigned_query(query: str) -> dict[str, str] | None:
+    """A presigned URL's query as parameters, percent-decoded; None when malformed or when a
+    parameter is repeated (a duplicate is never read in the caller's favour)."""
     params: dict[str, str] = {}
     for item in query.split("&"):
         key, sep, value = item.partition("=")
@@ -351,9 +357,52 @@ def _parse_query(query: str) -> dict[str, str] | None:
             return None
         key, value = _unquote(key), _unquote(value)
         if key in params:
-            return None  # a duplicated parameter is never ambiguous in our favour
+            return None
         params[key] = value
     return params
+
+
+def presigned_credential(
+    params: dict[str, str],
+    region: str,
+    now: float,
+    max_age: int,
+    expected_token: Callable[[str], str | None] | None,
+) -> tuple[str, str, str, str] | None:
+    """The checks every verifier of a presigned IoT URL shares, on its parameters: the
+    signature's shape, the algorithm, ``X-Amz-Date``, the credential scope (``region``,
+    ``iotdevicegateway``), the age (``CLOCK_SKEW`` early to ``max_age`` late, and
+    ``X-Amz-Expires`` when present) and, with ``expected_token``, the session token (constant
+    time). Pops ``X-Amz-Signature`` and ``X-Amz-Security-Token`` from ``params``, which then
+    hold the signed parameters only. → ``(access_key, amz_date, scope, signature)`` or None.
+    ``X-Amz-SignedHeaders`` is the caller's to judge."""
+    signature = params.pop("X-Amz-Signature", "")
+    token = params.pop("X-Amz-Security-Token", None)
+    if not re.fullmatch(_SIGNATURE, signature) or params.get("X-Amz-Algorithm") != ALGORITHM:
+        return None
+    amz_date = params.get("X-Amz-Date", "")
+    if not re.fullmatch(_AMZ_DATE, amz_date):
+        return None
+    access_key, _, scope = params.get("X-Amz-Credential", "").partition("/")
+    if not re.fullmatch(_ACCESS_KEY, access_key) or scope != credential_scope(amz_date[:8], region):
+        return None
+    signed_at = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
+    lifetime = max_age
+    if "X-Amz-Expires" in params:
+        expires = params["X-Amz-Expires"]
+        if not expires.isdigit() or len(expires) > 7:
+            return None
+        lifetime = min(lifetime, int(expires))
+    if not signed_at - CLOCK_SKEW <= now <= signed_at + lifetime:
+        return None
+    if expected_token is not None:
+        wanted = expected_token(access_key)
+        if wanted is None or token is None:
+            if wanted is not token:
+                return None
+        elif not hmac.compare_digest(wanted.encode("utf-8"), token.encode("utf-8")):
+            return None
+    return access_key, amz_date, scope, signature
 
 
 def _verify(  # noqa: PLR0917 - private; mirrors verify_presigned_url
@@ -374,40 +423,13 @@ def _verify(  # noqa: PLR0917 - private; mirrors verify_presigned_url
         return None
     if _endpoint(f"{scheme}://{authority}") != _endpoint(f"{scheme}://{host}"):
         return None
-    params = _parse_query(query)
-    if params is None:
+    params = parse_presigned_query(query)
+    if params is None or params.get("X-Amz-SignedHeaders") != "host":
         return None
-    signature = params.pop("X-Amz-Signature", "")
-    token = params.pop("X-Amz-Security-Token", None)
-    if not re.fullmatch(_SIGNATURE, signature):
+    checked = presigned_credential(params, region, _epoch_second(now), max_age, expected_token)
+    if checked is None:
         return None
-    if params.get("X-Amz-Algorithm") != ALGORITHM or params.get("X-Amz-SignedHeaders") != "host":
-        return None
-    amz_date = params.get("X-Amz-Date", "")
-    if not re.fullmatch(_AMZ_DATE, amz_date):
-        return None
-    access_key, _, scope = params.get("X-Amz-Credential", "").partition("/")
-    if not re.fullmatch(_ACCESS_KEY, access_key) or scope != credential_scope(amz_date[:8], region):
-        return None
-    signed = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    signed_at = int(signed.timestamp())
-    current = _epoch_second(now)
-    lifetime = max_age
-    if "X-Amz-Expires" in params:
-        expires = params["X-Amz-Expires"]
-        if not expires.isdigit() or len(expires) > 7:
-            return None
-        lifetime = min(lifetime, int(expires))
-    # A little clock skew into the future is tolerated, as AWS does (5 minutes).
-    if not signed_at - 300 <= current <= signed_at + lifetime:
-        return None
-    if expected_token is not None:
-        wanted = expected_token(access_key)
-        if wanted is None or token is None:
-            if wanted is not token:
-                return None
-        elif not hmac.compare_digest(wanted.encode("utf-8"), token.encode("utf-8")):
-            return None
+    access_key, amz_date, scope, signature = checked
     secret = lookup_secret(access_key)
     if not isinstance(secret, str) or not secret:
         return None

@@ -24,27 +24,22 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
-from urllib.parse import unquote
 
 from iotauth.sigv4 import (
-    ALGORITHM,
+    CLOCK_SKEW,
     EMPTY_PAYLOAD_SHA256,
     MAX_URL_AGE,
     SERVICE,
     canonical_query_string,
-    credential_scope,
+    parse_presigned_query,
+    presigned_credential,
     signing_key,
     string_to_sign,
 )
 
 __all__ = ["CLOCK_SKEW", "canonical_header_value", "verify_handshake"]
 
-CLOCK_SKEW = 300  # seconds a URL may be dated in the future
 _PATH = "/mqtt"
-_ACCESS_KEY = re.compile(r"[A-Za-z0-9]{1,128}")
-_AMZ_DATE = re.compile(r"\d{8}T\d{6}Z")
-_SIGNATURE = re.compile(r"[0-9a-f]{64}")
 _HEADER_NAME = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+")
 _SPACES = re.compile(r"\s+")
 
@@ -55,19 +50,6 @@ SecretLookup = Callable[[str], str | None]
 def canonical_header_value(values: Iterable[str]) -> str:
     """SigV4's canonical value of a header sent with ``values`` (in order)."""
     return ",".join(_SPACES.sub(" ", value.strip()) for value in values)
-
-
-def _query(raw: str) -> dict[str, str] | None:
-    params: dict[str, str] = {}
-    for item in raw.split("&"):
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            return None
-        key, value = unquote(key, errors="strict"), unquote(value, errors="strict")
-        if key in params:
-            return None  # a repeated parameter is never read in the caller's favour
-        params[key] = value
-    return params
 
 
 def _hosts(host: str, secure: bool) -> list[str]:
@@ -115,12 +97,8 @@ def _verify(  # noqa: PLR0917
     path, _, raw_query = target.partition("?")
     if path != _PATH or not raw_query or "#" in raw_query:
         return None
-    params = _query(raw_query)
+    params = parse_presigned_query(raw_query)
     if params is None:
-        return None
-    signature = params.pop("X-Amz-Signature", "")
-    token = params.pop("X-Amz-Security-Token", None)
-    if not _SIGNATURE.fullmatch(signature) or params.get("X-Amz-Algorithm") != ALGORITHM:
         return None
     signed_names = params.get("X-Amz-SignedHeaders", "").split(";")
     if (
@@ -129,28 +107,10 @@ def _verify(  # noqa: PLR0917
         or not all(_HEADER_NAME.fullmatch(name) for name in signed_names)
     ):
         return None
-    amz_date = params.get("X-Amz-Date", "")
-    if not _AMZ_DATE.fullmatch(amz_date):
+    checked = presigned_credential(params, region, now, MAX_URL_AGE, expected_token)
+    if checked is None:
         return None
-    access_key, _, scope = params.get("X-Amz-Credential", "").partition("/")
-    if not _ACCESS_KEY.fullmatch(access_key) or scope != credential_scope(amz_date[:8], region):
-        return None
-    signed_at = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
-    lifetime = MAX_URL_AGE
-    if "X-Amz-Expires" in params:
-        expires = params["X-Amz-Expires"]
-        if not expires.isdigit() or len(expires) > 7:
-            return None
-        lifetime = min(lifetime, int(expires))
-    if not signed_at - CLOCK_SKEW <= now <= signed_at + lifetime:
-        return None
-    if expected_token is not None:
-        wanted = expected_token(access_key)
-        if wanted is None or token is None:
-            if wanted is not token:
-                return None
-        elif not hmac.compare_digest(wanted.encode("utf-8"), token.encode("utf-8")):
-            return None
+    access_key, amz_date, scope, signature = checked
     sent: dict[str, list[str]] = {}
     for name, value in headers:
         sent.setdefault(name.lower(), []).append(value)
