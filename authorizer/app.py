@@ -1,15 +1,17 @@
 """AWS IoT Core custom authorizer: usernames and passwords (and Aliyun-signed devices).
 
-A thin shell: parse the event (:mod:`iotauth.event`), decide (:mod:`iotauth.authenticate`)
-against the DynamoDB table named by ``IOTAUTH_TABLE`` (:mod:`iotauth.store`), shape the
+A thin shell: parse the event (:mod:`iotauth.connect.event`), decide
+(:mod:`iotauth.connect.authenticate`)
+against the DynamoDB table named by ``IOTAUTH_TABLE`` (:mod:`iotauth.identities.store`), shape the
 response. Logs are keyed by ``connectionMetadata.id`` and hold the decision and its reason
 only: never the event, a password or a secret. Metrics (namespace ``iotauth``, one EMF
-record per invoke, :mod:`iotauth.decision_metrics`): ``Allowed``, ``Denied`` and
+record per invoke, :mod:`iotauth.connect.decision_metrics`): ``Allowed``, ``Denied`` and
 ``DeniedByReason`` (dimension ``reason``).
 
 Per-container work happens at import, i.e. in Lambda's init phase (which SnapStart and
 provisioned concurrency capture): settings are read and the DynamoDB client is built then
-(:meth:`~iotauth.store.DynamoDBStore.for_lambda`, a standard-library client: no AWS SDK is
+(:meth:`~iotauth.identities.store.DynamoDBStore.for_lambda`, a standard-library client:
+no AWS SDK is
 imported). A misconfiguration does not crash the import, which would fail every invoke with
 an init error: it is logged once and each request is denied with reason ``config-error``.
 There is no Tracer (it would import the X-Ray SDK, ~600 ms of cold start).
@@ -34,12 +36,12 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
-from iotauth.authenticate import Decision, Settings, authenticate
-from iotauth.decision_metrics import decision_metrics
-from iotauth.event import parse_connect_event
-from iotauth.negative_cache import NegativeCache
-from iotauth.scoping import ArnContext
-from iotauth.store import CredentialStore, DynamoDBStore
+from iotauth.access.scoping import ArnContext
+from iotauth.connect.authenticate import Decision, Settings, authenticate
+from iotauth.connect.decision_metrics import decision_metrics
+from iotauth.connect.event import parse_connect_event
+from iotauth.connect.negative_cache import NegativeCache
+from iotauth.identities.store import CredentialStore, DynamoDBStore
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -4,8 +4,8 @@
   decision alone (parse + authenticate + response) and the whole handler (Powertools
   logging and metrics included, output discarded).
 - 1,000 identical bad CONNECTs before/after the negative cache: scrypt runs, store reads
-  and writes (:mod:`iotauth.negative_cache`).
-- The cost of one scrypt check with the parameters in :mod:`iotauth.credentials`.
+  and writes (:mod:`iotauth.connect.negative_cache`).
+- The cost of one scrypt check with the parameters in :mod:`iotauth.identities.credentials`.
 - Deny time against an unresponsive store, and against a slow store whose counter writes
   keep losing races (bounded by the decision's store deadline).
 
@@ -43,10 +43,10 @@ def _rate(fn: Any, seconds: float = 1.0) -> float:
 
 
 def decisions() -> None:
-    from iotauth.authenticate import Settings, authenticate
-    from iotauth.event import parse_connect_event
-    from iotauth.lockout import LockoutPolicy
-    from iotauth.store import MemoryStore
+    from iotauth.connect.authenticate import Settings, authenticate
+    from iotauth.connect.event import parse_connect_event
+    from iotauth.identities.lockout import LockoutPolicy
+    from iotauth.identities.store import MemoryStore
     from tests.authorizer_support import (
         ARN,
         add_aliyun_identity,
@@ -121,12 +121,12 @@ def decisions() -> None:
 def bad_credential_storm() -> None:
     """1,000 identical bad CONNECTs, without and with the per-container negative cache:
     scrypt runs, store reads and writes, and wall time (in-memory store)."""
-    from iotauth import credentials
-    from iotauth.authenticate import Settings, authenticate
-    from iotauth.event import parse_connect_event
-    from iotauth.lockout import LockoutState
-    from iotauth.negative_cache import NegativeCache
-    from iotauth.store import Lookup, MemoryStore
+    from iotauth.connect.authenticate import Settings, authenticate
+    from iotauth.connect.event import parse_connect_event
+    from iotauth.connect.negative_cache import NegativeCache
+    from iotauth.identities import credentials
+    from iotauth.identities.lockout import LockoutState
+    from iotauth.identities.store import Lookup, MemoryStore
     from tests.authorizer_support import (
         ARN,
         add_aliyun_identity,
@@ -192,7 +192,7 @@ def bad_credential_storm() -> None:
 
 
 def scrypt_cost() -> None:
-    from iotauth import credentials
+    from iotauth.identities import credentials
 
     verifier = credentials.hash_chosen_password(b"a long chosen passphrase")
 
@@ -222,9 +222,9 @@ def unresponsive_store() -> None:
     """A DynamoDB endpoint that accepts TCP connections and never answers."""
     import socket
 
-    from iotauth.authenticate import Settings, authenticate
-    from iotauth.event import parse_connect_event
-    from iotauth.store import DynamoDBStore
+    from iotauth.connect.authenticate import Settings, authenticate
+    from iotauth.connect.event import parse_connect_event
+    from iotauth.identities.store import DynamoDBStore
     from tests.authorizer_support import ARN, connect_event
 
     with socket.socket() as server:
@@ -259,10 +259,10 @@ def unresponsive_store() -> None:
 def slow_store() -> None:
     """A table that answers every call after 1.4 s (a timeout, then a slow retry) and where
     every counter write loses a race: without the decision's deadline, 7 calls (9.8 s)."""
-    from iotauth.authenticate import Settings, authenticate
-    from iotauth.event import parse_connect_event
-    from iotauth.lockout import LockoutPolicy, LockoutState
-    from iotauth.store import Lookup, MemoryStore
+    from iotauth.connect.authenticate import Settings, authenticate
+    from iotauth.connect.event import parse_connect_event
+    from iotauth.identities.lockout import LockoutPolicy, LockoutState
+    from iotauth.identities.store import Lookup, MemoryStore
     from tests.authorizer_support import ARN, add_password_identity, connect_event
 
     delay = 1.4

@@ -144,8 +144,8 @@ def measure_units() -> dict[str, Units]:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from iotauth.aws_json import DYNAMODB, AwsJsonClient
-    from iotauth.store import DynamoDBStore
+    from iotauth.identities.store import DynamoDBStore
+    from iotauth.wire.aws_json import DYNAMODB, AwsJsonClient
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -215,8 +215,8 @@ def _add_identities(store: Any) -> str:
 def measure_cpu_ms() -> dict[str, float]:
     """Wall time of the whole handler per allowed decision, per scheme (ms; the best of 5
     rounds, the least disturbed by other work on a shared machine)."""
-    from iotauth.authenticate import Settings
-    from iotauth.store import MemoryStore
+    from iotauth.connect.authenticate import Settings
+    from iotauth.identities.store import MemoryStore
 
     app = _handler({"IOTAUTH_TABLE": "bench-cpu", "AWS_REGION": "us-east-1"})
     store = MemoryStore()
@@ -239,9 +239,9 @@ def measure_cpu_ms() -> dict[str, float]:
 
 
 def memory_mb() -> int:
+    from iotauth.access.scoping import ArnContext
     from iotauth.local.stack import TEMPLATE_PATH
     from iotauth.local.template import Template
-    from iotauth.scoping import ArnContext
 
     doc = Template.load(TEMPLATE_PATH, ArnContext("aws", "us-east-1", "0" * 12)).document
     return int(doc["Resources"]["AuthorizerFunction"]["Properties"]["MemorySize"])

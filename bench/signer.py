@@ -1,8 +1,8 @@
-"""Presigned-URL cost: iotauth.sigv4 vs botocore vs awscrt, and import cost.
+"""Presigned-URL cost: iotauth.wire.sigv4 vs botocore vs awscrt, and import cost.
 
 Prints µs per URL, same credentials every time and rotating over 1,000 credential sets (as a
 signer serving many browser users does), with ratios to awscrt (C). Goals: ≤1.0× awscrt with
-the same credentials, ≤2.0× rotating; importing iotauth.sigv4 ≤30 ms over a bare
+the same credentials, ≤2.0× rotating; importing iotauth.wire.sigv4 ≤30 ms over a bare
 interpreter. Figures only, never assertions: timings vary by machine.
 """
 
@@ -32,7 +32,7 @@ def credential_sets(n: int) -> list[Creds]:
 
 
 def iotauth_signer() -> Callable[[Creds], str]:
-    from iotauth.sigv4 import presign_mqtt_url
+    from iotauth.wire.sigv4 import presign_mqtt_url
 
     def sign(creds: Creds) -> str:
         return presign_mqtt_url(ENDPOINT, REGION, *creds)
@@ -41,7 +41,7 @@ def iotauth_signer() -> Callable[[Creds], str]:
 
 
 def iotauth_cold_signer() -> Callable[[Creds], str]:
-    from iotauth import sigv4
+    from iotauth.wire import sigv4
 
     def sign(creds: Creds) -> str:
         sigv4.signing_key.cache_clear()
@@ -146,9 +146,9 @@ def main() -> None:
     print(f"iotauth with every cache cleared per URL: {cold:.1f} µs")
     print("goals: iotauth ≤1.0x awscrt (same creds), ≤2.0x awscrt (rotating)")
     print("import cost over a bare interpreter, median of 7 fresh processes:")
-    for module in ("iotauth.sigv4", "botocore.auth", "awscrt.auth"):
+    for module in ("iotauth.wire.sigv4", "botocore.auth", "awscrt.auth"):
         print(f"  {module:14} {import_cost_ms(module):7.1f} ms")
-    print("goal: iotauth.sigv4 ≤30 ms")
+    print("goal: iotauth.wire.sigv4 ≤30 ms")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The local stand-in's costs: its policy checks, and traffic through it next to the bare engine.
 
-- Policy checks: µs per decision of :class:`iotauth.policy.PolicySet` for an ordinary grant
+- Policy checks: µs per decision of :class:`iotauth.access.policy.PolicySet` for an ordinary grant
   and for grants with many ``*`` against a long topic that does not match — the shape that
   made the old backtracking-regex matcher take seconds to minutes on the gateway's event
   loop.
@@ -50,8 +50,8 @@ def _regex_of(pattern: str) -> re.Pattern[str]:
 
 
 def policy_checks() -> None:
-    from iotauth import policy
-    from iotauth.policy import PolicySet
+    from iotauth.access import policy
+    from iotauth.access.policy import PolicySet
 
     def policies(resource: str) -> PolicySet:
         statement = {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": resource}
@@ -216,11 +216,11 @@ async def _messages_per_second(
 def traffic(connects: int = 200, messages: int = 5000) -> None:
     import boto3
 
-    from iotauth.credentials import generate_secret, hash_generated_secret
+    from iotauth.identities.credentials import generate_secret, hash_generated_secret
+    from iotauth.identities.records import IdentityRecord
+    from iotauth.identities.store import DynamoDBStore
     from iotauth.local.engine import MosquittoEngine
     from iotauth.local.stack import LocalPorts, LocalStack
-    from iotauth.records import IdentityRecord
-    from iotauth.store import DynamoDBStore
 
     print(
         f"traffic, MQTT 3.1.1 over loopback: {connects} connects 10 at a time, "

@@ -2,8 +2,9 @@
 # assembles a function. sam runs this from a scratch copy of the function folder, so every
 # path is taken from where this file really is.
 #
-# The artifact holds the handler, the `iotauth` domain package without the parts only the
-# CLI and the local stand-in use, and the function's pure-Python requirements for
+# The artifact holds the handler, the `iotauth` modules it imports (their static closure,
+# tools/artifact_modules.py: never cli or local; tests/sam/test_artifact_contents.py checks
+# it), and the function's pure-Python requirements for
 # python3.13 on arm64, compiled to bytecode. boto3 is not bundled: the Lambda runtime
 # provides it.
 REPO := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/..)
@@ -20,8 +21,9 @@ PIP ?= $(PYTHON3) -m pip
 define build_function
 	mkdir -p $(ARTIFACTS_DIR)
 	cp $(REPO)/$(1)/app.py $(ARTIFACTS_DIR)/
-	rm -rf $(ARTIFACTS_DIR)/iotauth && cp -r $(REPO)/iotauth $(ARTIFACTS_DIR)/
-	cd $(ARTIFACTS_DIR)/iotauth && rm -rf local cli.py cli __pycache__ */__pycache__
+	rm -rf $(ARTIFACTS_DIR)/iotauth && mkdir -p $(ARTIFACTS_DIR)/iotauth
+	cd $(REPO) && for f in $$($(PYTHON3) tools/artifact_modules.py $(1)/app.py); do \
+		mkdir -p $(ARTIFACTS_DIR)/$$(dirname $$f) && cp $$f $(ARTIFACTS_DIR)/$$f || exit 1; done
 	$(PIP) install -q --disable-pip-version-check --no-compile --target $(ARTIFACTS_DIR) \
 		--platform manylinux2014_aarch64 --implementation cp --python-version 3.13 \
 		--only-binary=:all: -r $(REPO)/$(1)/requirements.txt

@@ -1,18 +1,18 @@
 """Signer: ``GET /mqtt-url`` hands a signed-in browser user its own presigned MQTT URL.
 
 A thin shell behind an HTTP API with a JWT authorizer: take the caller's verified ``sub``
-claim, ask :class:`iotauth.web_signing.WebSigner` for a URL scoped to that caller, return
+claim, ask :class:`iotauth.browser.web_signing.WebSigner` for a URL scoped to that caller, return
 ``{url, clientId, topics, expiresAt}`` with ``Cache-Control: no-store`` (on every response).
 No identity → 401; STS or endpoint failure → 503; any other route → 404; CORS preflights
-for the configured origins (:mod:`iotauth.http_api`). The URL, its signature and the session
+for the configured origins (:mod:`iotauth.browser.http_api`). The URL, its signature and the session
 token are bearer credentials: they are never logged, and neither is the event (it carries
 the caller's JWT).
 
 Per-container work happens at import (Lambda's init, which SnapStart and provisioned
 concurrency capture): settings (``IOTAUTH_*``, see
-:class:`~iotauth.web_signing.SignerSettings``) are read and the STS (and, without a
+:class:`~iotauth.browser.web_signing.SignerSettings``) are read and the STS (and, without a
 configured endpoint, IoT) clients built, on the standard library
-(:mod:`iotauth.aws_adapters`). A misconfiguration is logged and answered with 500, not an
+(:mod:`iotauth.browser.aws_adapters`). A misconfiguration is logged and answered with 500, not an
 import crash. There is no Tracer (the X-Ray SDK costs ~600 ms of cold start).
 """
 
@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging import correlation_paths
 
-from iotauth.aws_adapters import IotEndpointResolver, StsCredentialIssuer
-from iotauth.http_api import CorsPolicy, Request, Response, not_found, preflight
-from iotauth.scoping import ArnContext
-from iotauth.web_signing import SignerSettings, SignerUnavailable, WebSigner
+from iotauth.access.scoping import ArnContext
+from iotauth.browser.aws_adapters import IotEndpointResolver, StsCredentialIssuer
+from iotauth.browser.http_api import CorsPolicy, Request, Response, not_found, preflight
+from iotauth.browser.web_signing import SignerSettings, SignerUnavailable, WebSigner
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

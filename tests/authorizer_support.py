@@ -5,13 +5,17 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from iotauth import aliyun
-from iotauth.authenticate import Decision, Settings, authenticate
-from iotauth.credentials import generate_secret, hash_chosen_password, hash_generated_secret
-from iotauth.event import parse_connect_event
-from iotauth.records import IdentityRecord
-from iotauth.scoping import ArnContext
-from iotauth.store import CredentialStore, IdentityAdmin
+from iotauth.access.scoping import ArnContext
+from iotauth.connect.authenticate import Decision, Settings, authenticate
+from iotauth.connect.event import parse_connect_event
+from iotauth.identities.credentials import (
+    generate_secret,
+    hash_chosen_password,
+    hash_generated_secret,
+)
+from iotauth.identities.records import IdentityRecord
+from iotauth.identities.store import CredentialStore, IdentityAdmin
+from iotauth.wire import aliyun
 
 ARN = ArnContext(partition="aws", region="us-east-1", account="123456789012")
 NOW = 1_700_000_000  # the clock of the tests (2023-11-14T22:13:20Z)

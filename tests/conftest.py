@@ -85,7 +85,7 @@ def moto_server() -> Iterator[str]:
 def moto_endpoint(aws_env: None, moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every AWS call goes over real HTTP to the (reset) moto server: ``AWS_ENDPOINT_URL``.
 
-    Unlike ``moto_aws`` this reaches clients that are not botocore (``iotauth.aws_json``).
+    Unlike ``moto_aws`` this reaches clients that are not botocore (``iotauth.wire.aws_json``).
     """
     import urllib.request
 
@@ -100,7 +100,7 @@ def moto_endpoint(aws_env: None, moto_server: str, monkeypatch: pytest.MonkeyPat
 def dynamodb_table(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """A DynamoDB table with the project's schema in the moto server; ``IOTAUTH_TABLE``
     names it."""
-    from iotauth.store import DynamoDBStore
+    from iotauth.identities.store import DynamoDBStore
 
     name = "iotauth-test"
     DynamoDBStore(name).create_table()

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from iotauth.access.scoping import ArnContext
 from iotauth.local.template import Template, TemplateError
-from iotauth.scoping import ArnContext
 
 __all__ = [
     "Emulator",

@@ -7,7 +7,7 @@ refused command changes nothing. Secrets are read from stdin, never from the com
 and a generated secret is printed once, alone on stdout.
 
 ``disable``, ``rotate`` and ``remove`` then close the identity's live connections with IoT's
-``DeleteConnection`` (:mod:`iotauth.revocation`; ``disconnect`` does only that), on the
+``DeleteConnection`` (:mod:`iotauth.identities.revocation`; ``disconnect`` does only that), on the
 ``iot:Data-ATS`` endpoint (``--iot-endpoint``/``IOTAUTH_IOT_ENDPOINT``, else
 ``AWS_ENDPOINT_URL`` as the local stand-in sets it, else ``iot:DescribeEndpoint``), and say
 what they closed on stderr.
@@ -27,8 +27,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from iotauth.access.names import InvalidName
+from iotauth.access.scoping import shared_roots_from_env
 from iotauth.cli import CommandError, refuse_secret_flag
-from iotauth.credentials import (
+from iotauth.identities.credentials import (
     InvalidPassword,
     check_chosen_password,
     generate_secret,
@@ -36,14 +38,13 @@ from iotauth.credentials import (
     hash_generated_secret,
     is_generated_shape,
 )
-from iotauth.names import InvalidName
-from iotauth.records import (
+from iotauth.identities.records import (
     IdentityRecord,
     InvalidRecord,
     client_id_clashes,
     pairing_problems,
 )
-from iotauth.revocation import (
+from iotauth.identities.revocation import (
     IotDataDisconnector,
     RevocationError,
     RevocationPlan,
@@ -51,8 +52,7 @@ from iotauth.revocation import (
     plan_for,
     revoke,
 )
-from iotauth.scoping import shared_roots_from_env
-from iotauth.store import DynamoDBStore, IdentityNotFound, StoreError
+from iotauth.identities.store import DynamoDBStore, IdentityNotFound, StoreError
 
 __all__ = ["register"]
 
@@ -432,11 +432,11 @@ def cmd_remove(args: argparse.Namespace) -> int:
     return _close_connections(args, args.name, plan)
 
 
-# -- import: identities from another broker (iotauth.migration) --------------------------
+# -- import: identities from another broker (iotauth.identities.migration) --
 
 
 def _import_plan(args: argparse.Namespace) -> list[Any]:
-    from iotauth.migration import EmqxHash, ImportProblem, parse_export  # noqa: PLC0415
+    from iotauth.identities.migration import EmqxHash, ImportProblem, parse_export  # noqa: PLC0415
 
     try:
         text = Path(args.file).read_text(encoding="utf-8")

@@ -15,9 +15,9 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from iotauth.aliyun import SIGN_METHODS, mqtt_credentials
 from iotauth.cli import CommandError, refuse_secret_flag
-from iotauth.sigv4 import presign_mqtt_url, presign_mqtt_url_for_session
+from iotauth.wire.aliyun import SIGN_METHODS, mqtt_credentials
+from iotauth.wire.sigv4 import presign_mqtt_url, presign_mqtt_url_for_session
 
 __all__ = ["register"]
 

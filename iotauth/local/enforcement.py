@@ -1,7 +1,7 @@
 """What IoT Core's message broker allows, as pure functions the gateway and tests share.
 
 Every decision of the local gateway about a packet is made here, from the connection's
-grant (an IoT policy evaluator: :class:`iotauth.policy.PolicySet`, or the intersection of
+grant (an IoT policy evaluator: :class:`iotauth.access.policy.PolicySet`, or the intersection of
 several) and the decoded packet, with no socket in sight: ``verdict = publish_verdict(...)``
 then the gateway carries it out. That keeps each IoT rule in one place, testable by itself.
 
@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
+from iotauth.access.scoping import ArnContext
 from iotauth.local.mqtt.codec import Connect, Properties
 from iotauth.local.mqtt.reasons import Reason
-from iotauth.scoping import ArnContext
 
 __all__ = [
     "LIMITS",

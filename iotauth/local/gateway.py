@@ -20,7 +20,7 @@ IoT's two kinds of endpoint (REFERENCE §11):
 
 MQTT 3.1.1 and MQTT 5 on every listener, with the codec of :mod:`.mqtt`. Every decision
 about a packet is a pure function of :mod:`.enforcement` (policy evaluation with
-:class:`iotauth.policy.PolicySet`); this module carries the verdicts out:
+:class:`iotauth.access.policy.PolicySet`); this module carries the verdicts out:
 
 - CONNECT: the authorizer event for the transport (:mod:`.iot_events`), called off the
   event loop with a 5 s budget, ``iot:Connect`` on ``client/<clientId>``, a will needs
@@ -65,6 +65,8 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
+from iotauth.access.policy import PolicySet
+from iotauth.access.scoping import ArnContext
 from iotauth.local import enforcement
 from iotauth.local.certs import CertificateFiles
 from iotauth.local.domain import NO_DOMAIN, DomainConfiguration
@@ -104,8 +106,6 @@ from iotauth.local.mqtt.codec import (
     encode_varint,
 )
 from iotauth.local.mqtt.reasons import Reason, v3_connack_code
-from iotauth.policy import PolicySet
-from iotauth.scoping import ArnContext
 
 __all__ = [
     "AuthorizerFunction",

@@ -15,7 +15,7 @@ What real clients send differs from what iotauth's own signer sends, and IoT acc
   15 minutes after it (IoT ignores a longer ``X-Amz-Expires``; a shorter one is honoured).
 
 :func:`verify_handshake` never raises: anything unexpected is "not authenticated". The
-signing primitives are :mod:`iotauth.sigv4`'s; this module only adds the handshake's rules.
+signing primitives are :mod:`iotauth.wire.sigv4`'s; this module only adds the handshake's rules.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import hmac
 import re
 from collections.abc import Callable, Iterable
 
-from iotauth.sigv4 import (
+from iotauth.wire.sigv4 import (
     CLOCK_SKEW,
     EMPTY_PAYLOAD_SHA256,
     MAX_URL_AGE,

@@ -17,7 +17,7 @@ Python API (used by the end-to-end and browser tests)::
 Port 0 means "any free port". What runs, in process:
 
 - moto's server (DynamoDB, IAM, STS) on ``aws_endpoint_url``, with the credential table
-  created by :meth:`iotauth.store.DynamoDBStore.create_table` (as ``iotauth devices
+  created by :meth:`iotauth.identities.store.DynamoDBStore.create_table` (as ``iotauth devices
   create-table`` does), two demo devices with generated secrets, and the IoT client role the
   signer assumes;
 - the local gateway (:mod:`iotauth.local.gateway`) calling the real authorizer handler
@@ -67,6 +67,7 @@ from types import ModuleType, TracebackType
 from typing import Any, ClassVar, TextIO
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from iotauth.access.scoping import ArnContext
 from iotauth.local import LocalPorts, PortInUse
 from iotauth.local.certs import generate_certificates
 from iotauth.local.domain import NO_DOMAIN, DomainConfiguration
@@ -74,7 +75,6 @@ from iotauth.local.gateway import GatewayConfig, LocalGateway
 from iotauth.local.iot_events import AUTHORIZER_NAME_PARAMETER
 from iotauth.local.lambda_host import REPO_ROOT, LambdaContext, function_arn, load_handler_module
 from iotauth.local.template import Template, TemplateError
-from iotauth.scoping import ArnContext
 
 __all__ = ["LocalPorts", "LocalStack", "PortInUse", "StackInfo", "TemplateError", "banner"]
 
@@ -771,9 +771,9 @@ class LocalStack:
         """The credential table, the demo devices and the IoT client role, in moto."""
         import boto3  # noqa: PLC0415
 
-        from iotauth.credentials import generate_secret, hash_generated_secret  # noqa: PLC0415
-        from iotauth.records import IdentityRecord  # noqa: PLC0415
-        from iotauth.store import DynamoDBStore  # noqa: PLC0415
+        from iotauth.identities.credentials import generate_secret, hash_generated_secret  # noqa: PLC0415
+        from iotauth.identities.records import IdentityRecord  # noqa: PLC0415
+        from iotauth.identities.store import DynamoDBStore  # noqa: PLC0415
 
         session = boto3.session.Session(
             aws_access_key_id=_FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],

@@ -24,8 +24,8 @@ from typing import Any
 
 import yaml
 
+from iotauth.access.scoping import ArnContext
 from iotauth.local.domain import NO_DOMAIN, DomainConfiguration
-from iotauth.scoping import ArnContext
 
 __all__ = ["DOMAIN_CONFIGURATION", "Template", "TemplateError"]
 

@@ -198,9 +198,9 @@ def add_device(stack: StackInfo) -> Callable[..., str]:
     """``add_device(name, publish=(), subscribe=())`` → its generated secret."""
     import boto3
 
-    from iotauth.credentials import generate_secret, hash_generated_secret
-    from iotauth.records import IdentityRecord
-    from iotauth.store import DynamoDBStore
+    from iotauth.identities.credentials import generate_secret, hash_generated_secret
+    from iotauth.identities.records import IdentityRecord
+    from iotauth.identities.store import DynamoDBStore
 
     client = boto3.client(
         "dynamodb",

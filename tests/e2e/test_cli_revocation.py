@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from iotauth import aliyun
 from iotauth.cli import main
 from iotauth.local.stack import LocalPorts, LocalStack, StackInfo
+from iotauth.wire import aliyun
 from tests.e2e.conftest import Mqtt, unique, username_for
 
 pytestmark = pytest.mark.e2e

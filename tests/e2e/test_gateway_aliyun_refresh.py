@@ -27,15 +27,15 @@ from typing import Any
 import boto3
 import pytest
 
-from iotauth import aliyun
-from iotauth.authenticate import ALIYUN_TIMED_DISCONNECT_SECONDS, Settings
+from iotauth.access.scoping import ArnContext
+from iotauth.connect.authenticate import Settings
+from iotauth.identities.records import ALIYUN_TIMED_DISCONNECT_SECONDS, IdentityRecord
+from iotauth.identities.store import DynamoDBStore
 from iotauth.local.certs import generate_certificates
 from iotauth.local.gateway import GatewayConfig, GatewayPorts, LocalGateway
 from iotauth.local.lambda_host import load_handler_module
 from iotauth.local.stack import StackInfo
-from iotauth.records import IdentityRecord
-from iotauth.scoping import ArnContext
-from iotauth.store import DynamoDBStore
+from iotauth.wire import aliyun
 from tests.conftest import FakeLambdaContext
 from tests.e2e.conftest import Mqtt, port_of, unique
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from iotauth.access.scoping import ArnContext, Scope, policy_documents
 from iotauth.local.certs import generate_certificates
 from iotauth.local.domain import DomainConfiguration
 from iotauth.local.enforcement import LIMITS
@@ -33,7 +34,6 @@ from iotauth.local.mqtt.codec import (
     decode_packet,
     encode_packet,
 )
-from iotauth.scoping import ArnContext, Scope, policy_documents
 from tests.e2e.mqtt_raw import RawClient
 
 pytestmark = pytest.mark.e2e

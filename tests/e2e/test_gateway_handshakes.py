@@ -11,9 +11,9 @@ from collections.abc import Callable
 import pytest
 from awscrt import auth, http
 
+from iotauth.access.scoping import ArnContext
 from iotauth.local.stack import StackInfo
-from iotauth.scoping import ArnContext
-from iotauth.sigv4 import presign_mqtt_url
+from iotauth.wire.sigv4 import presign_mqtt_url
 from tests.e2e.conftest import WAIT, Mqtt, assume_client_role, unique
 
 pytestmark = pytest.mark.e2e

@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
+from iotauth.access.scoping import ArnContext, Scope, policy_documents
 from iotauth.local.certs import generate_certificates
 from iotauth.local.gateway import GatewayConfig, GatewayPorts, LocalGateway
-from iotauth.scoping import ArnContext, Scope, policy_documents
 from tests.e2e.conftest import Mqtt
 
 pytestmark = pytest.mark.e2e

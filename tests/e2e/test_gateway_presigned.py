@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from iotauth.access.scoping import ArnContext
 from iotauth.local.stack import StackInfo
-from iotauth.scoping import ArnContext
-from iotauth.sigv4 import presign_mqtt_url
+from iotauth.wire.sigv4 import presign_mqtt_url
 from tests.e2e.conftest import Mqtt, assume_client_role, unique, ws_path_of
 
 pytestmark = pytest.mark.e2e

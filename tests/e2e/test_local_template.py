@@ -11,9 +11,9 @@ from typing import Any
 import boto3
 import pytest
 
+from iotauth.access.scoping import ArnContext
 from iotauth.local.stack import TEMPLATE_PATH, LocalPorts, LocalStack, StackInfo
 from iotauth.local.template import Template, TemplateError
-from iotauth.scoping import ArnContext
 from tests.e2e.conftest import Mqtt
 from tests.e2e.test_gateway_presigned import connect_ws, signed_url
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from iotauth.credentials import hash_generated_secret
-from iotauth.names import principal_id_for
-from iotauth.policy import PolicySet
-from iotauth.records import IdentityRecord
-from iotauth.store import DynamoDBStore
+from iotauth.access.names import principal_id_for
+from iotauth.access.policy import PolicySet
+from iotauth.identities.credentials import hash_generated_secret
+from iotauth.identities.records import IdentityRecord
+from iotauth.identities.store import DynamoDBStore
 from tests.authorizer_support import connect_event
 from tests.conftest import FakeLambdaContext
 

@@ -10,8 +10,8 @@ from types import ModuleType
 
 import pytest
 
-from iotauth.aws_json import AwsJsonClient
-from iotauth.store import DynamoDBStore
+from iotauth.identities.store import DynamoDBStore
+from iotauth.wire.aws_json import AwsJsonClient
 from tests.authorizer_support import connect_event
 from tests.conftest import ROOT, FakeLambdaContext
 

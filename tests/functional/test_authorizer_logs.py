@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from iotauth import aliyun
-from iotauth.credentials import hash_chosen_password, hash_generated_secret
-from iotauth.records import IdentityRecord
-from iotauth.store import DynamoDBStore
+from iotauth.identities.credentials import hash_chosen_password, hash_generated_secret
+from iotauth.identities.records import IdentityRecord
+from iotauth.identities.store import DynamoDBStore
+from iotauth.wire import aliyun
 from tests.authorizer_support import connect_event
 from tests.conftest import FakeLambdaContext, load_event
 

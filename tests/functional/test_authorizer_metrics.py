@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from iotauth.credentials import hash_generated_secret
+from iotauth.identities.credentials import hash_generated_secret
+from iotauth.identities.records import IdentityRecord
+from iotauth.identities.store import DynamoDBStore
 from iotauth.local.lambda_host import load_handler_module
-from iotauth.records import IdentityRecord
-from iotauth.store import DynamoDBStore
 from tests.authorizer_support import connect_event
 from tests.conftest import FakeLambdaContext
 

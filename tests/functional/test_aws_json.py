@@ -1,4 +1,4 @@
-"""The authorizer's stdlib DynamoDB client (iotauth.aws_json) over real HTTP.
+"""The authorizer's stdlib DynamoDB client (iotauth.wire.aws_json) over real HTTP.
 
 Against moto's server on 127.0.0.1: the store's three calls, error mapping, the standard
 configuration. Against small local servers that misbehave (a closed port, a server that
@@ -18,8 +18,23 @@ from typing import Any
 
 import pytest
 
-from iotauth.authenticate import Settings, authenticate
-from iotauth.aws_json import (
+from iotauth.connect.authenticate import Settings, authenticate
+from iotauth.connect.event import parse_connect_event
+from iotauth.identities.credentials import hash_generated_secret
+from iotauth.identities.lockout import LockoutPolicy, LockoutState
+from iotauth.identities.records import IdentityRecord
+from iotauth.identities.store import (
+    CALL_TIMEOUT,
+    CONNECT_TIMEOUT,
+    MAX_ATTEMPTS,
+    READ_TIMEOUT,
+    CredentialStore,
+    DynamoDBStore,
+    MemoryStore,
+    StoreError,
+    TableMissing,
+)
+from iotauth.wire.aws_json import (
     DYNAMODB,
     KMS,
     AwsError,
@@ -30,21 +45,6 @@ from iotauth.aws_json import (
     Endpoint,
     resolve_endpoint,
     resolve_region,
-)
-from iotauth.credentials import hash_generated_secret
-from iotauth.event import parse_connect_event
-from iotauth.lockout import LockoutPolicy, LockoutState
-from iotauth.records import IdentityRecord
-from iotauth.store import (
-    CALL_TIMEOUT,
-    CONNECT_TIMEOUT,
-    MAX_ATTEMPTS,
-    READ_TIMEOUT,
-    CredentialStore,
-    DynamoDBStore,
-    MemoryStore,
-    StoreError,
-    TableMissing,
 )
 from tests.authorizer_support import ARN, connect_event
 from tests.http_stubs import Answer, Scripted
@@ -643,7 +643,7 @@ def test_header_values_cannot_inject_lines(
 def test_the_ca_bundle_is_loaded_at_init_when_the_init_is_captured(
     monkeypatch: pytest.MonkeyPatch, init_type: str | None, loaded: bool
 ) -> None:
-    from iotauth import aws_json
+    from iotauth.wire import aws_json
 
     monkeypatch.setattr(aws_json, "_TLS", None)
     env = {"AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "SK"}
@@ -721,7 +721,7 @@ def test_a_trusted_certificate_is_accepted(
     would make it): TLS, SNI and host name checks pass, the answer is read."""
     import ssl
 
-    from iotauth import aws_json
+    from iotauth.wire import aws_json
 
     port, files = tls_server
     monkeypatch.setattr(aws_json, "_TLS", ssl.create_default_context(cafile=str(files.ca_cert)))
@@ -736,7 +736,7 @@ def test_a_trusted_certificate_for_another_host_name_is_refused(
     the same server reached as ``127.1`` (which resolves to 127.0.0.1) is not answered."""
     import ssl
 
-    from iotauth import aws_json
+    from iotauth.wire import aws_json
 
     port, files = tls_server
     monkeypatch.setattr(aws_json, "_TLS", ssl.create_default_context(cafile=str(files.ca_cert)))

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from iotauth import aliyun
 from iotauth.cli import main
-from iotauth.credentials import is_generated_shape
-from iotauth.store import DynamoDBStore
+from iotauth.identities.credentials import is_generated_shape
+from iotauth.identities.store import DynamoDBStore
+from iotauth.wire import aliyun
 
 
 class _Stdin:

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from iotauth.records import client_id_key
-from iotauth.store import DynamoDBStore, StoreError
+from iotauth.identities.records import client_id_key
+from iotauth.identities.store import DynamoDBStore, StoreError
 from tests.functional.test_cli_devices import Run, authorize
 from tests.unit.test_imported_hashes import MOSQUITTO_FILE, PASSWORDS
 

@@ -15,8 +15,8 @@ import pytest
 from botocore.stub import Stubber
 
 from iotauth.cli import devices, main
-from iotauth.revocation import IotDataDisconnector
-from iotauth.store import DynamoDBStore
+from iotauth.identities.revocation import IotDataDisconnector
+from iotauth.identities.store import DynamoDBStore
 
 
 class _Stdin:

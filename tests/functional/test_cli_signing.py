@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from iotauth.cli import main
-from iotauth.sigv4 import presign_mqtt_url
+from iotauth.wire.sigv4 import presign_mqtt_url
 
 ENDPOINT = "a1b2c3-ats.iot.eu-west-1.amazonaws.com"
 REGION = "eu-west-1"

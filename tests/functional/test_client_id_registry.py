@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from iotauth.credentials import generate_secret, hash_generated_secret
-from iotauth.records import IdentityRecord
-from iotauth.store import (
+from iotauth.identities.credentials import generate_secret, hash_generated_secret
+from iotauth.identities.records import IdentityRecord
+from iotauth.identities.store import (
     ClientIdTaken,
     DynamoDBStore,
     IdentityAdmin,

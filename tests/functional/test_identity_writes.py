@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from iotauth.credentials import generate_secret, hash_generated_secret
-from iotauth.records import IdentityRecord
-from iotauth.store import DynamoDBStore, IdentityAdmin, MemoryStore, StoreError
+from iotauth.identities.credentials import generate_secret, hash_generated_secret
+from iotauth.identities.records import IdentityRecord
+from iotauth.identities.store import DynamoDBStore, IdentityAdmin, MemoryStore, StoreError
 
 
 @pytest.fixture

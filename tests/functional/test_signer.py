@@ -1,7 +1,7 @@
 """The signer Lambda end to end in-process, with STS and IoT served by moto's server (over
-real HTTP: the signer's AWS client is the standard-library one, iotauth.aws_json).
+real HTTP: the signer's AWS client is the standard-library one, iotauth.wire.aws_json).
 
-Its own routing and CORS (iotauth.http_api) must answer as Powertools'
+Its own routing and CORS (iotauth.browser.http_api) must answer as Powertools'
 ``APIGatewayHttpResolver`` with the same CORS configuration did (the oracle below; it is
 still a dependency), apart from the ``Vary: Origin`` it adds."""
 
@@ -16,9 +16,9 @@ from urllib.parse import quote
 
 import pytest
 
-from iotauth.names import web_username
-from iotauth.policy import PolicySet
-from iotauth.sigv4 import verify_presigned_url
+from iotauth.access.names import web_username
+from iotauth.access.policy import PolicySet
+from iotauth.wire.sigv4 import verify_presigned_url
 from tests.conftest import ROOT, FakeLambdaContext, load_event
 
 SUB = "0f6c1d2e-3a4b-4c5d-8e9f-0a1b2c3d4e5f"  # the sub claim of events/signer/mqtt-url.json
@@ -35,7 +35,7 @@ def signer_app(
     import boto3
 
     import signer.app as app_module
-    from iotauth import aws_adapters
+    from iotauth.browser import aws_adapters
 
     role = boto3.client("iam").create_role(
         RoleName="iotauth-web-client",

@@ -117,7 +117,7 @@ def stack_443() -> Iterator[StackInfo]:
 def _store(info: StackInfo) -> Any:
     import boto3
 
-    from iotauth.store import DynamoDBStore
+    from iotauth.identities.store import DynamoDBStore
 
     client = boto3.client(
         "dynamodb",
@@ -146,8 +146,8 @@ class Device:
 
 
 def make_device_factory(info: StackInfo) -> Callable[[], Device]:
-    from iotauth.credentials import generate_secret, hash_generated_secret
-    from iotauth.records import IdentityRecord
+    from iotauth.identities.credentials import generate_secret, hash_generated_secret
+    from iotauth.identities.records import IdentityRecord
 
     store = _store(info)
 
@@ -191,7 +191,7 @@ class AliyunDevice:
 
 @pytest.fixture(scope="module")
 def new_aliyun_device(stack: StackInfo) -> Callable[[], AliyunDevice]:
-    from iotauth.records import IdentityRecord
+    from iotauth.identities.records import IdentityRecord
 
     store = _store(stack)
 
@@ -233,7 +233,7 @@ def web_user(info: StackInfo) -> WebUser:
     """Credentials from moto's STS, as the signer gets them (session policy = one caller)."""
     import boto3
 
-    from iotauth.scoping import ArnContext, Scope, session_policy
+    from iotauth.access.scoping import ArnContext, Scope, session_policy
 
     client_id = unique("web-user")
     arns = ArnContext("aws", info.region, info.client_role_arn.split(":")[4])

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from iotauth import aliyun
+from iotauth.wire import aliyun
 from tests.conftest import EVENTS, FakeLambdaContext, load_event
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -88,9 +88,9 @@ def aws() -> Iterator[dict[str, str]]:
 def _seed() -> None:
     import boto3
 
-    from iotauth.credentials import hash_generated_secret
-    from iotauth.records import IdentityRecord
-    from iotauth.store import DynamoDBStore
+    from iotauth.identities.credentials import hash_generated_secret
+    from iotauth.identities.records import IdentityRecord
+    from iotauth.identities.store import DynamoDBStore
 
     store = DynamoDBStore(TABLE, client=boto3.client("dynamodb"))
     store.create_table()

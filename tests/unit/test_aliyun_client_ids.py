@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from iotauth import aliyun
-from iotauth.policy import PolicySet
-from iotauth.store import MemoryStore
+from iotauth.access.policy import PolicySet
+from iotauth.identities.store import MemoryStore
+from iotauth.wire import aliyun
 from tests.authorizer_support import (
     ARN,
     NOW,

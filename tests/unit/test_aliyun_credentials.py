@@ -1,4 +1,4 @@
-"""iotauth.aliyun.mqtt_credentials: the published example and linkkit's construction."""
+"""iotauth.wire.aliyun.mqtt_credentials: the published example and linkkit's construction."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from unittest import mock
 
 import pytest
 
-from iotauth.aliyun import mqtt_credentials, parse_mqtt_client_id, parse_username, sign
+from iotauth.wire.aliyun import mqtt_credentials, parse_mqtt_client_id, parse_username, sign
 
 # Alibaba Cloud IoT doc 73742 (REFERENCE §7).
 PUBLISHED_PASSWORD = "fafd82a3d602b37fb0fa8b7892f24a477f851a14"

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from iotauth.authenticate import STORE_DEADLINE_SECONDS, Decision, Settings, authenticate
-from iotauth.event import parse_connect_event
-from iotauth.lockout import LockoutPolicy, LockoutState
-from iotauth.store import Lookup, MemoryStore
+from iotauth.connect.authenticate import STORE_DEADLINE_SECONDS, Decision, Settings, authenticate
+from iotauth.connect.event import parse_connect_event
+from iotauth.identities.lockout import LockoutPolicy, LockoutState
+from iotauth.identities.store import Lookup, MemoryStore
 from tests.authorizer_support import (
     ARN,
     NOW,
@@ -89,7 +89,7 @@ def _decide(
 
 def test_default_deadline_is_well_inside_iot_budget() -> None:
     assert SETTINGS.store_deadline_seconds == STORE_DEADLINE_SECONDS
-    # The last call may start just before the deadline and take ~1.5 s (iotauth.store).
+    # The last call may start just before the deadline and take ~1.5 s (iotauth.identities.store).
     assert STORE_DEADLINE_SECONDS + 1.5 <= 4.0
 
 

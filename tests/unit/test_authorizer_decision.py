@@ -7,11 +7,11 @@ from dataclasses import replace
 
 import pytest
 
-from iotauth.authenticate import Settings
-from iotauth.lockout import LockoutPolicy
-from iotauth.names import principal_id_for
-from iotauth.policy import PolicySet
-from iotauth.store import MemoryStore, StoreError
+from iotauth.access.names import principal_id_for
+from iotauth.access.policy import PolicySet
+from iotauth.connect.authenticate import Settings
+from iotauth.identities.lockout import LockoutPolicy
+from iotauth.identities.store import MemoryStore, StoreError
 from tests.authorizer_support import (
     ARN,
     NOW,

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from iotauth.lockout import LockoutPolicy, after_failure, is_locked
+from iotauth.identities.lockout import LockoutPolicy, after_failure, is_locked
 
 POLICY = LockoutPolicy(threshold=5, window_seconds=900, lockout_seconds=900)
 

@@ -2,10 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from iotauth.credentials import generate_secret, hash_chosen_password, hash_generated_secret
-from iotauth.records import IdentityRecord, InvalidRecord
-from iotauth.scoping import MAX_POLICY_DOCUMENTS, ArnContext, policy_documents
-from iotauth.store import IdentityExists, MemoryStore
+from iotauth.access.scoping import MAX_POLICY_DOCUMENTS, ArnContext, policy_documents
+from iotauth.identities.credentials import (
+    generate_secret,
+    hash_chosen_password,
+    hash_generated_secret,
+)
+from iotauth.identities.records import IdentityRecord, InvalidRecord
+from iotauth.identities.store import IdentityExists, MemoryStore
 
 
 def secret_record(**fields: object) -> IdentityRecord:

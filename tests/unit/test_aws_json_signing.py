@@ -1,4 +1,5 @@
-"""SigV4 header signing (iotauth.sigv4.sign_request_headers, iotauth.aws_json) against botocore.
+"""SigV4 header signing (iotauth.wire.sigv4.sign_request_headers, iotauth.wire.aws_json)
+against botocore.
 
 The oracle is botocore's ``SigV4Auth`` on an ``AWSRequest`` with the same method, URL,
 headers, body and time (a dev dependency only). First the signing function over varied
@@ -18,8 +19,8 @@ from unittest import mock
 
 import pytest
 
-from iotauth.aws_json import DYNAMODB, KMS, AwsJsonClient, AwsTransport, Credentials, Endpoint
-from iotauth.sigv4 import canonical_query_string, sign_request_headers
+from iotauth.wire.aws_json import DYNAMODB, KMS, AwsJsonClient, AwsTransport, Credentials, Endpoint
+from iotauth.wire.sigv4 import canonical_query_string, sign_request_headers
 
 AK = "ASIAQEXAMPLEKEYID123"
 SK = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY"

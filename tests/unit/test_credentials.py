@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from iotauth import credentials
-from iotauth.credentials import (
+from iotauth.identities import credentials
+from iotauth.identities.credentials import (
     InvalidPassword,
     generate_secret,
     hash_chosen_password,

@@ -1,5 +1,5 @@
 """IoT Core's broker decisions as pure functions (iotauth.local.enforcement): a grant and a
-packet in, a verdict out — no sockets. Policies are evaluated with iotauth.policy."""
+packet in, a verdict out — no sockets. Policies are evaluated with iotauth.access.policy."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from iotauth.access.policy import PolicySet
+from iotauth.access.scoping import ArnContext
 from iotauth.local.enforcement import (
     LIMITS,
     Grant,
@@ -23,8 +25,6 @@ from iotauth.local.enforcement import (
 )
 from iotauth.local.mqtt.codec import Connect, Properties, Will
 from iotauth.local.mqtt.reasons import Reason, v3_connack_code
-from iotauth.policy import PolicySet
-from iotauth.scoping import ArnContext
 
 ARN = ArnContext("aws", "us-east-1", "123456789012")
 

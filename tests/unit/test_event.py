@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from iotauth.event import MAX_PASSWORD_BYTES, parse_connect_event
+from iotauth.connect.event import MAX_PASSWORD_BYTES, parse_connect_event
 from tests.conftest import load_event
 
 

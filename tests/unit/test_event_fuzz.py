@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from iotauth.event import parse_connect_event
-from iotauth.store import MemoryStore
+from iotauth.connect.event import parse_connect_event
+from iotauth.identities.store import MemoryStore
 from tests.authorizer_support import add_aliyun_identity, add_secret_identity, decide
 from tests.conftest import load_event
 

@@ -1,14 +1,14 @@
-"""iotauth.frozen: the value classes that replaced dataclasses on the authorizer's path keep
+"""iotauth.wire.frozen: the value classes that replaced dataclasses on the authorizer's path keep
 what the dataclasses gave: equality and hash by value, no assignment, no secret in repr."""
 
 from __future__ import annotations
 
 import pytest
 
-from iotauth.authenticate import Decision
-from iotauth.event import ConnectRequest
-from iotauth.lockout import LockoutPolicy
-from iotauth.scoping import ArnContext
+from iotauth.access.scoping import ArnContext
+from iotauth.connect.authenticate import Decision
+from iotauth.connect.event import ConnectRequest
+from iotauth.identities.lockout import LockoutPolicy
 
 
 def test_equal_by_value_and_hashable() -> None:

@@ -1,4 +1,4 @@
-"""What a grant can match (iotauth.scoping.grant_reaches …), against brute force and against
+"""What a grant can match (iotauth.access.scoping.grant_reaches …), against brute force and against
 the IoT policy evaluator: a grant that passes the checks cannot reach another identity."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iotauth.names import InvalidName
-from iotauth.policy import PolicySet
-from iotauth.scoping import (
+from iotauth.access.names import InvalidName
+from iotauth.access.policy import PolicySet
+from iotauth.access.scoping import (
     ArnContext,
     Scope,
     grant_problem,

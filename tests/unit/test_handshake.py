@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from iotauth.local.handshake import verify_handshake
-from iotauth.sigv4 import presign_mqtt_url
+from iotauth.wire.sigv4 import presign_mqtt_url
 
 REGION = "us-east-1"
 KEY, SECRET, TOKEN = (

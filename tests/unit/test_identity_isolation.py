@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from iotauth.policy import PolicySet
-from iotauth.records import IdentityRecord, InvalidRecord
-from iotauth.store import MemoryStore
+from iotauth.access.policy import PolicySet
+from iotauth.identities.records import IdentityRecord, InvalidRecord
+from iotauth.identities.store import MemoryStore
 from tests.authorizer_support import (
     ARN,
     add_aliyun_identity,

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from iotauth.credentials import generate_secret, hash_generated_secret
-from iotauth.policy import PolicySet
-from iotauth.records import IdentityRecord, InvalidRecord, pairing_problems
-from iotauth.scoping import Scope, grant_problem, policy_documents, session_policy
-from iotauth.store import MemoryStore
+from iotauth.access.policy import PolicySet
+from iotauth.access.scoping import Scope, grant_problem, policy_documents, session_policy
+from iotauth.identities.credentials import generate_secret, hash_generated_secret
+from iotauth.identities.records import IdentityRecord, InvalidRecord, pairing_problems
+from iotauth.identities.store import MemoryStore
 from tests.authorizer_support import (
     ARN,
     SETTINGS,

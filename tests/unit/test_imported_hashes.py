@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from iotauth import credentials
-from iotauth.credentials import (
+from iotauth.identities import credentials
+from iotauth.identities.credentials import (
     InvalidPassword,
     generate_secret,
     hash_chosen_password,
@@ -21,7 +21,7 @@ from iotauth.credentials import (
     verifier_kind,
     verify_password,
 )
-from iotauth.migration import parse_export
+from iotauth.identities.migration import parse_export
 
 # Made with mosquitto_passwd 2.0.11 (`-H sha512` and the default sha512-pbkdf2).
 MOSQUITTO_FILE = (

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from iotauth.access.scoping import ArnContext
 from iotauth.local.domain import NO_DOMAIN, DomainConfiguration
 from iotauth.local.stack import TEMPLATE_PATH
 from iotauth.local.template import Template, TemplateError
-from iotauth.scoping import ArnContext
 
 ARN = ArnContext("aws", "us-east-1", "123456789012")
 

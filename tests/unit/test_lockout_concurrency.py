@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from iotauth.authenticate import Decision
-from iotauth.lockout import LockoutPolicy, LockoutState
-from iotauth.store import Lookup, MemoryStore
+from iotauth.connect.authenticate import Decision
+from iotauth.identities.lockout import LockoutPolicy, LockoutState
+from iotauth.identities.store import Lookup, MemoryStore
 from tests.authorizer_support import (
     NOW,
     add_aliyun_identity,

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from iotauth.credentials import generate_secret, hash_generated_secret, verify_password
-from iotauth.migration import EmqxHash, ImportProblem, parse_export
+from iotauth.identities.credentials import generate_secret, hash_generated_secret, verify_password
+from iotauth.identities.migration import EmqxHash, ImportProblem, parse_export
 from tests.unit.test_imported_hashes import MOSQUITTO_FILE
 
 SHA256_PREFIX = EmqxHash("sha256", salt_position="prefix")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iotauth.names import (
+from iotauth.access.names import (
     InvalidName,
     is_safe_client_id,
     principal_id_for,

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from iotauth import credentials
-from iotauth.authenticate import Decision, authenticate
-from iotauth.credentials import hash_chosen_password
-from iotauth.event import parse_connect_event
-from iotauth.negative_cache import NegativeCache
-from iotauth.store import MemoryStore
+from iotauth.connect.authenticate import Decision, authenticate
+from iotauth.connect.event import parse_connect_event
+from iotauth.connect.negative_cache import NegativeCache
+from iotauth.identities import credentials
+from iotauth.identities.credentials import hash_chosen_password
+from iotauth.identities.store import MemoryStore
 from tests.authorizer_support import (
     ARN,
     NOW,
@@ -161,7 +161,7 @@ def test_other_denials_are_not_cached() -> None:
 
 
 def test_store_errors_are_not_cached() -> None:
-    from iotauth.store import StoreError
+    from iotauth.identities.store import StoreError
 
     store, cache, clock = MemoryStore(), NegativeCache(), Clock()
     add_password_identity(store, "bob", RIGHT)

@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from iotauth.policy import Decision, PolicySet
-from iotauth.store import MemoryStore
+from iotauth.access.policy import Decision, PolicySet
+from iotauth.identities.store import MemoryStore
 from tests.authorizer_support import (
     ARN,
     add_aliyun_identity,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iotauth.policy import Decision, PolicySet, evaluate
+from iotauth.access.policy import Decision, PolicySet, evaluate
 
 ARN = "arn:aws:iot:us-east-1:123456789012"
 

@@ -8,11 +8,10 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from iotauth import aliyun
-from iotauth.authenticate import Decision, Settings
-from iotauth.credentials import hash_generated_secret
-from iotauth.records import IdentityRecord
-from iotauth.revocation import (
+from iotauth.connect.authenticate import Decision, Settings
+from iotauth.identities.credentials import hash_generated_secret
+from iotauth.identities.records import IdentityRecord
+from iotauth.identities.revocation import (
     IotDataDisconnector,
     RevocationError,
     RevocationPlan,
@@ -20,7 +19,8 @@ from iotauth.revocation import (
     plan_for,
     revoke,
 )
-from iotauth.store import MemoryStore
+from iotauth.identities.store import MemoryStore
+from iotauth.wire import aliyun
 from tests.authorizer_support import NOW, add_aliyun_identity, connect_event, decide
 
 VERIFIER = hash_generated_secret("iotsk_" + "A" * 43)

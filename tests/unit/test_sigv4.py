@@ -1,4 +1,4 @@
-"""iotauth.sigv4: published vectors, IoT-specific rules, validation, verification."""
+"""iotauth.wire.sigv4: published vectors, IoT-specific rules, validation, verification."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iotauth import sigv4
-from iotauth.sigv4 import (
+from iotauth.wire import sigv4
+from iotauth.wire.sigv4 import (
     canonical_query_string,
     canonical_request,
     credential_scope,
@@ -214,7 +214,7 @@ def test_invalid_input_raises_value_error(kwargs: dict[str, object]) -> None:
 
 
 def test_import_does_not_load_botocore() -> None:
-    code = "import sys, iotauth.sigv4; print(sorted(m for m in sys.modules if 'boto' in m))"
+    code = "import sys, iotauth.wire.sigv4; print(sorted(m for m in sys.modules if 'boto' in m))"
     out = subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60
     )

@@ -1,4 +1,4 @@
-"""iotauth.sigv4 against three independent implementations, at fixed times.
+"""iotauth.wire.sigv4 against three independent implementations, at fixed times.
 
 Oracles (dev dependencies only): botocore ``SigV4QueryAuth`` signing with credentials
 *without* the token (the token is appended afterwards), awscrt with
@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
 
-from iotauth.sigv4 import presign_mqtt_url
+from iotauth.wire.sigv4 import presign_mqtt_url
 
 ENDPOINT = "a1b2c3d4e5f6g7-ats.iot.ap-northeast-1.amazonaws.com"
 REGION = "ap-northeast-1"

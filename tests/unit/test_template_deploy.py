@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from iotauth.authenticate import Settings
+from iotauth.access.scoping import ArnContext
+from iotauth.connect.authenticate import Settings
 from iotauth.local.stack import TEMPLATE_PATH
 from iotauth.local.template import Template
-from iotauth.scoping import ArnContext
 
 ROOT = Path(__file__).resolve().parents[2]
 ARN = ArnContext("aws", "us-east-1", "123456789012")
@@ -164,8 +164,8 @@ def test_operator_policy_covers_revocation_and_the_readme_says_so(doc: dict[str,
     }
     assert by_sid["FindTheDataEndpoint"]["Action"] == "iot:DescribeEndpoint"
     granted = {a for s in statements for a in _list(s["Action"])}
-    # Every DynamoDB call the CLI's store makes (iotauth/store.py) is granted.
-    store = (ROOT / "iotauth" / "store.py").read_text(encoding="utf-8")
+    # Every DynamoDB call the CLI's store makes (iotauth/identities/store.py) is granted.
+    store = (ROOT / "iotauth" / "identities" / "store.py").read_text(encoding="utf-8")
     # (create-table is for a table the stack did not make: not an operator's job here.)
     called = set(re.findall(r'_call\(\s*"(\w+)"', store)) - {"update_time_to_live"}
     assert called, "the store's calls moved: update this test"

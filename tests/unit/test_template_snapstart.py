@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from iotauth.access.scoping import ArnContext
 from iotauth.local.stack import TEMPLATE_PATH
 from iotauth.local.template import Template
-from iotauth.scoping import ArnContext
 
 ALIAS = {"Ref": "AuthorizerFunction.Alias"}
 

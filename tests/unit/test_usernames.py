@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from iotauth.event import parse_connect_event, split_username
-from iotauth.store import MemoryStore
+from iotauth.connect.event import parse_connect_event, split_username
+from iotauth.identities.store import MemoryStore
 from tests.authorizer_support import NOW, add_password_identity, connect_event, decide
 
 V2_METRICS = (

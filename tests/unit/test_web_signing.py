@@ -1,4 +1,4 @@
-"""iotauth.web_signing with in-memory fakes of STS and the endpoint lookup."""
+"""iotauth.browser.web_signing with in-memory fakes of STS and the endpoint lookup."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
-from iotauth.names import web_username
-from iotauth.policy import PolicySet
-from iotauth.scoping import ArnContext
-from iotauth.sigv4 import verify_presigned_url
-from iotauth.web_signing import (
+from iotauth.access.names import web_username
+from iotauth.access.policy import PolicySet
+from iotauth.access.scoping import ArnContext
+from iotauth.browser.web_signing import (
     REFRESH_MARGIN,
     SignerSettings,
     SignerUnavailable,
@@ -21,6 +20,7 @@ from iotauth.web_signing import (
     WebSigner,
     role_session_name,
 )
+from iotauth.wire.sigv4 import verify_presigned_url
 
 ARN = ArnContext("aws", "eu-west-1", "123456789012")
 ROLE = "arn:aws:iam::123456789012:role/iotauth-web-client"

@@ -26,7 +26,7 @@ from base64 import b64decode
 from collections.abc import Mapping
 from typing import Any
 
-from iotauth.frozen import Frozen
+from iotauth.wire.frozen import Frozen
 
 __all__ = ["MAX_PASSWORD_BYTES", "ConnectRequest", "parse_connect_event", "split_username"]
 

@@ -18,8 +18,8 @@ session is bounded instead: it is never refreshed and ends at its ``disconnectAf
 CONNECT is refused. The same holds for an Aliyun session on an inner id the record does
 not list (``any_client_id``). The authorizer gives both that bound and the plan reports it
 (``bounded_seconds``, printed by the CLI) from one rule,
-:func:`iotauth.authenticate.bounded_session_seconds`. Without a timestamp, on a listed id,
-the full id is what the authorizer accepts (:func:`iotauth.aliyun.canonical_client_id`:
+:func:`iotauth.identities.records.bounded_session_seconds`. Without a timestamp, on a listed id,
+the full id is what the authorizer accepts (:func:`iotauth.wire.aliyun.canonical_client_id`:
 the record's client-id form, ``securemode`` 2 or 3, each sign method); those are closed.
 """
 
@@ -29,9 +29,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from iotauth import aliyun
-from iotauth.authenticate import bounded_session_seconds
-from iotauth.records import IdentityRecord
+from iotauth.identities.records import IdentityRecord, bounded_session_seconds
+from iotauth.wire import aliyun
 
 __all__ = [
     "Disconnector",

@@ -2,13 +2,13 @@
 
 A presigned URL is a bearer credential for about 15 minutes, so it is never signed with the
 signer's own role. Each caller gets credentials from ``sts:AssumeRole`` into the IoT client
-role with an inline session policy built by :func:`iotauth.scoping.session_policy` from the
-caller's :class:`~iotauth.scoping.Scope` — the same rule the authorizer applies — so the URL
+role with an inline session policy built by :func:`iotauth.access.scoping.session_policy` from the
+caller's :class:`~iotauth.access.scoping.Scope` — the same rule the authorizer applies — so the URL
 allows exactly that caller's client id and topics. Credentials are cached per caller until
 less than :data:`REFRESH_MARGIN` seconds remain.
 
 AWS is reached only through the :class:`CredentialIssuer` and :class:`EndpointResolver`
-ports (standard-library adapters in :mod:`iotauth.aws_adapters`; fakes in the tests).
+ports (standard-library adapters in :mod:`iotauth.browser.aws_adapters`; fakes in the tests).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from iotauth.names import web_username
-from iotauth.scoping import (
+from iotauth.access.names import web_username
+from iotauth.access.scoping import (
     DEFAULT_SHARED_ROOTS,
     ArnContext,
     Scope,
@@ -34,7 +34,7 @@ from iotauth.scoping import (
     validate_room,
     validate_topic_grant,
 )
-from iotauth.sigv4 import MAX_URL_AGE, presign_mqtt_url
+from iotauth.wire.sigv4 import MAX_URL_AGE, presign_mqtt_url
 
 __all__ = [
     "REFRESH_MARGIN",
@@ -206,7 +206,7 @@ class WebSigner:
     def sign_url(self, subject: str, arn: ArnContext) -> SignedUrl:
         """The caller's URL. ``subject`` is the verified JWT ``sub``.
 
-        Raises :class:`~iotauth.names.InvalidName` (a ValueError) for an unusable subject
+        Raises :class:`~iotauth.access.names.InvalidName` (a ValueError) for an unusable subject
         and :class:`SignerUnavailable` when STS or the endpoint lookup fails.
         """
         username = web_username(subject)

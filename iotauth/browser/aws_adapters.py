@@ -1,13 +1,13 @@
-"""The signer's ports (:mod:`iotauth.web_signing`) on the standard-library AWS client.
+"""The signer's ports (:mod:`iotauth.browser.web_signing`) on the standard-library AWS client.
 
 ``sts:AssumeRole`` (query protocol, XML answer) and ``iot:DescribeEndpoint`` (REST-JSON)
-through :class:`iotauth.aws_json.AwsTransport`, which honours ``AWS_REGION``,
+through :class:`iotauth.wire.aws_json.AwsTransport`, which honours ``AWS_REGION``,
 ``AWS_ENDPOINT_URL[_STS|_IOT]`` (the local stand-in points them at moto) and Lambda's
 credentials. botocore's STS client alone costs about as much cold start as the whole signer
 does without it. The transports are built by ``from_env`` (the signer does it at init) or
 on first use, with short timeouts: a browser waits on these calls. Every failure — no
 configuration, unreachable, throttled, denied, a malformed answer — is
-:class:`~iotauth.web_signing.SignerUnavailable`, whose message names no value.
+:class:`~iotauth.browser.web_signing.SignerUnavailable`, whose message names no value.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from urllib.parse import urlencode
 
-from iotauth.aws_json import IOT, STS, AwsError, AwsTransport, HttpResponse, Service
-from iotauth.sigv4 import canonical_query_string
-from iotauth.web_signing import SignerUnavailable, TemporaryCredentials
+from iotauth.browser.web_signing import SignerUnavailable, TemporaryCredentials
+from iotauth.wire.aws_json import IOT, STS, AwsError, AwsTransport, HttpResponse, Service
+from iotauth.wire.sigv4 import canonical_query_string
 
 __all__ = ["IotEndpointResolver", "StsCredentialIssuer", "query_error_code", "transport"]
 

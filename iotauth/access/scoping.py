@@ -33,8 +33,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from iotauth.frozen import Frozen
-from iotauth.names import WEB_PREFIX, InvalidName, validate_client_id
+from iotauth.access.names import WEB_PREFIX, InvalidName, validate_client_id
+from iotauth.wire.frozen import Frozen
 
 __all__ = [
     "DEFAULT_SHARED_ROOTS",

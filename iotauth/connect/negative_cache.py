@@ -33,7 +33,7 @@ import secrets
 import threading
 from collections import OrderedDict
 
-from iotauth.frozen import Frozen
+from iotauth.wire.frozen import Frozen
 
 __all__ = ["CACHEABLE_REASONS", "CachedDenial", "NegativeCache"]
 

@@ -4,7 +4,7 @@ Contract: :func:`parse_export` turns the text of one export into :class:`Identit
 ready for the table, or into a list of errors (one per bad entry, with its line or row,
 never quoting a hash or a secret) — all or nothing, so a caller can refuse the whole file
 before it writes anything. Users keep their passwords: a broker's hash becomes a verifier
-the authorizer checks as it is (:func:`iotauth.credentials.imported_verifier`), and is a
+the authorizer checks as it is (:func:`iotauth.identities.credentials.imported_verifier`), and is a
 *chosen* password to the lockout.
 
 Formats (docs/migrating.md):
@@ -35,14 +35,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from iotauth.credentials import (
+from iotauth.access.names import InvalidName
+from iotauth.identities.credentials import (
     InvalidPassword,
     hash_chosen_password,
     imported_verifier,
     verifier_kind,
 )
-from iotauth.names import InvalidName
-from iotauth.records import IdentityRecord, InvalidRecord
+from iotauth.identities.records import IdentityRecord, InvalidRecord
 
 __all__ = ["FORMATS", "EmqxHash", "ImportProblem", "Imported", "parse_export"]
 

@@ -4,7 +4,7 @@ The contract: :meth:`AwsJsonClient.call` sends one JSON-protocol operation (Dyna
 JSON 1.0 ``DynamoDB_20120810.*``, KMS's JSON 1.1 ``TrentService.*``) and returns the parsed
 answer or raises :class:`AwsError`, whose message is only the error code, never the
 request, the answer's text or a credential. :class:`AwsTransport` underneath signs any
-request (SigV4 headers, :func:`iotauth.sigv4.sign_request_headers`) and is what the signer's
+request (SigV4 headers, :func:`iotauth.wire.sigv4.sign_request_headers`) and is what the signer's
 STS (query protocol) and IoT (REST) calls use. Configuration is AWS's standard one, from the
 environment Lambda gives a function:
 
@@ -51,7 +51,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from iotauth.sigv4 import sign_request_headers
+from iotauth.wire.sigv4 import sign_request_headers
 
 __all__ = [
     "AwsError",

@@ -16,7 +16,7 @@ Two kinds of password, told apart by their shape alone:
   the development machine (Python 3.13, one core), ~46 ms per check; N=2^15 took ~100 ms
   and N=2^17 (OWASP's figure for offline-attack resistance) ~430 ms. Lambda gives a 512 MB
   function about 0.3 vCPU, so N=2^14 keeps a check well under a second inside the 5 s
-  budget, while brute force online is stopped by the lockout (:mod:`iotauth.lockout`).
+  budget, while brute force online is stopped by the lockout (:mod:`iotauth.identities.lockout`).
   ``make bench`` prints the current figure. Verifiers record their parameters, so they can
   be raised later for new passwords without breaking old ones.
 - **Imported hashes** (``iotauth devices import``): Mosquitto's ``$6$``/``$7$`` and EMQX's
@@ -48,7 +48,7 @@ import hmac
 import re
 import secrets
 
-from iotauth.frozen import Frozen
+from iotauth.wire.frozen import Frozen
 
 __all__ = [
     "GENERATED_PREFIX",

@@ -10,7 +10,7 @@ AWS IoT's flavour of SigV4 query signing:
   Generic SigV4 signs it, and IoT rejects such a URL.
 
 :func:`sign_request_headers` is SigV4 header signing for AWS API calls (the authorizer's
-DynamoDB client, :mod:`iotauth.aws_json`); it shares the signing-key cache.
+DynamoDB client, :mod:`iotauth.wire.aws_json`); it shares the signing-key cache.
 
 Only the standard library is imported here (a browser's URL is minted on every reconnect, so
 import cost and per-URL cost both matter). The signing key is cached per (secret, date,
@@ -320,7 +320,7 @@ def presign_mqtt_url_for_session(
     _endpoint(endpoint)  # fail on bad input before searching for credentials
     _check_region(region)
     if session is None:
-        import botocore.session  # noqa: PLC0415 - keep `import iotauth.sigv4` light
+        import botocore.session  # noqa: PLC0415 - keep `import iotauth.wire.sigv4` light
 
         session = botocore.session.get_session()
     credentials = session.get_credentials()

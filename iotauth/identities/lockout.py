@@ -5,14 +5,14 @@
 password too — and not counted. A guessable attempt that succeeds takes back only its own
 count (it was counted before it was checked), never others' failures, not even those
 counted while it was being checked (the store's delete or write is conditional on the
-version, :mod:`iotauth.authenticate`). So a success (the owner's sign-in, a live session's
+version, :mod:`iotauth.connect.authenticate`). So a success (the owner's sign-in, a live session's
 refresh) shows nowhere in the state a guesser can probe, and loses no guess;
 a generated secret's success leaves the counter alone. Unknown usernames are
 counted exactly like known ones, so the lock state says nothing about whether an identity
 exists.
 
 What is counted and locked is decided by the presented credential, never by the record
-(:mod:`iotauth.authenticate`): chosen-password-shaped passwords and Aliyun signatures are;
+(:mod:`iotauth.connect.authenticate`): chosen-password-shaped passwords and Aliyun signatures are;
 generated-shaped secrets (256 bits) are neither, so nobody can lock a device that uses a
 generated secret, and a guesser sees the same lock behaviour for every name and kind.
 
@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from iotauth.frozen import Frozen
+from iotauth.wire.frozen import Frozen
 
 __all__ = ["LockoutPolicy", "LockoutState", "after_failure", "is_locked", "without_one_failure"]
 

@@ -23,7 +23,7 @@ exist:
    races, deny without verifying. Otherwise a burst of parallel guesses that all read the
    counter before any of them wrote it would each be checked: the lock would bound
    nothing but the guesses that arrive after it.
-4. Verify. The cost depends only on the request's shape (:mod:`iotauth.credentials`;
+4. Verify. The cost depends only on the request's shape (:mod:`iotauth.identities.credentials`;
    Aliyun usernames always cost one HMAC), never on whether the identity exists.
 5. Failure → deny (a guessable one was counted in 3). Success of a guessable
    presentation → take back *its own* count from step 3 (a delete when it was the only
@@ -36,7 +36,8 @@ exist:
    because the policy names only the identity's own client ids, as literals.
 
 Time: IoT Core waits 5 s for an answer. Each store call is bounded by the client's timeouts
-(:mod:`iotauth.store`, 1.5 s at worst), but a decision may make several (lost races on the
+(:mod:`iotauth.identities.store`, 1.5 s at worst), but a decision may make several
+(lost races on the
 counter are retried), so a slow table that still answers could add them up past 5 s.
 Every decision therefore has one deadline (``Settings.store_deadline_seconds``, 2.5 s from
 the start of the decision on a monotonic clock): no store call starts after it, and reaching it
@@ -65,7 +66,7 @@ drop a healthy device. For those time-limited credentials the answer's
 ``refreshAfterInSeconds`` is therefore its ``disconnectAfterInSeconds``: the session is
 never refreshed with stale credentials; it ends at disconnect time and the device (whose
 SDK reconnects by itself) signs a fresh timestamp. Such a full client id also changes on
-every connection, so ``DeleteConnection`` cannot name it (:mod:`iotauth.revocation`), and
+every connection, so ``DeleteConnection`` cannot name it (:mod:`iotauth.identities.revocation`), and
 neither can it name an Aliyun session on an inner client id the record does not list (an
 ``any_client_id`` device's MAC). Disabling or removing such a device, or changing its
 grants, takes effect only when its session ends, so both kinds get the same bounded
@@ -85,27 +86,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from iotauth import aliyun
-from iotauth.credentials import GENERATED_PREFIX, is_generated_shape, verify_password
-from iotauth.event import ConnectRequest
-from iotauth.frozen import Frozen
-from iotauth.lockout import (
-    LockoutPolicy,
-    LockoutState,
-    after_failure,
-    is_locked,
-    without_one_failure,
-)
-from iotauth.names import (
+from iotauth.access.names import (
     WEB_PREFIX,
     InvalidName,
     is_safe_client_id,
     principal_id_for,
     validate_username,
 )
-from iotauth.negative_cache import NegativeCache
-from iotauth.records import MAX_DURATION, MAX_MQTT_CLIENT_ID, MIN_DURATION, IdentityRecord
-from iotauth.scoping import (
+from iotauth.access.scoping import (
     DEFAULT_SHARED_ROOTS,
     ArnContext,
     PolicyTooLarge,
@@ -113,9 +101,29 @@ from iotauth.scoping import (
     shared_roots_from_env,
     validate_shared_root,
 )
-from iotauth.store import CredentialStore, Lookup, StoreError
+from iotauth.connect.event import ConnectRequest
+from iotauth.connect.negative_cache import NegativeCache
+from iotauth.identities.credentials import GENERATED_PREFIX, is_generated_shape, verify_password
+from iotauth.identities.lockout import (
+    LockoutPolicy,
+    LockoutState,
+    after_failure,
+    is_locked,
+    without_one_failure,
+)
+from iotauth.identities.records import (
+    MAX_DURATION,
+    MAX_MQTT_CLIENT_ID,
+    MIN_DURATION,
+    IdentityRecord,
+    bounded_session_seconds,
+    clamp_duration,
+)
+from iotauth.identities.store import CredentialStore, Lookup, StoreError
+from iotauth.wire import aliyun
+from iotauth.wire.frozen import Frozen
 
-__all__ = ["Decision", "Settings", "authenticate", "bounded_session_seconds"]
+__all__ = ["Decision", "Settings", "authenticate"]
 
 _DUMMY_ALIYUN_SECRET = b"\x00" * 32
 # Aliyun's connect modes (REFERENCE §7): 2 = TLS / wss, 3 = TCP / ws. See the module notes.
@@ -123,32 +131,12 @@ _SECUREMODES = frozenset({"2", "3"})
 _SAVE_ATTEMPTS = 3
 # No store call starts later than this after the decision began. A call that starts just
 # before it may still take up to 1.5 s (the client's deadline for one call, attempts
-# included: iotauth.store's CALL_TIMEOUT), so a decision spends at most ~4 s on the store
+# included: iotauth.identities.store's CALL_TIMEOUT), so a decision spends at most ~4 s on the store
 # however many calls lost races would need; with a cold start (runtime init and imports,
 # ~0.2 s; the DynamoDB client is built at init, its first connection is made inside the
 # deadline) that stays below IoT Core's 5 s with room for the invoke itself.
 STORE_DEADLINE_SECONDS = 2.5
-# How long a session on time-limited (timestamped Aliyun) credentials lasts unless its
-# record says otherwise; revocation takes effect at the latest then (module notes).
-ALIYUN_TIMED_DISCONNECT_SECONDS = 3600
 _MAX_STORE_DEADLINE_SECONDS = 4.5
-
-
-def _clamp(value: int) -> int:
-    return min(MAX_DURATION, max(MIN_DURATION, value))
-
-
-def bounded_session_seconds(record: IdentityRecord, deployment_disconnect_seconds: int) -> int:
-    """How long a session whose full client id revocation cannot name lasts (never refreshed).
-
-    The one rule for the authorizer's answer and for what ``devices disable`` promises
-    (:mod:`iotauth.revocation`): the record's ``disconnectAfter``, else one hour or the
-    deployment's default if that is shorter.
-    """
-    return _clamp(
-        record.disconnect_after
-        or min(ALIYUN_TIMED_DISCONNECT_SECONDS, deployment_disconnect_seconds)
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,7 +442,8 @@ def authenticate(
         if aliyun_id is None or aliyun_id.securemode not in _SECUREMODES:
             return _deny("malformed-client-id")
 
-    # Repeats of a triple already verified wrong: no scrypt, no store (iotauth.negative_cache).
+    # Repeats of a triple already verified wrong: no scrypt, no store
+    # (iotauth.connect.negative_cache).
     cache_key = None
     if negative_cache is not None:
         cache_key = negative_cache.key_for(username, password, client_id)
@@ -582,6 +571,6 @@ def _decide(  # noqa: PLR0917 — private; called once, positionally
         username=username,
         principal_id=principal_id_for(username),
         policy_documents=tuple(documents),
-        disconnect_after=_clamp(disconnect),
-        refresh_after=_clamp(refresh),
+        disconnect_after=clamp_duration(disconnect),
+        refresh_after=clamp_duration(refresh),
     )

@@ -2,11 +2,12 @@
 
 Table layout (shared with the template and the local gateway): partition key ``pk`` (S)
 only; an identity is ``pk = "identity#<username>"``; its lockout counter is
-``pk = "lockout#<username>"`` (see :mod:`iotauth.store`).
+``pk = "lockout#<username>"`` (see :mod:`iotauth.identities.store`).
 
 Three kinds of identity:
 
-- ``secret``: a generated secret, verified with a keyed hash (:mod:`iotauth.credentials`);
+- ``secret``: a generated secret, verified with a keyed hash
+  (:mod:`iotauth.identities.credentials`);
 - ``password``: a chosen password, verified with scrypt;
 - ``aliyun``: an Alibaba-Cloud-style device (REFERENCE §7), username
   ``deviceName&productKey``; the device secret itself is stored (the HMAC needs it; the
@@ -17,12 +18,12 @@ or grant is unsafe, a duration is out of range, or its grants cannot fit in the
 authorizer's policy documents for the longest possible client id and ARN. Topic rules
 (:meth:`IdentityRecord.topic_problems`, checked at write time and again by the authorizer):
 a name may not be a shared topic root or reserved; rooms lie under a shared root; an extra
-grant that can reach beyond the identity's own topics (:func:`iotauth.scoping.grant_problem`)
+grant that can reach beyond the identity's own topics (:func:`iotauth.access.scoping.grant_problem`)
 needs ``allow_broad``, which the record keeps and ``devices list`` shows.
 
 Client ids are unique across identities: each of a record's client ids has an item
 ``pk = "clientid#<id>"`` naming its owner, written in the same transaction as the
-identity (:mod:`iotauth.store`). The authorizer reads one only for an Aliyun device
+identity (:mod:`iotauth.identities.store`). The authorizer reads one only for an Aliyun device
 signing a client id other than its default (``any_client_id``: not another's registered id).
 """
 
@@ -33,9 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from iotauth import aliyun
-from iotauth.credentials import GENERATED_PREFIX, verifier_kind
-from iotauth.names import (
+from iotauth.access.names import (
     WEB_PREFIX,
     InvalidName,
     check_not_reserved,
@@ -43,7 +42,7 @@ from iotauth.names import (
     validate_client_id,
     validate_username,
 )
-from iotauth.scoping import (
+from iotauth.access.scoping import (
     ArnContext,
     PolicyTooLarge,
     Scope,
@@ -55,8 +54,11 @@ from iotauth.scoping import (
     shared_roots_from_env,
     validate_room,
 )
+from iotauth.identities.credentials import GENERATED_PREFIX, verifier_kind
+from iotauth.wire import aliyun
 
 __all__ = [
+    "ALIYUN_TIMED_DISCONNECT_SECONDS",
     "CLIENT_ID_PREFIX",
     "IDENTITY_PREFIX",
     "LOCKOUT_PREFIX",
@@ -65,6 +67,8 @@ __all__ = [
     "IdentityRecord",
     "InvalidRecord",
     "aliyun_namespaces",
+    "bounded_session_seconds",
+    "clamp_duration",
     "client_id_clashes",
     "client_id_key",
     "identity_key",
@@ -175,7 +179,7 @@ class IdentityRecord:
         ``client_id`` (for Aliyun: the inner id, before '|').
 
         It must be a client id registered to this identity alone (unique, see
-        :mod:`iotauth.store`): the connection's own when it is one of the record's, else
+        :mod:`iotauth.identities.store`): the connection's own when it is one of the record's, else
         (an Aliyun device on an unregistered id it was allowed to sign) its default id.
         """
         allowed = self.allowed_client_ids()
@@ -211,7 +215,7 @@ class IdentityRecord:
     def topic_problems(
         self, shared_roots: Sequence[str], other_namespaces: Sequence[str] = ()
     ) -> list[str]:
-        """Why each extra grant is broad (:func:`iotauth.scoping.grant_problem`)."""
+        """Why each extra grant is broad (:func:`iotauth.access.scoping.grant_problem`)."""
         own = self.namespaces()
         problems = [
             grant_problem(
@@ -389,6 +393,29 @@ class IdentityRecord:
             view["anyClientId"] = self.any_client_id
             view["clientIdForm"] = self.client_id_form or aliyun.DEFAULT_FORM
         return view
+
+
+# How long a session on time-limited (timestamped Aliyun) credentials lasts unless its
+# record says otherwise; revocation takes effect at the latest then.
+ALIYUN_TIMED_DISCONNECT_SECONDS = 3600
+
+
+def clamp_duration(value: int) -> int:
+    """A session or refresh time within IoT Core's accepted range (300–86400 s)."""
+    return min(MAX_DURATION, max(MIN_DURATION, value))
+
+
+def bounded_session_seconds(record: IdentityRecord, deployment_disconnect_seconds: int) -> int:
+    """How long a session whose full client id revocation cannot name lasts (never refreshed).
+
+    The one rule for the authorizer's answer and for what ``devices disable`` promises
+    (:mod:`iotauth.identities.revocation`): the record's ``disconnectAfter``, else one hour
+    or the deployment's default if that is shorter.
+    """
+    return clamp_duration(
+        record.disconnect_after
+        or min(ALIYUN_TIMED_DISCONNECT_SECONDS, deployment_disconnect_seconds)
+    )
 
 
 def pairing_problems(

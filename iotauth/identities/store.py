@@ -15,7 +15,7 @@ client_id)`` (a third key of the same BatchGetItem), for an Aliyun device signin
 id other than its default.
 
 The authorizer's three calls (BatchGetItem, conditional PutItem and DeleteItem) go through
-:mod:`iotauth.aws_json`, a standard-library client (botocore's client costs ~175 ms of cold
+:mod:`iotauth.wire.aws_json`, a standard-library client (botocore's client costs ~175 ms of cold
 start, REFERENCE §13); :meth:`DynamoDBStore.for_lambda` builds it from Lambda's environment
 at init. Given a boto3 client, or for administration, the store uses botocore as before
 (imported only then).
@@ -24,10 +24,10 @@ Either way a slow, throttled or unreachable table makes the authorizer deny well
 IoT's 5-second budget: connect 0.5 s, read 0.7 s (per socket read), each attempt within
 1.2 s however slowly the answer is trickled, two attempts in all, full-jitter backoff of at
 most 25 ms (throttling: 1 s) before the second, and the whole call within 1.5 s
-(``CALL_TIMEOUT``, :mod:`iotauth.aws_json`'s ``total_timeout``; DNS resolution aside), so
+(``CALL_TIMEOUT``, :mod:`iotauth.wire.aws_json`'s ``total_timeout``; DNS resolution aside), so
 one failing call ends in ≤ 1.5 s. Expired or invalid credentials, a failed condition and a
 missing table are not retried. The authorizer stops at the first store error, and starts
-no store call later than 2.5 s into a decision (:mod:`iotauth.authenticate`), so several
+no store call later than 2.5 s into a decision (:mod:`iotauth.connect.authenticate`), so several
 slow calls cannot add up either.
 """
 
@@ -37,10 +37,8 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from iotauth.aws_json import DYNAMODB, AwsError, AwsJsonClient
-from iotauth.frozen import Frozen
-from iotauth.lockout import LockoutPolicy, LockoutState
-from iotauth.records import (
+from iotauth.identities.lockout import LockoutPolicy, LockoutState
+from iotauth.identities.records import (
     IDENTITY_PREFIX,
     IdentityRecord,
     InvalidRecord,
@@ -48,6 +46,8 @@ from iotauth.records import (
     identity_key,
     lockout_key,
 )
+from iotauth.wire.aws_json import DYNAMODB, AwsError, AwsJsonClient
+from iotauth.wire.frozen import Frozen
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

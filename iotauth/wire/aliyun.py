@@ -24,7 +24,7 @@ import hmac
 import re
 import time
 
-from iotauth.frozen import Frozen
+from iotauth.wire.frozen import Frozen
 
 __all__ = [
     "CLIENT_ID_FORMS",
