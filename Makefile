@@ -75,8 +75,9 @@ test: lint typecheck validate build pytest
 
 # bench.coldstart measures the sam build artifacts on the Lambda-like runtime venv, next to
 # Node.js + AWS SDK v3 clients (npm, into bench/node: never shipped).
+# BASELINE=<git rev>: also measure the functions as that revision ships them (same run).
 bench: $(VENV)/.installed build $(LAMBDA_RUNTIME)/.installed bench-node
-	$(BIN)/python -m bench
+	IOTAUTH_BENCH_BASELINE=$(BASELINE) $(BIN)/python -m bench $(BENCH)
 
 bench-node: bench/node/node_modules/.package-lock.json
 

@@ -1,20 +1,15 @@
 """AWS IoT Core custom authorizer: usernames and passwords (and Aliyun-signed devices).
 
-A thin shell: parse the event (:mod:`iotauth.connect.event`), decide
-(:mod:`iotauth.connect.authenticate`)
-against the DynamoDB table named by ``IOTAUTH_TABLE`` (:mod:`iotauth.identities.store`), shape the
-response. Logs are keyed by ``connectionMetadata.id`` and hold the decision and its reason
-only: never the event, a password or a secret. Metrics (namespace ``iotauth``, one EMF
-record per invoke, :mod:`iotauth.connect.decision_metrics`): ``Allowed``, ``Denied`` and
-``DeniedByReason`` (dimension ``reason``).
+Contract: a thin shell — parse the event (:mod:`iotauth.connect.event`), decide
+(:mod:`iotauth.connect.authenticate`) against the table named by ``IOTAUTH_TABLE``
+(:mod:`iotauth.identities.dynamodb_store`), answer. Logs hold the decision and its reason
+only, never the event, a password or a secret; metrics: :mod:`iotauth.connect.decision_metrics`.
+Fails closed: a misconfiguration denies each request with reason ``config-error``.
 
-Per-container work happens at import, i.e. in Lambda's init phase (which SnapStart and
-provisioned concurrency capture): settings are read and the DynamoDB client is built then
-(:meth:`~iotauth.identities.store.DynamoDBStore.for_lambda`, a standard-library client:
-no AWS SDK is
-imported). A misconfiguration does not crash the import, which would fail every invoke with
-an init error: it is logged once and each request is denied with reason ``config-error``.
-There is no Tracer (it would import the X-Ray SDK, ~600 ms of cold start).
+The one reason that matters: IoT Core waits 5 s, so per-container work (settings, the
+standard-library DynamoDB client) happens at init and init is kept short.
+
+Design: docs/design/cold-start.md
 """
 
 # ruff: noqa: E402 - the imports follow gc.disable() on purpose
@@ -22,11 +17,8 @@ from __future__ import annotations
 
 import gc
 
-# Init creates ~30k long-lived objects (modules, classes, functions) and next to no
-# garbage, yet the cyclic collector passes over them again and again while the imports run:
-# ~7 ms of cold start here. It is off until the end of this module, which then freezes what init
-# made (later collections skip it: no full pass over it in the first request either) and
-# turns it back on.
+# The garbage collector is off during init and what init made is frozen at the end
+# (docs/design/cold-start.md).
 _GC_WAS_ON = gc.isenabled()
 gc.disable()
 
@@ -41,7 +33,8 @@ from iotauth.connect.authenticate import Decision, Settings, authenticate
 from iotauth.connect.decision_metrics import decision_metrics
 from iotauth.connect.event import parse_connect_event
 from iotauth.connect.negative_cache import NegativeCache
-from iotauth.identities.store import CredentialStore, DynamoDBStore
+from iotauth.identities.dynamodb_store import DynamoDBStore
+from iotauth.identities.store import CredentialStore
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

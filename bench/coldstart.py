@@ -22,6 +22,11 @@ botocore as the Lambda runtime provides them; bytecode as shipped). Node rows ru
 ``bench/node`` (``npm ci`` on first use). The Lambda runtime's own bootstrap (Python's
 ``awslambdaric``, Node's runtime client) is the same for every function of a language and
 is not part of any figure. Figures only: timings vary by machine and load.
+
+``IOTAUTH_BENCH_BASELINE=<git rev>`` (``make bench BASELINE=<rev>``) adds both functions as
+that revision ships them, measured in the same interleaved rounds: the current artifact's
+third-party packages with that revision's ``app.py`` and ``iotauth`` (less ``cli`` and
+``local``), compiled the same way, so a refactor's cold start is compared before and after.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zlib
@@ -106,7 +112,32 @@ def _py(code: str) -> str:
     return f"{code}\nimport os; os._exit(0)"
 
 
-def rows(python: str, node: str | None) -> list[Row]:
+def baseline_artifacts(rev: str, python: str, into: Path) -> dict[str, Path]:
+    """``rev``'s handler and iotauth over a copy of each current artifact, compiled as built."""
+    out = {}
+    for function, folder in (("AuthorizerFunction", "authorizer"), ("SignerFunction", "signer")):
+        target = into / function
+        shutil.copytree(BUILD / function, target)
+        shutil.rmtree(target / "iotauth")
+        archive = subprocess.run(
+            ["git", "archive", rev, f"{folder}/app.py", "iotauth"],
+            cwd=ROOT, capture_output=True, check=True,
+        ).stdout  # fmt: skip
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+        shutil.move(target / folder / "app.py", target / "app.py")
+        shutil.rmtree(target / folder)
+        for unused in ("local", "cli"):
+            shutil.rmtree(target / "iotauth" / unused, ignore_errors=True)
+        (target / "app.cpython-313.pyc").unlink(missing_ok=True)
+        compile_ = [python, "-m", "compileall", "-q", "-j", "0"]
+        subprocess.run(
+            [*compile_, "--invalidation-mode", "unchecked-hash", str(target)], check=True
+        )
+        out[function] = target
+    return out
+
+
+def rows(python: str, node: str | None, baseline: dict[str, Path] | None = None) -> list[Row]:
     authorizer = str(BUILD / "AuthorizerFunction")
     signer = str(BUILD / "SignerFunction")
     ddb_call = f"import boto3; boto3.client('dynamodb').batch_get_item(RequestItems={_KEYS})"
@@ -144,6 +175,18 @@ def rows(python: str, node: str | None) -> list[Row]:
             cwd=Path(signer),
         ),
     ]
+    for function, path in (baseline or {}).items():
+        kind = "authorizer" if function == "AuthorizerFunction" else "signer"
+        first = "import app; app._container['store'].lookup('bench')"
+        out.append(
+            Row(
+                f"iotauth {kind} (baseline)",
+                [python, "-c", _py("import app")],
+                [python, "-c", _py(first if kind == "authorizer" else signer_call)],
+                {"PYTHONPATH": str(path), "POWERTOOLS_SERVICE_NAME": f"iotauth-{kind}"},
+                cwd=path,
+            )
+        )
     if node:
         out += [
             Row("bare node", [node, "-e", "process.exit(0)"], cwd=NODE_DIR),
@@ -314,6 +357,8 @@ def report(table: list[Row], runs: int) -> None:
         ("iotauth authorizer (artifact)", "boto3 + DynamoDB client", ""),
         ("iotauth signer (artifact)", "boto3 + STS client", "goal <= 1.0x"),
         ("iotauth signer (artifact)", "node + @aws-sdk/client-sts", ""),
+        ("iotauth authorizer (artifact)", "iotauth authorizer (baseline)", "no regression"),
+        ("iotauth signer (artifact)", "iotauth signer (baseline)", "no regression"),
     ]
     print("ratios, ready wall / cpu; + first call wall / cpu:")
     for ours, theirs, goal in comparisons:
@@ -344,9 +389,18 @@ def main() -> None:
     sdk = json.loads((NODE_DIR / "package.json").read_text())["dependencies"]
     packages = ", ".join(f"{k} {v}" for k, v in sdk.items())
     print(f"python {version} ({python}); node {node_version}; {packages}")
-    table = rows(python, node)
-    with stub_endpoint() as endpoint:
-        measure(table, RUNS, endpoint)
+    rev = os.environ.get("IOTAUTH_BENCH_BASELINE", "").strip()
+    with tempfile.TemporaryDirectory(prefix="iotauth-baseline-") as scratch:
+        baseline = None
+        if rev:
+            short = ["git", "rev-parse", "--short", rev]
+            done = subprocess.run(short, cwd=ROOT, capture_output=True, text=True, check=True)
+            commit = done.stdout.strip()
+            print(f"baseline: the artifacts as {rev} ({commit}) ships them")
+            baseline = baseline_artifacts(rev, python, Path(scratch))
+        table = rows(python, node, baseline)
+        with stub_endpoint() as endpoint:
+            measure(table, RUNS, endpoint)
     report(table, RUNS)
 
 

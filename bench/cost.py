@@ -16,7 +16,7 @@ taken as equal); each DynamoDB call adds ``DYNAMODB_RTT_MS`` of wall time, bille
 duration rounds up to 1 ms. Prices: REFERENCE §12 (us-east-1, on-demand; check the pricing
 pages before quoting).
 
-A refresh is IoT replaying the original CONNECT (indistinguishable, docs/lockout.md), so it
+A refresh is IoT replaying the original CONNECT (indistinguishable, docs/design/lockout.md), so it
 costs what a connect costs. A device that stays connected is reconnected every
 ``disconnectAfterInSeconds`` and refreshed every ``refreshAfterInSeconds`` in between; a
 timestamped Aliyun session is never refreshed and lasts one hour.

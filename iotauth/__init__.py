@@ -1,9 +1,10 @@
 """iotauth: certificate-free, identity-scoped MQTT access to AWS IoT Core.
 
-Domain modules here make decisions and make no AWS calls: ``names`` (what a name or client
-id may be), ``scoping`` (what an identity may do, as IoT or STS policy), ``policy`` (an
-evaluator of IoT policy semantics), ``aliyun`` and ``sigv4`` (signing schemes). The Lambda
-handlers in ``authorizer/`` and ``signer/`` are thin shells around them.
+Sub-packages by role; each imports only those to its left (one way, lowest first):
+``wire`` (formats, SigV4, Aliyun signing) ← ``access`` (names, scoping, policy) ←
+``identities`` (records, credentials, lockout, store) ← ``connect`` (the authorizer's
+decision) and ``browser`` (the signer's) ← ``cli`` and ``local`` (the IoT Core stand-in) ←
+the Lambda handlers in ``authorizer/`` and ``signer/``, which are thin shells.
 """
 
 __version__ = "0.1.0"

@@ -1,19 +1,12 @@
 """Signer: ``GET /mqtt-url`` hands a signed-in browser user its own presigned MQTT URL.
 
-A thin shell behind an HTTP API with a JWT authorizer: take the caller's verified ``sub``
-claim, ask :class:`iotauth.browser.web_signing.WebSigner` for a URL scoped to that caller, return
-``{url, clientId, topics, expiresAt}`` with ``Cache-Control: no-store`` (on every response).
-No identity → 401; STS or endpoint failure → 503; any other route → 404; CORS preflights
-for the configured origins (:mod:`iotauth.browser.http_api`). The URL, its signature and the session
-token are bearer credentials: they are never logged, and neither is the event (it carries
-the caller's JWT).
+A thin shell over :class:`iotauth.browser.web_signing.WebSigner`: the caller's JWT ``sub`` →
+``{url, clientId, topics, expiresAt}``, ``Cache-Control: no-store``; no identity → 401,
+STS/endpoint failure → 503, other routes → 404, misconfiguration → 500. The URL is a bearer
+credential, so neither it nor the event (the caller's JWT) is ever logged. Settings and AWS
+clients are built at import (Lambda's init, which SnapStart captures).
 
-Per-container work happens at import (Lambda's init, which SnapStart and provisioned
-concurrency capture): settings (``IOTAUTH_*``, see
-:class:`~iotauth.browser.web_signing.SignerSettings``) are read and the STS (and, without a
-configured endpoint, IoT) clients built, on the standard library
-(:mod:`iotauth.browser.aws_adapters`). A misconfiguration is logged and answered with 500, not an
-import crash. There is no Tracer (the X-Ray SDK costs ~600 ms of cold start).
+Design: docs/design/signer.md
 """
 
 # ruff: noqa: E402 - the imports follow gc.disable() on purpose

@@ -1,31 +1,11 @@
-"""An evaluator of AWS IoT Core policy semantics.
+"""An evaluator of AWS IoT Core policy semantics: :class:`PolicySet` / :func:`evaluate`.
 
-Used by the local gateway to enforce what the authorizer returns, and by the tests to
-prove what a policy allows. Semantics (AWS IoT developer guide: iot-action-resources,
-pub-sub-policy, iot-policy-variables, basic-policy-variables; IAM user guide: policy
-Version, policy variables):
+The local gateway enforces the authorizer's answer with it and the tests prove what a policy
+allows, so it reads policies as IoT Core does (variables substituted before matching, their
+``*`` then a wildcard) and fails closed on anything it does not understand; matching never
+backtracks.
 
-- nothing is allowed unless a statement allows it; an explicit Deny always wins;
-- actions and resources match with IAM wildcards: ``*`` any run of characters (``/``
-  included), ``?`` exactly one; actions case-insensitively, resources case-sensitively;
-- MQTT ``+`` and ``#`` are literal characters in a policy;
-- only a document with ``"Version": "2012-10-17"`` has policy variables. There,
-  ``${iot:ClientId}`` … are replaced by the connection's values *before* matching, so a
-  ``*`` or ``?`` inside a value (a client may connect as ``*``) is a wildcard, exactly as
-  if written in the policy: that is how ``client/${iot:ClientId}``-style grants widen
-  (REFERENCE §4), and a stand-in that read it literally would hide the attack. A statement
-  whose variable has no value does not match. ``$(*)``, ``$(?)``, ``$($)`` (IoT's spelling)
-  and ``${*}``, ``${?}``, ``${$}`` (IAM's) are the literal characters. Without that Version
-  (absent, or ``2008-10-17``) ``${…}`` and ``$(…)`` are plain text, as IAM documents; any
-  other Version makes the document grant nothing;
-- matching never backtracks: a pattern is split at its ``*``; the pieces are found in
-  order, each at its leftmost place (``str.find`` when it has no ``?``), which is exact for
-  these wildcards and costs at most O(len(pattern) x len(resource)) — a grant with many
-  ``*`` cannot stall the gateway's event loop (``make bench`` shows one).
-
-It fails closed: a statement it does not understand (``Condition``, ``NotAction``,
-``NotResource``, an unknown effect) never allows anything, and a Deny of that kind is
-applied as if it matched.
+Design: docs/design/policy.md
 """
 
 from __future__ import annotations

@@ -1,29 +1,11 @@
-"""The one rule that says what an identity may do on AWS IoT Core.
+"""The one rule that says what an identity may do on AWS IoT Core: :class:`Scope`.
 
-The authorizer turns a :class:`Scope` into the policy documents it returns to IoT Core; the
-signer turns the same :class:`Scope` into the STS session policy of a browser's presigned
-URL; the local gateway and the tests evaluate what these produce. Nothing else writes
-IoT policy.
+:func:`policy_documents` (the authorizer's answer) and :func:`session_policy` (the signer's
+STS scope-down) are both built from the same :class:`Scope`, and nothing else writes IoT
+policy, so a device and a browser can never be granted by different rules.
+:func:`grant_problem` judges an extra grant by what it can match, not by its spelling.
 
-Rules:
-- ``iot:Connect`` only on the identity's own client ids, as literals (never
-  ``${iot:ClientId}``: a client could pick another's id and kick it off).
-- ``iot:Publish``/``iot:Receive`` on ``topic/<namespace>/*`` and ``iot:Subscribe`` on
-  ``topicfilter/<namespace>/*`` for each namespace (the username by default).
-- Extra grants from the identity's record: topics it may publish to, topic filters it may
-  subscribe to (and receive from).
-- Rooms (shared topics whose sender is proven by the topic): in room ``R`` an identity may
-  publish only to ``R/<its client id>`` and subscribe to ``R/+`` (receive ``R/*``). Client
-  ids are bound to one identity each, so the last level of a room message names its
-  sender and nobody can post as someone else.
-- No ``iot:*``, no ``*`` resource.
-
-What a grant can reach (:func:`grant_reaches`, :func:`grant_problem`) is judged by what
-the resources built from it can match, not by its spelling: ``*``/``?`` are IAM wildcards
-in every resource and ``+``/``#`` of a subscription become ``*`` in its Receive resource,
-so all four are treated as wildcards. A grant whose first level is a wildcard can match
-every namespace; one that can match ``$…`` (IoT's reserved topics), a shared root, the
-browsers' ``web-…`` namespaces or another identity's namespace takes what is not its own.
+Design: docs/design/scoping.md
 """
 
 from __future__ import annotations

@@ -1,13 +1,11 @@
 """The signer's ports (:mod:`iotauth.browser.web_signing`) on the standard-library AWS client.
 
-``sts:AssumeRole`` (query protocol, XML answer) and ``iot:DescribeEndpoint`` (REST-JSON)
-through :class:`iotauth.wire.aws_json.AwsTransport`, which honours ``AWS_REGION``,
-``AWS_ENDPOINT_URL[_STS|_IOT]`` (the local stand-in points them at moto) and Lambda's
-credentials. botocore's STS client alone costs about as much cold start as the whole signer
-does without it. The transports are built by ``from_env`` (the signer does it at init) or
-on first use, with short timeouts: a browser waits on these calls. Every failure — no
-configuration, unreachable, throttled, denied, a malformed answer — is
-:class:`~iotauth.browser.web_signing.SignerUnavailable`, whose message names no value.
+:class:`StsCredentialIssuer` (``sts:AssumeRole``) and :class:`IotEndpointResolver`
+(``iot:DescribeEndpoint``) over :class:`iotauth.wire.aws_json.AwsTransport`, with short
+timeouts; every failure is :class:`~iotauth.browser.web_signing.SignerUnavailable`, naming no
+value. No botocore: its STS client alone costs as much cold start as the whole signer.
+
+Design: docs/design/signer.md
 """
 
 from __future__ import annotations

@@ -1,19 +1,11 @@
 """Just enough of an API Gateway HTTP API (payload format 2.0) handler for the signer.
 
-The signer serves one route and its CORS preflight. Powertools' ``APIGatewayHttpResolver``
-did that for ~79 ms of cold start (it imports asyncio through its AppSync code); this
-module does the same with nothing but the standard library, answering as the resolver did:
+One route, CORS preflights (:class:`CorsPolicy`, origins compared exactly) and 404s, answered
+as Powertools' ``APIGatewayHttpResolver`` did, on the standard library alone: the resolver
+cost ~79 ms of cold start. :class:`Request` carries method, path, lower-cased headers and the
+JWT claims.
 
-- ``OPTIONS`` on any path (with CORS configured) → 204 with ``Access-Control-Allow-Methods``,
-  and, when the ``Origin`` is allowed, ``Access-Control-Allow-Origin`` / ``-Headers`` /
-  ``-Max-Age``;
-- any other method or path without a route → 404 ``{"statusCode":404,"message":"Not found"}``;
-- every answer to an allowed ``Origin`` carries the CORS headers (and ``Vary: Origin``
-  when more than one origin is allowed, so that no cache mixes them up).
-
-Origins are compared exactly (scheme, host and port as the browser sends them); ``*``
-allows any origin and answers ``*``. :class:`Request` carries only what handlers need:
-method, path, headers (lower-case names), the JWT claims from the HTTP API's authorizer.
+Design: docs/design/signer.md
 """
 
 from __future__ import annotations

@@ -1,14 +1,12 @@
 """The signer's domain: a signed-in browser user's own short-lived MQTT URL (REFERENCE §6).
 
-A presigned URL is a bearer credential for about 15 minutes, so it is never signed with the
-signer's own role. Each caller gets credentials from ``sts:AssumeRole`` into the IoT client
-role with an inline session policy built by :func:`iotauth.access.scoping.session_policy` from the
-caller's :class:`~iotauth.access.scoping.Scope` — the same rule the authorizer applies — so the URL
-allows exactly that caller's client id and topics. Credentials are cached per caller until
-less than :data:`REFRESH_MARGIN` seconds remain.
+:meth:`WebSigner.sign_url` assumes the IoT client role with a session policy from the
+caller's :class:`~iotauth.access.scoping.Scope` (:func:`~iotauth.access.scoping.session_policy`,
+the authorizer's own rule) and presigns with those credentials: a URL is a bearer credential,
+so it is never signed with the signer's own role. AWS only through the
+:class:`CredentialIssuer` / :class:`EndpointResolver` ports.
 
-AWS is reached only through the :class:`CredentialIssuer` and :class:`EndpointResolver`
-ports (standard-library adapters in :mod:`iotauth.browser.aws_adapters`; fakes in the tests).
+Design: docs/design/signer.md
 """
 
 from __future__ import annotations

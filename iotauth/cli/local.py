@@ -1,4 +1,12 @@
-"""``iotauth local``: the whole product on 127.0.0.1 (what ``make run`` starts)."""
+"""``iotauth local``: the whole product on 127.0.0.1 (what ``make run`` starts).
+
+Registers the command and its ``--*-port`` flags (cheaply: the stack is imported only when
+the command runs), starts :class:`~iotauth.local.stack.LocalStack`, prints its banner and
+waits for Ctrl-C. Every log goes to the one place the banner names: a new owner-only file
+(it names users and clients), or stderr with ``-v``.
+
+Design: docs/design/local-stack.md
+"""
 
 from __future__ import annotations
 

@@ -1,38 +1,15 @@
 """Brute-force lockout rules (pure; the store keeps the state).
 
-``threshold`` failures within ``window_seconds`` of the first one lock the username for
-``lockout_seconds``. While locked, every *guessable* attempt is refused — the right
-password too — and not counted. A guessable attempt that succeeds takes back only its own
-count (it was counted before it was checked), never others' failures, not even those
-counted while it was being checked (the store's delete or write is conditional on the
-version, :mod:`iotauth.connect.authenticate`). So a success (the owner's sign-in, a live session's
-refresh) shows nowhere in the state a guesser can probe, and loses no guess;
-a generated secret's success leaves the counter alone. Unknown usernames are
-counted exactly like known ones, so the lock state says nothing about whether an identity
-exists.
+Contract: ``threshold`` failures within ``window_seconds`` of the first one (a fixed window)
+lock the username for ``lockout_seconds`` (:func:`after_failure`, :func:`is_locked`); an
+attempt counted before it was checked that then succeeds takes back only its own count
+(:func:`without_one_failure`). Which attempts are counted is decided by the presented
+credential, never by the record (:mod:`iotauth.connect.authenticate`).
 
-What is counted and locked is decided by the presented credential, never by the record
-(:mod:`iotauth.connect.authenticate`): chosen-password-shaped passwords and Aliyun signatures are;
-generated-shaped secrets (256 bits) are neither, so nobody can lock a device that uses a
-generated secret, and a guesser sees the same lock behaviour for every name and kind.
+The one reason that matters: a guesser sees the same lock behaviour for every name and
+kind, known or unknown, and nobody's success shows in it.
 
-The window is fixed (it starts at the first failure), which makes the state small and the
-rule easy to state: at most ``threshold`` guesses are checked per window — the
-``threshold``-th failure is counted, checked, and sets the lock — then none until the lock
-ends. Guessable credentials are counted before they are checked, so parallel guesses cannot
-outrun the counter.
-
-Known and accepted consequences (docs/lockout.md):
-
-- Anyone who knows a username that uses a *chosen* password (or an Aliyun secret) can lock
-  it: ``threshold`` wrong guesses deny the real device for ``lockout_seconds`` (and can be
-  repeated), and a live session of it is dropped at its next refresh, because IoT Core's
-  refresh replays the original CONNECT and no documented field tells it apart from a new
-  one. That is the price of stopping online guessing of guessable secrets;
-  ``iotauth devices enable NAME`` lifts a lock; generated secrets are immune.
-- The owner's own wrong attempts count like anyone's until the window ends, even after the
-  owner signs in successfully (a success no longer resets the counter: that reset was
-  observable, and it gave a guesser ``threshold`` more guesses after every refresh).
+Design: docs/design/lockout.md
 """
 
 from __future__ import annotations

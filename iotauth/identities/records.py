@@ -1,8 +1,7 @@
 """Identity records: what the table holds about one identity, validated when written.
 
-Table layout (shared with the template and the local gateway): partition key ``pk`` (S)
-only; an identity is ``pk = "identity#<username>"``; its lockout counter is
-``pk = "lockout#<username>"`` (see :mod:`iotauth.identities.store`).
+Table layout: partition key ``pk`` only — ``identity#<username>``, ``lockout#<username>``,
+``clientid#<id>`` (docs/design/identity-store.md).
 
 Three kinds of identity:
 
@@ -21,10 +20,10 @@ a name may not be a shared topic root or reserved; rooms lie under a shared root
 grant that can reach beyond the identity's own topics (:func:`iotauth.access.scoping.grant_problem`)
 needs ``allow_broad``, which the record keeps and ``devices list`` shows.
 
-Client ids are unique across identities: each of a record's client ids has an item
-``pk = "clientid#<id>"`` naming its owner, written in the same transaction as the
-identity (:mod:`iotauth.identities.store`). The authorizer reads one only for an Aliyun device
-signing a client id other than its default (``any_client_id``: not another's registered id).
+Client ids are unique across identities (the ``clientid#<id>`` registry, written in the
+same transaction as the identity: :mod:`iotauth.identities.dynamodb_admin`).
+
+Design: docs/design/identity-store.md
 """
 
 from __future__ import annotations
@@ -179,7 +178,7 @@ class IdentityRecord:
         ``client_id`` (for Aliyun: the inner id, before '|').
 
         It must be a client id registered to this identity alone (unique, see
-        :mod:`iotauth.identities.store`): the connection's own when it is one of the record's, else
+        docs/design/identity-store.md): the connection's own when it is one of the record's, else
         (an Aliyun device on an unregistered id it was allowed to sign) its default id.
         """
         allowed = self.allowed_client_ids()

@@ -10,17 +10,11 @@ The one reason that matters: with revocation at DeleteConnection, the authorizer
 can be long (86,400 s) — IoT re-invoking it every few minutes for every live connection was
 the only other way to make ``disable`` take effect, and it was most of the cost.
 
-What cannot be enumerated: IoT sees an Aliyun device's *full* MQTT client id,
-``inner|securemode=…,signmethod=…,timestamp=<ts>|``; with a timestamp it changes on every
-connection and is stored nowhere (recording it would be a write on every CONNECT). Such a
-session is bounded instead: it is never refreshed and ends at its ``disconnectAfter``
-(one hour unless the record says otherwise), after which the disabled device's next
-CONNECT is refused. The same holds for an Aliyun session on an inner id the record does
-not list (``any_client_id``). The authorizer gives both that bound and the plan reports it
-(``bounded_seconds``, printed by the CLI) from one rule,
-:func:`iotauth.identities.records.bounded_session_seconds`. Without a timestamp, on a listed id,
-the full id is what the authorizer accepts (:func:`iotauth.wire.aliyun.canonical_client_id`:
-the record's client-id form, ``securemode`` 2 or 3, each sign method); those are closed.
+Aliyun sessions with a timestamp, or on an inner id the record does not list, cannot be
+named; they are bounded instead (``bounded_seconds``, from
+:func:`iotauth.identities.records.bounded_session_seconds`).
+
+Design: docs/design/revocation.md
 """
 
 from __future__ import annotations

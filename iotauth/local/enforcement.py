@@ -1,29 +1,11 @@
 """What IoT Core's message broker allows, as pure functions the gateway and tests share.
 
-Every decision of the local gateway about a packet is made here, from the connection's
-grant (an IoT policy evaluator: :class:`iotauth.access.policy.PolicySet`, or the intersection of
-several) and the decoded packet, with no socket in sight: ``verdict = publish_verdict(...)``
-then the gateway carries it out. That keeps each IoT rule in one place, testable by itself.
+Each packet's decision is made here from the connection's :class:`Grant` and the decoded
+packet, with no socket in sight (``verdict = publish_verdict(...)``; the gateway carries it
+out), so each IoT rule and quota (:data:`LIMITS`, IoT Core's figures) lives in one place,
+testable by itself. A refused PUBLISH is never acknowledged as accepted.
 
-Figures are IoT Core's (AWS IoT Core quotas, "Message broker and protocol limits and
-quotas", iot-core.html#message-broker-limits; and the developer guide's mqtt.html: "AWS IoT
-differences from MQTT specifications", "MQTT 5 supported features", "MQTT reason codes"):
-
-- client id at most 128 bytes; payload at most 128 KB; topic at most 256 bytes and 7
-  slashes (Basic Ingest's ``$aws/rules/<rule>/`` prefix not counted); 8 topic filters per
-  SUBSCRIBE (the AWS IoT Device SDK's ``AwsIotCoreDefaults`` client validation applies the
-  same four); keep-alive 30-1200 s, a client silent for 1.5x its keep-alive is disconnected;
-- QoS 0 and 1 only (CONNACK Maximum QoS 1): "When QoS level 2 is requested, the AWS IoT
-  message broker does not send a PUBACK or SUBACK" (MQTT 3.1.1);
-- MQTT 5: Topic Alias Maximum 8, Receive Maximum 100, Maximum Packet Size 146 KB
-  (149,504 bytes), user properties at most 8 KB per packet, retained messages with
-  ``iot:RetainPublish``; persistent sessions expire after 1 hour (the account default);
-- refusals carry MQTT 5 reason codes: CONNACK 0x87 Not authorized / 0x85 Client Identifier
-  not valid / 0x84 Unsupported Protocol Version, SUBACK 0x87 per refused filter, PUBACK 0x87
-  for a refused QoS 1 PUBLISH, DISCONNECT with the reason otherwise. MQTT 3.1.1 can only
-  close the connection (CONNACK return code 5 / 2 / 1, SUBACK 0x80).
-
-A refused PUBLISH is never acknowledged as accepted.
+Design: docs/design/standin-rules.md
 """
 
 from __future__ import annotations
@@ -64,7 +46,7 @@ NO_PROPERTIES = Properties()
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """IoT Core's message-broker quotas (see the module docstring for the sources)."""
+    """IoT Core's message-broker quotas (sources: docs/design/standin-rules.md)."""
 
     client_id_bytes: int = 128
     payload_bytes: int = 128 * 1024

@@ -1,16 +1,12 @@
 """The message engine behind the local gateway: Debian's mosquitto 2, on a private socket.
 
 The gateway (:mod:`iotauth.local.gateway`) authenticates and authorizes every packet; the
-engine does what a broker does — sessions, routing, retained messages, QoS 1 — and is
-reachable only through the gateway: it listens on a Unix socket in a fresh 0700 directory
-(no TCP port at all), so nothing else on the machine can talk to it, and anonymous access
-is allowed on that one listener only. Nothing is persisted. ``make broker-deps`` installs
-mosquitto with apt-get on a fresh machine.
+engine routes, keeps sessions and retained messages, and is reachable only through the
+gateway (a Unix socket in a fresh 0700 directory, no TCP port). Its configuration keeps
+mosquitto from deciding what the gateway must (no topic aliases, QoS 1 at most, IoT's
+in-flight and session-expiry figures). ``make broker-deps`` installs it.
 
-The generated configuration keeps mosquitto from doing what the gateway must decide:
-no topic aliases (the gateway resolves them and always forwards full topics), QoS 1 at
-most (IoT Core has no QoS 2), IoT's 100 in-flight messages, and sessions that expire after
-an hour (IoT's default persistent-session expiry).
+Design: docs/design/standin-rules.md
 """
 
 from __future__ import annotations

@@ -1,21 +1,11 @@
 """Verifying a SigV4-presigned WebSocket upgrade the way AWS IoT Core accepts it.
 
-REFERENCE §5 and §9: query-parameter SigV4 for service ``iotdevicegateway`` on ``GET /mqtt``.
-What real clients send differs from what iotauth's own signer sends, and IoT accepts both:
+:func:`verify_handshake` → the access key id, or None; it never raises. Real clients sign
+more than iotauth's signer does (extra signed headers, a Host with or without its default
+port), and IoT accepts both, so the stand-in must too. The presigned-URL checks themselves
+are :mod:`iotauth.wire.sigv4`'s; this module only adds the handshake's rules.
 
-- ``X-Amz-SignedHeaders`` may name any set of headers that includes ``host`` (the AWS IoT
-  Device SDK signs ``connection;host``); each is recomputed from the request's headers as
-  sent (SigV4 canonical form: lower-case names, values trimmed, inner spaces collapsed,
-  repeated headers joined with commas);
-- the Host a URL was signed for may carry the scheme's default port or not (``:443`` for
-  wss, ``:80`` for ws) whatever the Host header says;
-- ``X-Amz-Security-Token`` is not signed: it follows the signature (signing it, as generic
-  SigV4 does, gives a URL IoT rejects);
-- the URL is good from 5 minutes before its ``X-Amz-Date`` (clock skew, as AWS allows) to
-  15 minutes after it (IoT ignores a longer ``X-Amz-Expires``; a shorter one is honoured).
-
-:func:`verify_handshake` never raises: anything unexpected is "not authenticated". The
-signing primitives are :mod:`iotauth.wire.sigv4`'s; this module only adds the handshake's rules.
+Design: docs/design/standin-rules.md
 """
 
 from __future__ import annotations

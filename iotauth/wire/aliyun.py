@@ -1,20 +1,11 @@
-"""Alibaba Cloud IoT MQTT signing (REFERENCE §7), shared by the authorizer and the signer.
+"""Alibaba Cloud IoT MQTT signing (REFERENCE §7): the authorizer checks it, the CLI signs.
 
-- ``mqttClientId = clientId + "|securemode=<m>,signmethod=<alg>[,timestamp=<ts>]|"``
-- ``mqttUsername = deviceName + "&" + productKey``
-- ``mqttPassword = hex(HMAC_alg(deviceSecret, content))`` where content concatenates
-  ``key + value`` for clientId, deviceName, productKey and (when given) timestamp, sorted
-  by key. Other ``|…|`` parameters are not signed.
+:func:`sign` / :func:`mqtt_credentials` produce a device's MQTT credentials,
+:func:`parse_mqtt_client_id` / :func:`parse_username` read them back. The ``|…|`` client id
+parameters are not signed, so the authorizer accepts exactly one spelling per signature
+(:func:`canonical_client_id`): otherwise a replayed password could connect beside the device.
 
-Client id forms: because ``securemode`` and the SDK's other ``|…|`` parameters (``ext``,
-``_ss``, ``lan``, ``_v`` …) are not signed, one captured password would be valid under many
-spellings of the MQTT client id, and IoT Core (which disconnects the older of two
-connections with the *same* client id) would let a replay live beside the device. The
-authorizer therefore accepts one spelling per signature: :func:`canonical_client_id`
-renders the record's form (:data:`CLIENT_ID_FORMS`, or an operator's template) with the
-signed values, the ``signmethod`` in lowercase and ``securemode`` bound to the transport
-(2 over TLS, which an IoT Core endpoint always is; 3 only on the local stand-in's plain
-ports), and the presented client id must equal it.
+Design: docs/design/aliyun.md
 """
 
 from __future__ import annotations
@@ -112,7 +103,7 @@ def canonical_client_id(
     signmethod: str,
     timestamp: str | None,
 ) -> str:
-    """The one MQTT client id accepted for these signed values (module notes)."""
+    """The one MQTT client id accepted for these signed values (docs/design/aliyun.md)."""
     items = []
     for item in client_id_form(form or DEFAULT_FORM).split(","):
         if item == "timestamp={timestamp}":

@@ -1,24 +1,12 @@
 """SigV4-presigned ``wss://<endpoint>/mqtt`` URLs for AWS IoT Core (REFERENCE §5).
 
-AWS IoT's flavour of SigV4 query signing:
+:func:`presign_mqtt_url` signs, :func:`verify_presigned_url` checks (never raises),
+:func:`sign_request_headers` signs AWS API calls. IoT's flavour differs from generic SigV4:
+only ``host`` is signed and ``X-Amz-Security-Token`` follows the signature unsigned, or IoT
+rejects the URL. Standard library only, keys and encodings cached: a URL is minted on every
+browser reconnect.
 
-- ``GET /mqtt``, service ``iotdevicegateway``, signed header ``host`` only, payload hash of
-  the empty string;
-- canonical query ``X-Amz-Algorithm``, ``X-Amz-Credential``, ``X-Amz-Date``,
-  [``X-Amz-Expires``], ``X-Amz-SignedHeaders`` (byte order, RFC 3986 encoding);
-- ``X-Amz-Security-Token`` is **not** signed: it is appended after ``X-Amz-Signature``.
-  Generic SigV4 signs it, and IoT rejects such a URL.
-
-:func:`sign_request_headers` is SigV4 header signing for AWS API calls (the authorizer's
-DynamoDB client, :mod:`iotauth.wire.aws_json`); it shares the signing-key cache.
-
-Only the standard library is imported here (a browser's URL is minted on every reconnect, so
-import cost and per-URL cost both matter). The signing key is cached per (secret, date,
-region) and the credential and token encodings per credential set, so a signer serving many
-callers pays for HMAC chains and percent-encoding once, not per URL.
-
-:func:`verify_presigned_url` is the other side: it recomputes a URL's signature with the
-issued secret (the local stand-in for IoT Core uses it) and never raises.
+Design: docs/design/sigv4.md
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ signer handlers, the gateway). Everything listens on 127.0.0.1; every wait is bo
 from __future__ import annotations
 
 import itertools
-import json
 import queue
 import ssl
 import threading
@@ -24,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from iotauth.local.stack import LocalPorts, LocalStack, StackInfo
+from tests.stack_support import stack_store
 
 WAIT = 5.0  # seconds: the longest any single step may take
 _names = itertools.count(1)
@@ -196,20 +196,10 @@ def username_for(info: StackInfo, name: str) -> str:
 @pytest.fixture(scope="module")
 def add_device(stack: StackInfo) -> Callable[..., str]:
     """``add_device(name, publish=(), subscribe=())`` → its generated secret."""
-    import boto3
-
     from iotauth.identities.credentials import generate_secret, hash_generated_secret
     from iotauth.identities.records import IdentityRecord
-    from iotauth.identities.store import DynamoDBStore
 
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=stack.aws_endpoint_url,
-        region_name=stack.region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    store = DynamoDBStore(stack.table_name, client=client)
+    store = stack_store(stack)
 
     def add(
         name: str,
@@ -235,30 +225,6 @@ def add_device(stack: StackInfo) -> Callable[..., str]:
         return secret
 
     return add
-
-
-def assume_client_role(info: StackInfo, policy: dict[str, Any], name: str) -> dict[str, str]:
-    """Credentials from moto's STS for the IoT client role, bound by ``policy``."""
-    import boto3
-
-    sts = boto3.client(
-        "sts",
-        endpoint_url=info.aws_endpoint_url,
-        region_name=info.region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    answer = sts.assume_role(
-        RoleArn=info.client_role_arn,
-        RoleSessionName=name,
-        Policy=json.dumps(policy),
-        DurationSeconds=900,
-    )["Credentials"]
-    return {
-        "access_key": answer["AccessKeyId"],
-        "secret_key": answer["SecretAccessKey"],
-        "session_token": answer["SessionToken"],
-    }
 
 
 def ws_path_of(url: str) -> str:

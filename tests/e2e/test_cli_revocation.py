@@ -4,24 +4,18 @@ the device's live connection is gone within a second, and it cannot come back.""
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from iotauth.cli import main
 from iotauth.local.stack import LocalPorts, LocalStack, StackInfo
 from iotauth.wire import aliyun
+from tests.cli_support import Run, cli_runner
 from tests.e2e.conftest import Mqtt, unique, username_for
 
 pytestmark = pytest.mark.e2e
-Cli = Callable[..., tuple[int, str, str]]
-
-
-class _Stdin:
-    def __init__(self, data: bytes) -> None:
-        self.buffer = io.BytesIO(data)
+Cli = Run
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +43,7 @@ def cli(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("IOTAUTH_TABLE", stack.table_name)
 
-    def run(*argv: str, stdin: bytes = b"") -> tuple[int, str, str]:
-        monkeypatch.setattr("sys.stdin", _Stdin(stdin))
-        capsys.readouterr()
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    yield run
+    yield cli_runner(monkeypatch, capsys)
 
 
 def _connect(stack: StackInfo, clients: Callable[..., Mqtt], name: str, secret: str) -> Mqtt:

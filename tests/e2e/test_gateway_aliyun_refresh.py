@@ -24,13 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from iotauth.access.scoping import ArnContext
 from iotauth.connect.authenticate import Settings
 from iotauth.identities.records import ALIYUN_TIMED_DISCONNECT_SECONDS, IdentityRecord
-from iotauth.identities.store import DynamoDBStore
 from iotauth.local.certs import generate_certificates
 from iotauth.local.gateway import GatewayConfig, GatewayPorts, LocalGateway
 from iotauth.local.lambda_host import load_handler_module
@@ -38,6 +36,7 @@ from iotauth.local.stack import StackInfo
 from iotauth.wire import aliyun
 from tests.conftest import FakeLambdaContext
 from tests.e2e.conftest import Mqtt, port_of, unique
+from tests.stack_support import stack_store
 
 pytestmark = pytest.mark.e2e
 
@@ -46,21 +45,10 @@ DEVICE_SECRET = "TEST-ONLY-aliyun-refresh-secret"
 MakeClient = Callable[..., Mqtt]
 
 
-def _table(info: StackInfo) -> DynamoDBStore:
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=info.aws_endpoint_url,
-        region_name=info.region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    return DynamoDBStore(info.table_name, client=client)
-
-
 @pytest.fixture(scope="module")
 def add_aliyun(stack: StackInfo) -> Callable[[], str]:
     """``add_aliyun()`` → the device name of a new Aliyun identity (product PRODUCT_KEY)."""
-    table = _table(stack)
+    table = stack_store(stack)
 
     def add() -> str:
         device_name = unique("sensor")
@@ -155,7 +143,7 @@ def timed(stack: StackInfo) -> Iterator[Timed]:
     # The stack's environment (IOTAUTH_* from the template) and its moto table, with a
     # refresh every 300 s (IoT's minimum; the template's default is a day) for the contrast.
     settings = dataclasses.replace(Settings.from_env(), refresh_after_seconds=300)
-    app._container.update(settings=settings, store=_table(stack))
+    app._container.update(settings=settings, store=stack_store(stack))
     events: list[dict[str, Any]] = []
 
     def handler(event: dict[str, Any]) -> dict[str, Any]:

@@ -6,24 +6,18 @@ from __future__ import annotations
 import queue
 from collections.abc import Callable
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from iotauth.local.stack import LocalStack, StackInfo
 from tests.e2e.conftest import Mqtt, unique, username_for
+from tests.stack_support import stack_client
 
 pytestmark = pytest.mark.e2e
 
 
 def iot_data(info: StackInfo) -> object:
-    return boto3.client(
-        "iot-data",
-        endpoint_url=info.aws_endpoint_url,
-        region_name=info.region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return stack_client(info, "iot-data")
 
 
 @pytest.mark.parametrize("version", [4, 5])
@@ -74,13 +68,7 @@ def test_client_ids_are_percent_encoded_and_options_accepted(
 
 
 def test_other_requests_still_reach_moto(stack: StackInfo) -> None:
-    dynamodb = boto3.client(
-        "dynamodb",
-        endpoint_url=stack.aws_endpoint_url,
-        region_name=stack.region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    dynamodb = stack_client(stack, "dynamodb")
     assert stack.table_name in dynamodb.list_tables()["TableNames"]
 
 

@@ -14,7 +14,8 @@ from awscrt import auth, http
 from iotauth.access.scoping import ArnContext
 from iotauth.local.stack import StackInfo
 from iotauth.wire.sigv4 import presign_mqtt_url
-from tests.e2e.conftest import WAIT, Mqtt, assume_client_role, unique
+from tests.e2e.conftest import WAIT, Mqtt, unique
+from tests.stack_support import assume_client_role
 
 pytestmark = pytest.mark.e2e
 

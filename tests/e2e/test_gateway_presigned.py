@@ -19,7 +19,8 @@ import pytest
 from iotauth.access.scoping import ArnContext
 from iotauth.local.stack import StackInfo
 from iotauth.wire.sigv4 import presign_mqtt_url
-from tests.e2e.conftest import Mqtt, assume_client_role, unique, ws_path_of
+from tests.e2e.conftest import Mqtt, unique, ws_path_of
+from tests.stack_support import assume_client_role
 
 pytestmark = pytest.mark.e2e
 

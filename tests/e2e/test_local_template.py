@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from iotauth.access.scoping import ArnContext
@@ -16,6 +15,7 @@ from iotauth.local.stack import TEMPLATE_PATH, LocalPorts, LocalStack, StackInfo
 from iotauth.local.template import Template, TemplateError
 from tests.e2e.conftest import Mqtt
 from tests.e2e.test_gateway_presigned import connect_ws, signed_url
+from tests.stack_support import stack_client
 
 ARN = ArnContext("aws", "us-east-1", "123456789012")
 PREFIX = "arn:aws:iot:us-east-1:123456789012"
@@ -123,13 +123,7 @@ def test_resolution_of_sub_join_select(tmp_path: Path) -> None:
 
 
 def _iam(info: StackInfo) -> Any:
-    return boto3.client(
-        "iam",
-        endpoint_url=info.aws_endpoint_url,
-        region_name=info.region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return stack_client(info, "iam")
 
 
 @pytest.mark.e2e

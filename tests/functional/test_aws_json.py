@@ -643,14 +643,14 @@ def test_header_values_cannot_inject_lines(
 def test_the_ca_bundle_is_loaded_at_init_when_the_init_is_captured(
     monkeypatch: pytest.MonkeyPatch, init_type: str | None, loaded: bool
 ) -> None:
-    from iotauth.wire import aws_json
+    from iotauth.wire import aws_http
 
-    monkeypatch.setattr(aws_json, "_TLS", None)
+    monkeypatch.setattr(aws_http, "_TLS", None)
     env = {"AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "SK"}
     if init_type:
         env["AWS_LAMBDA_INITIALIZATION_TYPE"] = init_type
     AwsJsonClient.from_env(DYNAMODB, env, connect_timeout=1, read_timeout=1, max_attempts=1)
-    assert (aws_json._TLS is not None) is loaded
+    assert (aws_http._TLS is not None) is loaded
 
 
 @pytest.fixture
@@ -721,10 +721,10 @@ def test_a_trusted_certificate_is_accepted(
     would make it): TLS, SNI and host name checks pass, the answer is read."""
     import ssl
 
-    from iotauth.wire import aws_json
+    from iotauth.wire import aws_http
 
     port, files = tls_server
-    monkeypatch.setattr(aws_json, "_TLS", ssl.create_default_context(cafile=str(files.ca_cert)))
+    monkeypatch.setattr(aws_http, "_TLS", ssl.create_default_context(cafile=str(files.ca_cert)))
     assert _https_client(port).call("BatchGetItem", {}) == {"Responses": {"t": []}}
 
 
@@ -736,10 +736,10 @@ def test_a_trusted_certificate_for_another_host_name_is_refused(
     the same server reached as ``127.1`` (which resolves to 127.0.0.1) is not answered."""
     import ssl
 
-    from iotauth.wire import aws_json
+    from iotauth.wire import aws_http
 
     port, files = tls_server
-    monkeypatch.setattr(aws_json, "_TLS", ssl.create_default_context(cafile=str(files.ca_cert)))
+    monkeypatch.setattr(aws_http, "_TLS", ssl.create_default_context(cafile=str(files.ca_cert)))
     assert _https_client(port, "localhost").call("BatchGetItem", {}) == {"Responses": {"t": []}}
     with pytest.raises(AwsError) as failed:
         _https_client(port, "127.1").call("BatchGetItem", {})

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,14 +11,7 @@ from iotauth.cli import main
 from iotauth.identities.credentials import is_generated_shape
 from iotauth.identities.store import DynamoDBStore
 from iotauth.wire import aliyun
-
-
-class _Stdin:
-    def __init__(self, data: bytes) -> None:
-        self.buffer = io.BytesIO(data)
-
-
-Run = Callable[..., tuple[int, str, str]]
+from tests.cli_support import Run, cli_runner
 
 
 @pytest.fixture
@@ -29,14 +20,7 @@ def run(
 ) -> Run:
     monkeypatch.setenv("IOTAUTH_TABLE", "iotauth-cli")
 
-    def call(*argv: str, stdin: bytes = b"") -> tuple[int, str, str]:
-        monkeypatch.setattr("sys.stdin", _Stdin(stdin))
-        capsys.readouterr()
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
+    return cli_runner(monkeypatch, capsys)
 
 
 def authorize(run: Run, username: str, password: str, *argv: str) -> tuple[int, str, str]:

@@ -3,20 +3,11 @@ against the moto server, as an operator types them."""
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Callable
 
 import pytest
 
-from iotauth.cli import main
-
-Run = Callable[..., tuple[int, str, str]]
-
-
-class _Stdin:
-    def __init__(self, data: bytes) -> None:
-        self.buffer = io.BytesIO(data)
+from tests.cli_support import Run, cli_runner
 
 
 @pytest.fixture
@@ -26,13 +17,7 @@ def run(
     monkeypatch.setenv("IOTAUTH_TABLE", "iotauth-identity-cli")
     monkeypatch.delenv("IOTAUTH_SHARED_TOPIC_ROOTS", raising=False)
 
-    def call(*argv: str, stdin: bytes = b"") -> tuple[int, str, str]:
-        monkeypatch.setattr("sys.stdin", _Stdin(stdin))
-        capsys.readouterr()
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
+    call = cli_runner(monkeypatch, capsys)
     code, _, err = call("devices", "create-table")
     assert code == 0, err
     return call

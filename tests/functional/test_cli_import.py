@@ -17,7 +17,7 @@ import pytest
 from iotauth.identities.records import client_id_key
 from iotauth.identities.store import DynamoDBStore, StoreError
 from tests.functional.test_cli_devices import Run, authorize
-from tests.unit.test_imported_hashes import MOSQUITTO_FILE, PASSWORDS
+from tests.unit.identities.test_imported_hashes import MOSQUITTO_FILE, PASSWORDS
 
 pytest_plugins = ["tests.functional.test_cli_devices"]
 

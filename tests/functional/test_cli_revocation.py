@@ -7,24 +7,16 @@ against the local stand-in's endpoint).
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import boto3
 import pytest
 from botocore.stub import Stubber
 
-from iotauth.cli import devices, main
+from iotauth.cli.devices import lifecycle
 from iotauth.identities.revocation import IotDataDisconnector
 from iotauth.identities.store import DynamoDBStore
-
-
-class _Stdin:
-    def __init__(self, data: bytes) -> None:
-        self.buffer = io.BytesIO(data)
-
-
-Run = Callable[..., tuple[int, str, str]]
+from tests.cli_support import Run, cli_runner
 
 
 @pytest.fixture
@@ -45,20 +37,12 @@ def run(
     monkeypatch.setenv("IOTAUTH_TABLE", "iotauth-cli")
     client = iot_data.client
     monkeypatch.setattr(
-        devices,
+        lifecycle,
         "_disconnector",
         lambda args: IotDataDisconnector(lambda url: client, clean_session=args.clean_session),
     )
     DynamoDBStore("iotauth-cli").create_table()
-
-    def call(*argv: str, stdin: bytes = b"") -> tuple[int, str, str]:
-        monkeypatch.setattr("sys.stdin", _Stdin(stdin))
-        capsys.readouterr()
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
+    return cli_runner(monkeypatch, capsys)
 
 
 def _expect(stub: Stubber, client_id: str, *, live: bool, clean: bool = False) -> None:
@@ -147,13 +131,13 @@ def test_endpoint_resolution(moto_aws: None, monkeypatch: pytest.MonkeyPatch) ->
     session = boto3.Session(region_name="us-east-1")
     args = argparse.Namespace(iot_endpoint="abc-ats.iot.eu-west-1.amazonaws.com")
     assert (
-        devices._data_endpoint_url(args, session) == "https://abc-ats.iot.eu-west-1.amazonaws.com"
+        lifecycle._data_endpoint_url(args, session) == "https://abc-ats.iot.eu-west-1.amazonaws.com"
     )
     args = argparse.Namespace(iot_endpoint=None)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
-    assert devices._data_endpoint_url(args, session) is None
+    assert lifecycle._data_endpoint_url(args, session) is None
     monkeypatch.delenv("AWS_ENDPOINT_URL")
-    found = devices._data_endpoint_url(args, session)  # moto answers a random host each time
+    found = lifecycle._data_endpoint_url(args, session)  # moto answers a random host each time
     assert found is not None and found.startswith("https://")
     assert found.endswith("-ats.iot.us-east-1.amazonaws.com")
 
@@ -165,15 +149,15 @@ def test_a_disable_landing_during_a_rotate_is_not_lost(
     wrote it, then the rotate wrote status=active back. Now the rotate fails and says why."""
     run("devices", "add", "sensor-3")
     _expect(iot_data, "sensor-3", live=False)
-    read = devices._existing
+    read = lifecycle.existing
 
     def read_then_disable(store: DynamoDBStore, name: str) -> object:
         record = read(store, name)  # what the rotate read, before the disable
-        monkeypatch.setattr(devices, "_existing", read)
+        monkeypatch.setattr(lifecycle, "existing", read)
         assert run("devices", "disable", name)[0] == 0  # the other operator
         return record
 
-    monkeypatch.setattr(devices, "_existing", read_then_disable)
+    monkeypatch.setattr(lifecycle, "existing", read_then_disable)
     code, out, err = run("devices", "rotate", "sensor-3")
     assert code != 0 and out == ""  # no new secret was issued
     assert "changed meanwhile; try again" in err

@@ -27,23 +27,6 @@ def device(name: str, *client_ids: str) -> IdentityRecord:
     return IdentityRecord(username=name, kind="secret", verifier=VERIFIER, client_ids=client_ids)
 
 
-@pytest.fixture
-def dynamodb(moto_aws: None) -> DynamoDBStore:
-    import boto3
-
-    store = DynamoDBStore("iotauth-registry", client=boto3.client("dynamodb"))
-    store.create_table()
-    return store
-
-
-@pytest.fixture(params=["dynamodb", "memory"])
-def store(request: pytest.FixtureRequest) -> IdentityAdmin:
-    if request.param == "memory":
-        return MemoryStore()
-    result: IdentityAdmin = request.getfixturevalue("dynamodb")
-    return result
-
-
 def test_a_second_identity_cannot_take_a_client_id(store: IdentityAdmin) -> None:
     store.add_identity(device("sensor-1"))  # its default client id is its name
     with pytest.raises(ClientIdTaken, match="'sensor-1' is already bound to identity 'sensor-1'"):

@@ -10,24 +10,7 @@ import pytest
 
 from iotauth.identities.credentials import generate_secret, hash_generated_secret
 from iotauth.identities.records import IdentityRecord
-from iotauth.identities.store import DynamoDBStore, IdentityAdmin, MemoryStore, StoreError
-
-
-@pytest.fixture
-def dynamodb(moto_aws: None) -> DynamoDBStore:
-    import boto3
-
-    store = DynamoDBStore("iotauth-writes", client=boto3.client("dynamodb"))
-    store.create_table()
-    return store
-
-
-@pytest.fixture(params=["dynamodb", "memory"])
-def store(request: pytest.FixtureRequest) -> IdentityAdmin:
-    if request.param == "memory":
-        return MemoryStore()
-    result: IdentityAdmin = request.getfixturevalue("dynamodb")
-    return result
+from iotauth.identities.store import DynamoDBStore, IdentityAdmin, StoreError
 
 
 def _device(store: IdentityAdmin) -> IdentityRecord:

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from iotauth.local.stack import LocalPorts, LocalStack, StackInfo
+from tests.stack_support import assume_client_role, stack_store
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT = 10.0  # seconds: the longest any single step may take (TLS + authorizer + moto)
@@ -114,21 +115,6 @@ def stack_443() -> Iterator[StackInfo]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _store(info: StackInfo) -> Any:
-    import boto3
-
-    from iotauth.identities.store import DynamoDBStore
-
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=info.aws_endpoint_url,
-        region_name=info.region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    return DynamoDBStore(info.table_name, client=client)
-
-
 @dataclass(frozen=True)
 class Device:
     """A device with the default scope: client id = name, topics under ``<name>/``."""
@@ -149,7 +135,7 @@ def make_device_factory(info: StackInfo) -> Callable[[], Device]:
     from iotauth.identities.credentials import generate_secret, hash_generated_secret
     from iotauth.identities.records import IdentityRecord
 
-    store = _store(info)
+    store = stack_store(info)
 
     def add() -> Device:
         name = unique("dev")
@@ -193,7 +179,7 @@ class AliyunDevice:
 def new_aliyun_device(stack: StackInfo) -> Callable[[], AliyunDevice]:
     from iotauth.identities.records import IdentityRecord
 
-    store = _store(stack)
+    store = stack_store(stack)
 
     def add() -> AliyunDevice:
         device = AliyunDevice("a1Interop", unique("sensor"), f"TEST-ONLY-{unique('s')}")
@@ -231,29 +217,12 @@ class WebUser:
 
 def web_user(info: StackInfo) -> WebUser:
     """Credentials from moto's STS, as the signer gets them (session policy = one caller)."""
-    import boto3
-
     from iotauth.access.scoping import ArnContext, Scope, session_policy
 
     client_id = unique("web-user")
     arns = ArnContext("aws", info.region, info.client_role_arn.split(":")[4])
     policy = session_policy(Scope(client_ids=(client_id,), namespaces=(client_id,)), arns)
-    sts = boto3.client(
-        "sts",
-        endpoint_url=info.aws_endpoint_url,
-        region_name=info.region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    answer = sts.assume_role(
-        RoleArn=info.client_role_arn,
-        RoleSessionName=client_id,
-        Policy=policy,
-        DurationSeconds=900,
-    )["Credentials"]
-    return WebUser(
-        client_id, answer["AccessKeyId"], answer["SecretAccessKey"], answer["SessionToken"]
-    )
+    return WebUser(client_id, **assume_client_role(info, policy, client_id))
 
 
 # --- clients run in another process (mqtt.js under node, linkkit in its own venv) -------

@@ -4,6 +4,8 @@ Pure functions over bytes (no sockets): :mod:`.codec` decodes what a client or t
 sends into typed packets and encodes them back, byte for byte; anything malformed raises
 :class:`~.codec.MalformedPacket` (or :class:`~.codec.ProtocolError`) and the caller closes
 the connection. The gateway never has to trust a packet it could not fully decode.
+Modules: :mod:`.codec` (decode/encode), :mod:`.packets`, :mod:`.properties`,
+:mod:`.primitives` (varints, strings, packet types), :mod:`.reader` (framing), :mod:`.reasons`.
 """
 
 from iotauth.local.mqtt.codec import (

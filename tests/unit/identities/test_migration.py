@@ -10,7 +10,7 @@ import pytest
 
 from iotauth.identities.credentials import generate_secret, hash_generated_secret, verify_password
 from iotauth.identities.migration import EmqxHash, ImportProblem, parse_export
-from tests.unit.test_imported_hashes import MOSQUITTO_FILE
+from tests.unit.identities.test_imported_hashes import MOSQUITTO_FILE
 
 SHA256_PREFIX = EmqxHash("sha256", salt_position="prefix")
 

@@ -20,7 +20,7 @@ from tests.authorizer_support import (
     aliyun_event,
     decide,
 )
-from tests.unit.test_aliyun_credentials import linkkit_connect_parameters
+from tests.unit.wire.test_aliyun_credentials import linkkit_connect_parameters
 
 
 def _with_client_id(event: dict[str, Any], client_id: str) -> dict[str, Any]:

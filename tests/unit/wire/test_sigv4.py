@@ -26,7 +26,7 @@ from iotauth.wire.sigv4 import (
     verify_presigned_url,
 )
 
-SUITE = Path(__file__).resolve().parents[1] / "data" / "aws-signing-test-suite"
+SUITE = Path(__file__).resolve().parents[2] / "data" / "aws-signing-test-suite"
 # The suite-wide context of aws-c-auth's aws-signing-test-suite (see its README.md).
 AK = "AKIDEXAMPLE"
 SK = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"

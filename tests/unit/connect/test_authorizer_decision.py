@@ -257,7 +257,7 @@ def test_aliyun_linkkit_seconds_and_default_ids(store: MemoryStore) -> None:
     add_aliyun_identity(store, "sensor1", "pk1", "s3cret")
     assert decide(store, aliyun_event("sensor1", "pk1", "s3cret", timestamp=str(NOW))).allowed
     # The bare device name is not a default: another identity may own it (see
-    # tests/unit/test_identity_isolation.py).
+    # tests/unit/access/test_identity_isolation.py).
     for other in ("sensor1", "other"):
         denied = decide(store, aliyun_event("sensor1", "pk1", "s3cret", client_id=other))
         assert denied.reason == "client-id-not-allowed"

@@ -1,0 +1,228 @@
+"""``devices disable|enable|rotate|remove|disconnect``: change an identity, close its sessions.
+
+A change in the table applies from the next CONNECT, but a live MQTT session lasts until its
+refresh or disconnect; so ``disable``, ``rotate`` and ``remove`` then close the identity's
+live connections with IoT's ``DeleteConnection`` (:mod:`iotauth.identities.revocation`;
+``disconnect`` does only that) on the ``iot:Data-ATS`` endpoint (``--iot-endpoint``/
+``IOTAUTH_IOT_ENDPOINT``, else ``AWS_ENDPOINT_URL`` as the local stand-in sets it, else
+``iot:DescribeEndpoint``), and say what they closed on stderr. ``disable``, ``enable`` and
+``rotate`` write only if the record is still the one they read (no lost update).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import replace
+from typing import Any
+
+from iotauth.cli import CommandError, refuse_secret_flag
+from iotauth.cli.devices.common import (
+    aws_session,
+    device_secret_from_stdin,
+    existing,
+    open_store,
+    revocation_options,
+    run_checked,
+    secret_args,
+    verifier_from_stdin,
+)
+from iotauth.identities.credentials import generate_secret, hash_generated_secret
+from iotauth.identities.records import IdentityRecord
+from iotauth.identities.revocation import (
+    IotDataDisconnector,
+    RevocationError,
+    RevocationPlan,
+    describe,
+    plan_for,
+    revoke,
+)
+
+__all__ = ["register"]
+
+
+# -- closing live connections --------------------------------------------------------------
+
+
+def _data_endpoint_url(args: argparse.Namespace, session: Any) -> str | None:
+    """``https://<iot:Data-ATS host>``, or None when boto3's endpoint override applies."""
+    host = getattr(args, "iot_endpoint", None) or os.environ.get("IOTAUTH_IOT_ENDPOINT", "")
+    if host:
+        return host if host.startswith(("https://", "http://")) else f"https://{host}"
+    if os.environ.get("AWS_ENDPOINT_URL_IOT_DATA") or os.environ.get("AWS_ENDPOINT_URL"):
+        return None
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    try:
+        found = session.client("iot").describe_endpoint(endpointType="iot:Data-ATS")
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "error")
+        raise RevocationError(f"iot:DescribeEndpoint failed: {code}") from None
+    except BotoCoreError as exc:
+        raise RevocationError(f"iot:DescribeEndpoint failed: {exc}") from None
+    return f"https://{found['endpointAddress']}"
+
+
+def _disconnector(args: argparse.Namespace) -> IotDataDisconnector:
+    session = aws_session(args)
+    from botocore.config import Config  # noqa: PLC0415
+
+    config = Config(connect_timeout=3, read_timeout=5, retries={"mode": "standard"})
+
+    def factory(endpoint_url: str | None) -> Any:
+        if endpoint_url is None:
+            endpoint_url = _data_endpoint_url(args, session)
+        return session.client("iot-data", endpoint_url=endpoint_url, config=config)
+
+    return IotDataDisconnector(factory, clean_session=args.clean_session)
+
+
+def _close_connections(args: argparse.Namespace, name: str, plan: RevocationPlan) -> int:
+    """Close the plan's connections; 0, or 1 when DeleteConnection failed (table untouched)."""
+    if args.no_disconnect:
+        print("live connections left open (--no-disconnect)", file=sys.stderr)
+        return 0
+    try:
+        report = revoke(plan, _disconnector(args))
+    except RevocationError as exc:
+        print(
+            f"iotauth: error: {exc}; run `iotauth devices disconnect {name}` "
+            "(with --client-id for a removed identity) to retry",
+            file=sys.stderr,
+        )
+        return 1
+    for line in describe(report):
+        print(line, file=sys.stderr)
+    return 0
+
+
+def _plan(record: IdentityRecord) -> RevocationPlan:
+    return plan_for(record, deployment_disconnect_seconds=_deployment_disconnect())
+
+
+def _deployment_disconnect() -> int:
+    raw = os.environ.get("IOTAUTH_DISCONNECT_AFTER_SECONDS", "").strip()
+    return int(raw) if raw.isdigit() else 86400
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def _set_status(args: argparse.Namespace, status: str) -> int:
+    store = open_store(args)
+    record = existing(store, args.name)
+    updated = replace(record, status=status, updated_at=int(time.time()))  # type: ignore[arg-type]
+    run_checked(lambda: store.replace_identity(updated, expected=record))  # no lost update
+    if status == "active":
+        run_checked(lambda: store.clear_lockout(args.name))  # enabling also lifts a lockout
+    print(f"{args.name!r} is now {status}", file=sys.stderr)
+    if status == "disabled":
+        return _close_connections(args, args.name, _plan(record))
+    return 0
+
+
+def cmd_disable(args: argparse.Namespace) -> int:
+    return _set_status(args, "disabled")
+
+
+def cmd_disconnect(args: argparse.Namespace) -> int:
+    """Close an identity's live connections now (or the given client ids)."""
+    if args.client_id:
+        plan = RevocationPlan(tuple(dict.fromkeys(args.client_id)))
+    else:
+        plan = _plan(existing(open_store(args), args.name))
+    return _close_connections(args, args.name, plan)
+
+
+def cmd_enable(args: argparse.Namespace) -> int:
+    return _set_status(args, "active")
+
+
+def cmd_rotate(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    record = existing(store, args.name)
+    now = int(time.time())
+    secret: str | None = None
+    if record.kind == "aliyun":
+        if not args.device_secret_stdin:
+            raise CommandError("an Aliyun identity is rotated with --device-secret-stdin")
+        updated = replace(record, device_secret=device_secret_from_stdin(), updated_at=now)
+    elif args.device_secret_stdin:
+        raise CommandError("--device-secret-stdin is for Aliyun identities")
+    elif args.password_stdin or args.secret_stdin:
+        kind, verifier = verifier_from_stdin(generated=args.secret_stdin)
+        updated = replace(record, kind=kind, verifier=verifier, updated_at=now)  # type: ignore[arg-type]
+    else:
+        secret = generate_secret()
+        updated = replace(
+            record, kind="secret", verifier=hash_generated_secret(secret), updated_at=now
+        )
+    run_checked(lambda: store.replace_identity(updated, expected=record))  # no lost update
+    print(f"rotated the credentials of {args.name!r}", file=sys.stderr)
+    if secret is not None:
+        print("its new secret follows; it is shown only this once:", file=sys.stderr)
+        print(secret, flush=True)
+    # Sessions opened with the old credentials end now; the device reconnects with the new.
+    return _close_connections(args, args.name, _plan(record))
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    plan = _plan(existing(store, args.name))  # before the record is gone
+    run_checked(lambda: store.remove_identity(args.name))
+    print(f"removed {args.name!r}", file=sys.stderr)
+    return _close_connections(args, args.name, plan)
+
+
+# -- registration --------------------------------------------------------------------------
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """disable, enable, remove, disconnect, rotate (in that order in ``devices --help``)."""
+    revoking = revocation_options()
+    for name, func, text, parents in (
+        (
+            "disable",
+            cmd_disable,
+            "refuse every connection of an identity, and close live ones",
+            [common, revoking],
+        ),
+        ("enable", cmd_enable, "enable an identity again (and lift a lockout)", [common]),
+        (
+            "remove",
+            cmd_remove,
+            "delete an identity and close its live connections",
+            [common, revoking],
+        ),
+    ):
+        p = sub.add_parser(name, parents=parents, help=text)
+        p.add_argument("name")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser(
+        "disconnect",
+        parents=[common, revoking],
+        help="close an identity's live connections now (IoT DeleteConnection)",
+    )
+    p.add_argument("name")
+    p.add_argument(
+        "--client-id",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="close these client ids instead of the record's (e.g. of a removed identity)",
+    )
+    p.set_defaults(func=cmd_disconnect)
+
+    p = sub.add_parser(
+        "rotate",
+        parents=[common, revoking],
+        help="replace a secret (prints a generated one once) and close live connections",
+    )
+    p.add_argument("name")
+    group = secret_args(p)
+    group.add_argument("--device-secret-stdin", action="store_true", help="Aliyun identities")
+    refuse_secret_flag(p, "--device-secret", "pipe it with --device-secret-stdin")
+    p.set_defaults(func=cmd_rotate)

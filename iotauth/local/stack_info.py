@@ -1,0 +1,62 @@
+"""What a running local stack tells its users: :class:`StackInfo` (URLs, ports, secrets).
+
+Its own module so the banner and the page server can read it without importing the stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from iotauth.local.domain import NO_DOMAIN, DomainConfiguration
+from iotauth.local.iot_events import AUTHORIZER_NAME_PARAMETER
+
+__all__ = ["StackInfo"]
+
+
+@dataclass(frozen=True, slots=True)
+class StackInfo:
+    page_url: str
+    signer_url: str
+    dev_tokens: dict[str, str]
+    gateway_ws_url: str
+    authorizer_name: str
+    mqtt_port: int  # plain MQTT over TCP
+    mqtts_port: int  # MQTT over TLS, ALPN "mqtt"
+    ca_cert_path: Path
+    devices: dict[str, str]
+    ws_port: int  # plain MQTT over WebSocket at /mqtt
+    aws_endpoint_url: str
+    table_name: str
+    region: str
+    client_role_arn: str
+    chat_room: str
+    # iot:Data-ATS on IoT's port: TLS, ALPN "mqtt" → MQTT, else HTTPS/wss at /mqtt (ws_port:
+    # the same without TLS). mqtts_port / mqtt_port: the device endpoint (the template's
+    # IotDomainConfiguration), with and without TLS.
+    iot_port: int = 0
+    iot_port_note: str = ""  # why it is not 443, and how to allow 443
+    domain: DomainConfiguration = NO_DOMAIN
+
+    @property
+    def tcp_port(self) -> int:
+        return self.mqtt_port
+
+    @property
+    def tls_port(self) -> int:
+        return self.mqtts_port
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """``/config.json`` for the chat page (local mode: the dev tokens are included)."""
+        return {
+            "mode": "local",
+            "signerUrl": self.signer_url,
+            "gatewayWsUrl": (
+                f"{self.gateway_ws_url}?{AUTHORIZER_NAME_PARAMETER}={self.authorizer_name}"
+            ),
+            "authorizerName": self.authorizer_name,
+            "room": self.chat_room,
+            "devTokens": dict(self.dev_tokens),
+        }
