@@ -18,7 +18,6 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 from iotauth.access.names import InvalidName, principal_id_for, validate_username
 from iotauth.access.scoping import (
@@ -56,23 +55,57 @@ STORE_DEADLINE_SECONDS = 2.5
 _MAX_STORE_DEADLINE_SECONDS = 4.5
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(Frozen):
+    """The authorizer's configuration (``from_env``); validated when built."""
+
+    __slots__ = (
+        "aliyun_any_client_id_products",
+        "aliyun_max_skew_seconds",
+        "disconnect_after_seconds",
+        "lockout",
+        "refresh_after_seconds",
+        "shared_roots",
+        "store_deadline_seconds",
+        "table",
+    )
     table: str
-    lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
-    aliyun_max_skew_seconds: int = 900
-    disconnect_after_seconds: int = 86400
-    refresh_after_seconds: int = 86400
+    lockout: LockoutPolicy
+    aliyun_max_skew_seconds: int
+    disconnect_after_seconds: int
+    refresh_after_seconds: int
     # Internal, not an environment setting: see STORE_DEADLINE_SECONDS.
-    store_deadline_seconds: float = STORE_DEADLINE_SECONDS
+    store_deadline_seconds: float
     # The deployment's shared topic roots (IOTAUTH_SHARED_TOPIC_ROOTS, the template's
     # WebSharedTopicRoot): no identity may be named like one; rooms lie under them.
-    shared_roots: tuple[str, ...] = DEFAULT_SHARED_ROOTS
+    shared_roots: tuple[str, ...]
     # Aliyun products whose devices may all sign any safe client id (the product-wide
     # default of a record's any_client_id; IOTAUTH_ALIYUN_ANY_CLIENT_ID_PRODUCTS).
-    aliyun_any_client_id_products: frozenset[str] = frozenset()
+    aliyun_any_client_id_products: frozenset[str]
 
-    def __post_init__(self) -> None:
+    def __init__(  # noqa: PLR0917 — the settings' field order
+        self,
+        table: str,
+        lockout: LockoutPolicy | None = None,
+        aliyun_max_skew_seconds: int = 900,
+        disconnect_after_seconds: int = 86400,
+        refresh_after_seconds: int = 86400,
+        store_deadline_seconds: float = STORE_DEADLINE_SECONDS,
+        shared_roots: tuple[str, ...] = DEFAULT_SHARED_ROOTS,
+        aliyun_any_client_id_products: frozenset[str] = frozenset(),
+    ) -> None:
+        self._init(
+            table=table,
+            lockout=LockoutPolicy() if lockout is None else lockout,
+            aliyun_max_skew_seconds=aliyun_max_skew_seconds,
+            disconnect_after_seconds=disconnect_after_seconds,
+            refresh_after_seconds=refresh_after_seconds,
+            store_deadline_seconds=store_deadline_seconds,
+            shared_roots=shared_roots,
+            aliyun_any_client_id_products=aliyun_any_client_id_products,
+        )
+        self._check()
+
+    def _check(self) -> None:
         if not self.table:
             raise ValueError("IOTAUTH_TABLE is required")
         deadline = self.store_deadline_seconds

@@ -14,8 +14,6 @@ Design: docs/design/lockout.md
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 from iotauth.wire.frozen import Frozen
 
 __all__ = ["LockoutPolicy", "LockoutState", "after_failure", "is_locked", "without_one_failure"]
@@ -43,12 +41,19 @@ class LockoutPolicy(Frozen):
         )
 
 
-@dataclass(frozen=True, slots=True)
-class LockoutState:
+class LockoutState(Frozen):
+    __slots__ = ("failures", "locked_until", "version", "window_start")
     failures: int
     window_start: int  # epoch seconds of the first failure of the window
-    locked_until: int | None = None  # epoch seconds
-    version: int = 0  # for optimistic concurrency in the store
+    locked_until: int | None  # epoch seconds
+    version: int  # for optimistic concurrency in the store
+
+    def __init__(
+        self, failures: int, window_start: int, locked_until: int | None = None, version: int = 0
+    ) -> None:
+        self._init(
+            failures=failures, window_start=window_start, locked_until=locked_until, version=version
+        )
 
     def expires_at(self, policy: LockoutPolicy) -> int:
         """When the state stops mattering (the store's TTL)."""
@@ -77,7 +82,7 @@ def after_failure(state: LockoutState | None, now: int, policy: LockoutPolicy) -
     new = LockoutState(failures, window_start, locked_until, version)
     if state is not None and state.locked_until is not None and not fresh:
         # Still locked (callers do not count attempts during a lock; be safe if they do).
-        new = replace(new, locked_until=max(state.locked_until, locked_until or 0))
+        new = new.replace(locked_until=max(state.locked_until, locked_until or 0))
     return new
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from iotauth.access.names import (
@@ -55,6 +54,7 @@ from iotauth.access.scoping import (
 )
 from iotauth.identities.credentials import GENERATED_PREFIX, verifier_kind
 from iotauth.wire import aliyun
+from iotauth.wire.frozen import Frozen
 
 __all__ = [
     "ALIYUN_TIMED_DISCONNECT_SECONDS",
@@ -127,25 +127,87 @@ def aliyun_namespaces(product_key: str, device_name: str) -> tuple[str, ...]:
     return (f"/{product_key}/{device_name}", f"/sys/{product_key}/{device_name}")
 
 
-@dataclass(frozen=True, slots=True)
-class IdentityRecord:
+class IdentityRecord(Frozen):
+    """One identity as stored; immutable (``record.replace(...)`` makes a changed copy)."""
+
+    __slots__ = (
+        "allow_broad",
+        "allow_no_timestamp",
+        "any_client_id",
+        "client_id_form",
+        "client_ids",
+        "created_at",
+        "device_secret",
+        "disconnect_after",
+        "kind",
+        "publish",
+        "refresh_after",
+        "rooms",
+        "status",
+        "subscribe",
+        "updated_at",
+        "username",
+        "verifier",
+    )
+    _NOT_IN_REPR = frozenset({"verifier", "device_secret"})
+
     username: str
     kind: Kind
-    status: Status = "active"
-    verifier: str | None = field(default=None, repr=False)  # secret / password
-    device_secret: str | None = field(default=None, repr=False)  # aliyun
-    client_ids: tuple[str, ...] = ()  # extra ids; aliyun: inner ids (before '|')
-    publish: tuple[str, ...] = ()
-    subscribe: tuple[str, ...] = ()
-    disconnect_after: int | None = None
-    refresh_after: int | None = None
-    allow_no_timestamp: bool = False  # aliyun: accept signatures without a timestamp
-    created_at: int = 0
-    updated_at: int = 0
-    rooms: tuple[str, ...] = ()  # shared rooms: publish <room>/<client id>, subscribe <room>/+
-    allow_broad: bool = False  # the operator accepted grants that reach beyond its own topics
-    any_client_id: bool = False  # aliyun: any safe client id it signs (MAC/serial convention)
-    client_id_form: str | None = None  # aliyun: the '|…|' parameters its SDK sends (aliyun.py)
+    status: Status
+    verifier: str | None  # secret / password
+    device_secret: str | None  # aliyun
+    client_ids: tuple[str, ...]  # extra ids; aliyun: inner ids (before '|')
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+    disconnect_after: int | None
+    refresh_after: int | None
+    allow_no_timestamp: bool  # aliyun: accept signatures without a timestamp
+    created_at: int
+    updated_at: int
+    rooms: tuple[str, ...]  # shared rooms: publish <room>/<client id>, subscribe <room>/+
+    allow_broad: bool  # the operator accepted grants that reach beyond its own topics
+    any_client_id: bool  # aliyun: any safe client id it signs (MAC/serial convention)
+    client_id_form: str | None  # aliyun: the '|…|' parameters its SDK sends (aliyun.py)
+
+    def __init__(  # noqa: PLR0917 — the field order of the record, as a dataclass had it
+        self,
+        username: str,
+        kind: Kind,
+        status: Status = "active",
+        verifier: str | None = None,
+        device_secret: str | None = None,
+        client_ids: tuple[str, ...] = (),
+        publish: tuple[str, ...] = (),
+        subscribe: tuple[str, ...] = (),
+        disconnect_after: int | None = None,
+        refresh_after: int | None = None,
+        allow_no_timestamp: bool = False,
+        created_at: int = 0,
+        updated_at: int = 0,
+        rooms: tuple[str, ...] = (),
+        allow_broad: bool = False,
+        any_client_id: bool = False,
+        client_id_form: str | None = None,
+    ) -> None:
+        self._init(
+            username=username,
+            kind=kind,
+            status=status,
+            verifier=verifier,
+            device_secret=device_secret,
+            client_ids=client_ids,
+            publish=publish,
+            subscribe=subscribe,
+            disconnect_after=disconnect_after,
+            refresh_after=refresh_after,
+            allow_no_timestamp=allow_no_timestamp,
+            created_at=created_at,
+            updated_at=updated_at,
+            rooms=rooms,
+            allow_broad=allow_broad,
+            any_client_id=any_client_id,
+            client_id_form=client_id_form,
+        )
 
     # -- what the identity may use --------------------------------------------------------
     @property

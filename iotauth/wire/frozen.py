@@ -4,16 +4,18 @@ Contract: a subclass names its fields in ``__slots__``, annotates them, and its
 ``__init__`` ends with ``self._init(field=value, …)`` for every field. Its instances
 then compare equal field by field (same class only), hash by their fields, have a
 dataclass-like repr without the fields in ``_NOT_IN_REPR`` (secrets), and refuse assignment
-and deletion with an ``AttributeError`` (as ``dataclasses.FrozenInstanceError`` is).
+and deletion with an ``AttributeError`` (as ``dataclasses.FrozenInstanceError`` is), and
+``replace(**changes)`` builds a copy through ``__init__`` (so its validation runs again), as
+``dataclasses.replace`` does; a subclass's ``__init__`` takes every field by its name.
 
 Why: ``@dataclass`` writes and compiles its methods' source when the class is created, at
 import, none of it kept in bytecode: ~1 ms a class, and the authorizer's cold start is its
-import. Classes that ``dataclasses.replace`` is used on stay dataclasses.
+import.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Self
 
 __all__ = ["Frozen"]
 
@@ -27,6 +29,14 @@ class Frozen:
             raise TypeError(f"{type(self).__name__} needs {', '.join(self.__slots__)}")
         for name, value in values.items():
             object.__setattr__(self, name, value)
+
+    def replace(self, **changes: object) -> Self:
+        """A copy with ``changes``, built (and validated) by ``__init__``."""
+        values = {name: getattr(self, name) for name in self.__slots__}
+        unknown = changes.keys() - values.keys()
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field {', '.join(sorted(unknown))}")
+        return type(self)(**{**values, **changes})
 
     def _values(self) -> tuple[object, ...]:
         return tuple(getattr(self, name) for name in self.__slots__)

@@ -15,7 +15,6 @@ the handler's, the test moves: an hour passes in no time.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import tempfile
 import threading
 import time
@@ -142,7 +141,7 @@ def timed(stack: StackInfo) -> Iterator[Timed]:
     app._clock = clock
     # The stack's environment (IOTAUTH_* from the template) and its moto table, with a
     # refresh every 300 s (IoT's minimum; the template's default is a day) for the contrast.
-    settings = dataclasses.replace(Settings.from_env(), refresh_after_seconds=300)
+    settings = Settings.from_env().replace(refresh_after_seconds=300)
     app._container.update(settings=settings, store=stack_store(stack))
     events: list[dict[str, Any]] = []
 

@@ -178,9 +178,8 @@ def test_disabled_identity_denied(
     store = DynamoDBStore(dynamodb_table)
     record = store.get_identity("demo-device")
     assert record is not None
-    from dataclasses import replace
 
-    store.replace_identity(replace(record, status="disabled"))
+    store.replace_identity(record.replace(status="disabled"))
     assert not invoke(events("authorizer/connect-mqtt"))["isAuthenticated"]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -51,15 +50,15 @@ def test_update_moves_and_remove_releases(store: IdentityAdmin) -> None:
     record = store.get_identity("a")
     assert record is not None
     with pytest.raises(ClientIdTaken):
-        store.replace_identity(replace(record, client_ids=("id-1", "id-3")))
+        store.replace_identity(record.replace(client_ids=("id-1", "id-3")))
     assert store.client_id_owner("id-3") == "b"
     assert store.get_identity("a") == record  # the refused update changed nothing
-    store.replace_identity(replace(record, client_ids=("id-2", "id-4")))
+    store.replace_identity(record.replace(client_ids=("id-2", "id-4")))
     assert [store.client_id_owner(c) for c in ("id-1", "id-2", "id-4")] == [None, "a", "a"]
     store.add_identity(device("c", "id-1"))  # released, so free again
     rotated = store.get_identity("a")
     assert rotated is not None
-    store.replace_identity(replace(rotated, verifier=hash_generated_secret(generate_secret())))
+    store.replace_identity(rotated.replace(verifier=hash_generated_secret(generate_secret())))
     assert store.client_id_owner("id-4") == "a"  # rotation keeps them
     store.remove_identity("a")
     assert store.client_id_owner("id-2") is None and store.client_id_owner("id-4") is None
@@ -70,7 +69,7 @@ def test_update_backfills_a_record_written_before_the_registry(dynamodb: DynamoD
     old = device("legacy", "old-id")
     dynamodb.client.put_item(TableName=dynamodb.table, Item=old.to_item())
     assert dynamodb.client_id_owner("old-id") is None
-    dynamodb.replace_identity(replace(old, status="disabled"))
+    dynamodb.replace_identity(old.replace(status="disabled"))
     assert dynamodb.client_id_owner("old-id") == "legacy"
 
 

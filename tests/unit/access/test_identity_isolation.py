@@ -4,8 +4,6 @@ other; an overlapping namespace lets one read the other's topics)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from iotauth.access.policy import PolicySet
@@ -87,6 +85,6 @@ def test_web_client_id_is_denied_at_run_time() -> None:
     store = MemoryStore()
     # Written before the rule existed (bypassing validation).
     secret = add_secret_identity(store, "bob")
-    store.identities["bob"] = replace(store.identities["bob"], client_ids=("web-victim",))
+    store.identities["bob"] = store.identities["bob"].replace(client_ids=("web-victim",))
     decision = decide(store, connect_event("bob", secret, "web-victim"))
     assert decision.reason == "client-id-not-allowed"

@@ -3,7 +3,6 @@ outlast IoT Core's 5-second budget, however many calls (lost conditional writes 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -156,7 +155,7 @@ def test_deadline_is_configurable_internally() -> None:
     clock = FakeClock()
     store = SlowStore(clock, 0.8)
     add_password_identity(store, "bob", RIGHT)
-    tight = replace(SETTINGS, store_deadline_seconds=1.0)
+    tight = SETTINGS.replace(store_deadline_seconds=1.0)
     assert _decide(store, connect_event("bob", RIGHT, "bob"), tight).reason == "store-timeout"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import pytest
 
@@ -100,7 +99,7 @@ def test_unknown_user_is_denied_and_counted(store: MemoryStore) -> None:
 
 def test_disabled_identity(store: MemoryStore) -> None:
     secret = add_secret_identity(store, "alice")
-    store.identities["alice"] = replace(store.identities["alice"], status="disabled")
+    store.identities["alice"] = store.identities["alice"].replace(status="disabled")
     assert decide(store, connect_event("alice", secret, "alice")).reason == "disabled"
 
 
@@ -182,8 +181,8 @@ def test_unknown_users_lock_like_known_ones(store: MemoryStore) -> None:
 
 
 def test_configurable_lockout(store: MemoryStore) -> None:
-    settings = replace(
-        SETTINGS, lockout=LockoutPolicy(threshold=2, window_seconds=60, lockout_seconds=300)
+    settings = SETTINGS.replace(
+        lockout=LockoutPolicy(threshold=2, window_seconds=60, lockout_seconds=300)
     )
     wrong = connect_event("ghost", "a guessed password", "ghost")
     assert decide(store, wrong, settings=settings).reason == "unknown-identity"
@@ -384,7 +383,7 @@ def test_aliyun_timestamped_record_durations(store: MemoryStore) -> None:
 
 def test_aliyun_timestamped_honours_a_shorter_deployment_default(store: MemoryStore) -> None:
     add_aliyun_identity(store, "sensor1", "pk1", "s3cret")
-    short = replace(SETTINGS, disconnect_after_seconds=1800)
+    short = SETTINGS.replace(disconnect_after_seconds=1800)
     decision = decide(store, aliyun_event("sensor1", "pk1", "s3cret"), settings=short)
     assert (decision.disconnect_after, decision.refresh_after) == (1800, 1800)
 

@@ -4,7 +4,6 @@ correct credential that was never itself presented wrong is never denied by it."
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -117,7 +116,7 @@ def test_rotation_to_a_password_presented_just_before_waits_at_most_the_ttl() ->
     assert decide(store, new, cache, clock).reason == "bad-password"  # too early
     record = store.identities["bob"]
     verifier = hash_chosen_password(b"the new passphrase")
-    store.identities["bob"] = replace(record, verifier=verifier)  # the operator rotates
+    store.identities["bob"] = record.replace(verifier=verifier)  # the operator rotates
     clock.now += 59
     assert decide(store, new, cache, clock).reason == "bad-password"  # the documented bound
     clock.now += 1
@@ -152,10 +151,10 @@ def test_a_known_wrong_credential_refused_by_a_lock_stays_cheap() -> None:
 def test_other_denials_are_not_cached() -> None:
     store, cache, clock = MemoryStore(), NegativeCache(), Clock()
     add_password_identity(store, "bob", RIGHT)
-    store.identities["bob"] = replace(store.identities["bob"], status="disabled")
+    store.identities["bob"] = store.identities["bob"].replace(status="disabled")
     right = connect_event("bob", RIGHT, "bob")
     assert decide(store, right, cache, clock).reason == "disabled"
-    store.identities["bob"] = replace(store.identities["bob"], status="active")
+    store.identities["bob"] = store.identities["bob"].replace(status="active")
     assert decide(store, right, cache, clock).allowed
     assert len(cache) == 0
 

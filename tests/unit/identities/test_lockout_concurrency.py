@@ -4,7 +4,6 @@ checked, or a burst of parallel guesses would get far more than ``threshold`` an
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -130,7 +129,7 @@ def test_a_success_uncounts_itself_on_top_of_a_concurrent_failure() -> None:
         if state.failures == 2 and not raced["done"]:  # the undo (3 → 2): a guess lands first
             raced["done"] = True
             current = store.lockouts[username]
-            real_save(store, username, replace(current, failures=4, version=current.version + 1),
+            real_save(store, username, current.replace(failures=4, version=current.version + 1),
                       policy, current.version)  # fmt: skip
         return real_save(store, username, state, policy, previous_version)
 
