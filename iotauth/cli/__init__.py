@@ -1,8 +1,10 @@
 """The ``iotauth`` command.
 
 Each group of subcommands lives in its own module and registers itself through a
-``register(subparsers)`` function listed in ``_COMMAND_MODULES``. Errors a user can fix are
-raised as :class:`CommandError` and printed as one line on stderr with exit status 2.
+``register(subparsers)`` function listed in ``_COMMAND_MODULES``. Every error is one line on
+stderr, never a traceback, and its exit status says whose it is (``EXIT_*``, listed in
+``iotauth --help``): scripts can tell "denied" from "you typed it wrong" from "AWS failed".
+A closed stdout (``iotauth devices list | head -1``) ends the command quietly.
 """
 
 from __future__ import annotations
@@ -12,7 +14,36 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-__all__ = ["CommandError", "main", "refuse_secret_flag"]
+from iotauth import __version__
+from iotauth.cli.output import silence_stdout
+
+__all__ = [
+    "EXIT_AWS",
+    "EXIT_DENIED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "AwsFailure",
+    "CommandError",
+    "main",
+    "refuse_secret_flag",
+]
+
+EXIT_OK = 0
+EXIT_DENIED = 1  # the answer is no: `authorize` was denied (nothing failed)
+EXIT_USAGE = 2  # usage or input errors: argparse's, and CommandError
+EXIT_AWS = 3  # AWS or the table failed: an API error, throttling, an unreachable endpoint
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
+
+_EPILOG = f"""\
+exit status:
+  {EXIT_OK}    success
+  {EXIT_DENIED}    the answer is no (authorize: not authenticated)
+  {EXIT_USAGE}    usage or input error (bad flag, invalid name, no such identity); nothing changed
+  {EXIT_AWS}    AWS or the table failed (API error, throttling, endpoint unreachable)
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
+
+Commands that print take --json for scripts; status lines go to stderr."""
 
 # Imported lazily per command so `iotauth sign-url` does not pay for boto3 or the gateway.
 _COMMAND_MODULES = (
@@ -24,7 +55,17 @@ _COMMAND_MODULES = (
 
 
 class CommandError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
+    """A user-facing error: printed as one line, exit status :data:`EXIT_USAGE`."""
+
+    exit_code = EXIT_USAGE
+
+
+class AwsFailure(CommandError):
+    """AWS or the table failed (not the user's input): one line, exit status :data:`EXIT_AWS`.
+
+    The message must be safe to print: an API name and error code, never a credential."""
+
+    exit_code = EXIT_AWS
 
 
 class _RefusedSecretFlag(argparse.Action):
@@ -51,7 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="iotauth",
         description="Certificate-free, identity-scoped MQTT access to AWS IoT Core.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"iotauth {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMAND_MODULES:
         try:
@@ -64,16 +108,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _aws_error_message(exc: BaseException) -> str | None:
+    """One safe line for an AWS/store error that reached ``main`` unwrapped, else None.
+
+    Only the modules already loaded are looked at, so ``sign-url`` does not import botocore."""
+    store = sys.modules.get("iotauth.identities.store")
+    revocation = sys.modules.get("iotauth.identities.revocation")
+    aws_json = sys.modules.get("iotauth.wire.aws_json")
+    botocore = sys.modules.get("botocore.exceptions")
+    ours = tuple(
+        getattr(module, name)
+        for module, name in (
+            (store, "StoreError"),
+            (revocation, "RevocationError"),
+            (aws_json, "AwsError"),
+            (aws_json, "ConfigError"),
+        )
+        if module is not None and hasattr(module, name)
+    )
+    if ours and isinstance(exc, ours):
+        return str(exc)
+    if botocore is not None and isinstance(exc, (botocore.BotoCoreError, botocore.ClientError)):
+        if isinstance(exc, botocore.ClientError):
+            error = exc.response.get("Error", {})
+            operation = getattr(exc, "operation_name", "AWS call")
+            message = str(error.get("Message", "")).splitlines()[0][:200] if error else ""
+            code = error.get("Code", "error")
+            return f"{operation} failed: {code}" + (f": {message}" if message else "")
+        return f"AWS: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit status (see ``EXIT_*``)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         result: int = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here at the latest, not at interpreter exit
+    except BrokenPipeError:
+        silence_stdout()  # whoever read stdout has all it wanted (`| head`): not an error
+        return EXIT_OK
     except CommandError as exc:
         print(f"iotauth: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        message = _aws_error_message(exc)
+        if message is None:
+            raise
+        print(f"iotauth: error: {message}", file=sys.stderr)
+        return EXIT_AWS
     return result
 
 

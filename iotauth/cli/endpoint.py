@@ -11,7 +11,8 @@
   ``--yes`` (or a typed ``yes`` on a terminal); ``--dry-run`` only shows.
 
 Standard AWS configuration applies (``--profile``, ``--region``, ``AWS_ENDPOINT_URL``).
-Errors are one line: the API's error code and message, never a traceback.
+Errors are one line: the API's error code and message, never a traceback (exit 3; 2 for a
+refusal of the input). ``--json`` prints the result on stdout for scripts.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from iotauth.cli import CommandError
+from iotauth.cli import AwsFailure, CommandError
+from iotauth.cli.output import add_json_flag, emit, note
 
 __all__ = ["register"]
 
@@ -39,7 +41,7 @@ def _iot(args: argparse.Namespace) -> Any:
         region = args.region or os.environ.get("AWS_REGION") or None
         return boto3.Session(profile_name=args.profile, region_name=region).client("iot")
     except BotoCoreError as exc:
-        raise CommandError(f"AWS configuration: {exc}") from None
+        raise AwsFailure(f"AWS configuration: {exc}") from None
 
 
 def _call(what: str, call: Callable[[], Any]) -> Any:
@@ -51,9 +53,9 @@ def _call(what: str, call: Callable[[], Any]) -> Any:
         error = exc.response.get("Error", {})
         code = error.get("Code", "error")
         message = str(error.get("Message", "")).splitlines()[0][:200] if error else ""
-        raise CommandError(f"{what} failed: {code}" + (f": {message}" if message else "")) from None
+        raise AwsFailure(f"{what} failed: {code}" + (f": {message}" if message else "")) from None
     except BotoCoreError as exc:
-        raise CommandError(f"{what} failed: {exc}") from None
+        raise AwsFailure(f"{what} failed: {exc}") from None
 
 
 def _domain_view(found: dict[str, Any]) -> dict[str, Any]:
@@ -106,9 +108,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _confirm(args: argparse.Namespace, plan: str) -> bool:
-    print(plan, file=sys.stderr)
+    note(plan)
     if args.dry_run:
-        print("dry run: nothing changed", file=sys.stderr)
+        note("dry run: nothing changed")
         return False
     if args.yes:
         return True
@@ -116,7 +118,7 @@ def _confirm(args: argparse.Namespace, plan: str) -> bool:
         raise CommandError("not a terminal: pass --yes to apply (or --dry-run to only show)")
     answer = input("apply? type yes: ")
     if answer.strip() != "yes":
-        print("nothing changed", file=sys.stderr)
+        note("nothing changed")
         return False
     return True
 
@@ -161,8 +163,9 @@ def cmd_set_default_authorizer(args: argparse.Namespace) -> int:
             f"domain configuration {config} ({found.get('domainName')}): default authorizer "
             f"{current or '(none)'} -> {name}, override allowed"
         )
+        result = {"target": config, "host": found.get("domainName"), "from": current, "to": name}
         if not _confirm(args, plan):
-            return 0
+            return _report(args, result, changed=False)
         _call(
             "iot:UpdateDomainConfiguration",
             lambda: iot.update_domain_configuration(
@@ -173,10 +176,17 @@ def cmd_set_default_authorizer(args: argparse.Namespace) -> int:
     else:
         current = _current_default_authorizer(iot)
         plan = f"account default authorizer (iot:Data-ATS): {current or '(none)'} -> {name}"
+        result = {"target": "account", "host": None, "from": current, "to": name}
         if not _confirm(args, plan):
-            return 0
+            return _report(args, result, changed=False)
         _call("iot:SetDefaultAuthorizer", lambda: iot.set_default_authorizer(authorizerName=name))
-    print(f"default authorizer is now {name}", file=sys.stderr)
+    note(f"default authorizer is now {name}")
+    return _report(args, result, changed=True)
+
+
+def _report(args: argparse.Namespace, result: dict[str, Any], *, changed: bool) -> int:
+    """With --json: what was (or would have been) changed; the text is on stderr already."""
+    emit(args, {**result, "changed": changed})
     return 0
 
 
@@ -195,7 +205,7 @@ def register(subparsers: Any) -> None:
     sub = endpoint.add_subparsers(dest="endpoint_command", required=True, metavar="ACTION")
 
     p = sub.add_parser("show", parents=[common], help="the endpoint hosts and their settings")
-    p.add_argument("--json", action="store_true")
+    add_json_flag(p)
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser(
@@ -208,4 +218,5 @@ def register(subparsers: Any) -> None:
     p.add_argument("--authorizer-name", default="iotauth", help="default: iotauth")
     p.add_argument("--yes", action="store_true", help="apply without asking")
     p.add_argument("--dry-run", action="store_true", help="show the change, make none")
+    add_json_flag(p)
     p.set_defaults(func=cmd_set_default_authorizer)

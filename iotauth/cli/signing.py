@@ -3,12 +3,14 @@
 Only the standard-library signers are imported here; botocore is loaded only when
 ``sign-url`` has to take credentials from the default chain beyond the standard variables.
 Secrets are never taken from the command line (shell history, ``ps``): the flags that
-used to take them are refused with a pointer to stdin or the environment.
+used to take them are refused with a pointer to stdin or the environment. Both print only
+on stdout (``sign-url --json``: ``{"url": …}``; ``aliyun-credentials`` always prints JSON).
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -16,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from iotauth.cli import CommandError, refuse_secret_flag
+from iotauth.cli.output import add_json_flag, emit, print_json
 from iotauth.wire.aliyun import SIGN_METHODS, mqtt_credentials
 from iotauth.wire.sigv4 import presign_mqtt_url, presign_mqtt_url_for_session
 
@@ -51,6 +54,7 @@ def register(subparsers: Any) -> None:
         refuse_secret_flag(sign, flag, instead)
     sign.add_argument("--at", metavar="ISO8601", help="signing time with a timezone (default: now)")
     sign.add_argument("--expires", type=int, metavar="N", help="add a signed X-Amz-Expires=N")
+    add_json_flag(sign)
     sign.set_defaults(func=_sign_url)
 
     aliyun = subparsers.add_parser(
@@ -63,7 +67,8 @@ def register(subparsers: Any) -> None:
     aliyun.add_argument(
         "--device-secret-stdin",
         action="store_true",
-        help="read the device secret from stdin (required: it is never taken from argv)",
+        help="read the device secret from stdin, typed without echo on a terminal "
+        "(required: it is never taken from argv)",
     )
     refuse_secret_flag(aliyun, "--device-secret", "pipe it with --device-secret-stdin")
     aliyun.add_argument("--client-id", required=True, help="up to 64 characters (MAC or serial)")
@@ -75,6 +80,7 @@ def register(subparsers: Any) -> None:
     where = aliyun.add_mutually_exclusive_group()
     where.add_argument("--region", default="cn-shanghai", help="legacy public instance region")
     where.add_argument("--instance-id", help="instance id of a new-style instance")
+    add_json_flag(aliyun)  # accepted for symmetry: the output is JSON either way
     aliyun.set_defaults(func=_aliyun_credentials)
 
 
@@ -137,14 +143,26 @@ def _sign_url(args: argparse.Namespace) -> int:
             )
     except ValueError as exc:  # the library's messages never quote a secret
         raise CommandError(str(exc)) from None
-    print(url)
+    emit(args, {"url": url}, lambda: print(url))
     return 0
+
+
+def _device_secret() -> str:
+    """One line of stdin; on a terminal typed once without echo (an existing secret)."""
+    try:
+        if sys.stdin.isatty():
+            return getpass.getpass("Device secret: ")
+    except (AttributeError, ValueError):  # stdin replaced (tests) or closed
+        pass
+    except EOFError:
+        return ""
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 def _aliyun_credentials(args: argparse.Namespace) -> int:
     if not args.device_secret_stdin:
         raise CommandError("pass the device secret on stdin with --device-secret-stdin")
-    secret = sys.stdin.readline().rstrip("\r\n")
+    secret = _device_secret()
     if not secret:
         raise CommandError("no device secret on stdin")
     try:
@@ -161,5 +179,5 @@ def _aliyun_credentials(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    print(json.dumps(credentials.as_dict(), indent=2))
+    print_json(credentials.as_dict())
     return 0

@@ -287,7 +287,7 @@ def test_aws_errors_are_one_line(
         capsys.readouterr()
         code = main([*argv, "--table", "t"])
         out, err = capsys.readouterr()
-        assert code == 2, argv
+        assert code == 3, argv  # EXIT_AWS: not the user's input
         assert err.count("\n") == 1 and err.startswith("iotauth: error:"), err
         assert out == ""
 

@@ -4,6 +4,7 @@ confirmation that guards every change."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -79,7 +80,6 @@ def test_show_both_endpoints(run: Run, stub: Stubber) -> None:
 
 
 def test_show_json_of_a_port_and_alpn_endpoint(run: Run, stub: Stubber) -> None:
-    import json
 
     _ats(stub)
     legacy: dict[str, Any] = {**DOMAIN, "authenticationType": "DEFAULT"}
@@ -96,7 +96,7 @@ def test_errors_are_one_line(run: Run, stub: Stubber) -> None:
         "describe_endpoint", "UnauthorizedException", "Access denied\nmore", http_status_code=401
     )
     code, out, err = run("endpoint", "show")
-    assert code == 2 and out == ""
+    assert code == 3 and out == ""  # EXIT_AWS
     assert (
         err == "iotauth: error: iot:DescribeEndpoint failed: UnauthorizedException: Access denied\n"
     )
@@ -160,3 +160,28 @@ def test_dry_run_and_refusals(run: Run, stub: Stubber) -> None:
     stub.add_response("describe_authorizer", inactive)
     code, _, err = run("endpoint", "set-default-authorizer", "--yes")
     assert code == 2 and "INACTIVE" in err
+
+
+def test_set_default_authorizer_json(run: Run, stub: Stubber) -> None:
+    stub.add_response("describe_authorizer", AUTHORIZER)
+    stub.add_response(
+        "describe_default_authorizer", {"authorizerDescription": {"authorizerName": "old"}}
+    )
+    code, out, err = run("endpoint", "set-default-authorizer", "--dry-run", "--json")
+    assert code == 0 and "dry run" in err
+    assert json.loads(out) == {
+        "target": "account", "host": None, "from": "old", "to": "iotauth", "changed": False,
+    }  # fmt: skip
+    stub.add_response("describe_authorizer", AUTHORIZER)
+    stub.add_response("describe_domain_configuration", {**DOMAIN, "authorizerConfig": {}})
+    stub.add_response("update_domain_configuration", {})
+    code, out, _ = run(
+        "endpoint", "set-default-authorizer", "--domain-configuration", "fleet", "--yes", "--json"
+    )
+    assert code == 0 and json.loads(out) == {
+        "target": "fleet",
+        "host": DOMAIN["domainName"],
+        "from": None,
+        "to": "iotauth",
+        "changed": True,
+    }

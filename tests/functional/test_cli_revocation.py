@@ -112,7 +112,7 @@ def test_a_failed_deleteconnection_is_reported_and_the_table_change_kept(
         "delete_connection", "ForbiddenException", "not allowed", http_status_code=403
     )
     code, _, err = run("devices", "disable", "sensor-3")
-    assert code == 1
+    assert code == 3  # EXIT_AWS
     assert "ForbiddenException" in err and "iotauth devices disconnect sensor-3" in err
     record = DynamoDBStore("iotauth-cli").get_identity("sensor-3")
     assert record is not None and record.status == "disabled"

@@ -2,21 +2,24 @@
 
 :func:`open_store` resolves the table (``--table``/``IOTAUTH_TABLE``) and the standard AWS
 configuration; :func:`run_checked` turns domain and store errors into one-line command
-errors. Secrets come only from stdin (:func:`verifier_from_stdin`,
-:func:`device_secret_from_stdin`), never from the command line. A new command takes its
-flags from the builders at the bottom so that the same flag means the same thing everywhere.
+errors, telling the user's (exit 2) from the store's (exit 3). Secrets come only from stdin
+(:func:`verifier_from_stdin`, :func:`device_secret_from_stdin`), never from the command
+line; on a terminal they are typed twice without echo, since a typo there would lock the
+device out. A new command takes its flags from the builders at the bottom so that the same
+flag means the same thing everywhere.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from iotauth.access.names import InvalidName
-from iotauth.cli import CommandError, refuse_secret_flag
+from iotauth.cli import AwsFailure, CommandError, refuse_secret_flag
 from iotauth.identities.credentials import (
     InvalidPassword,
     check_chosen_password,
@@ -25,7 +28,14 @@ from iotauth.identities.credentials import (
     is_generated_shape,
 )
 from iotauth.identities.records import IdentityRecord, InvalidRecord
-from iotauth.identities.store import DynamoDBStore, StoreError
+from iotauth.identities.store import (
+    ClientIdTaken,
+    DynamoDBStore,
+    IdentityExists,
+    IdentityNotFound,
+    StoreError,
+    TableMissing,
+)
 
 __all__ = [
     "aws_options",
@@ -35,9 +45,12 @@ __all__ = [
     "grant_args",
     "open_store",
     "read_stdin_secret",
+    "read_terminal_secret",
     "revocation_options",
     "run_checked",
     "secret_args",
+    "stdin_is_terminal",
+    "store_failure",
     "verifier_from_stdin",
 ]
 
@@ -54,7 +67,7 @@ def aws_session(args: argparse.Namespace) -> Any:
         region = args.region or os.environ.get("AWS_REGION") or None
         return boto3.Session(profile_name=args.profile, region_name=region)
     except BotoCoreError as exc:
-        raise CommandError(f"AWS configuration: {exc}") from None
+        raise AwsFailure(f"AWS configuration: {exc}") from None
 
 
 def open_store(args: argparse.Namespace) -> DynamoDBStore:
@@ -66,16 +79,30 @@ def open_store(args: argparse.Namespace) -> DynamoDBStore:
     try:
         client = aws_session(args).client("dynamodb")
     except BotoCoreError as exc:
-        raise CommandError(f"AWS configuration: {exc}") from None
+        raise AwsFailure(f"AWS configuration: {exc}") from None
     return DynamoDBStore(table, client=client)
 
 
+# The store's answers about what the user asked for (exit 2), not failures of the store.
+_ANSWERS = (IdentityExists, IdentityNotFound, ClientIdTaken, TableMissing)
+
+
+def store_failure(exc: StoreError) -> CommandError:
+    """The command error for a store error: :class:`CommandError` (exit 2) when it is about
+    the input (no such table or identity, a name or client id taken), else
+    :class:`AwsFailure` (exit 3: an API error, throttling, a write that lost a race)."""
+    answer = isinstance(exc, _ANSWERS) or str(exc).endswith("already exists")
+    return CommandError(str(exc)) if answer else AwsFailure(str(exc))
+
+
 def run_checked(action: Callable[[], object]) -> None:
-    """Turn domain and store errors into one-line command errors."""
+    """Turn domain and store errors into one-line command errors (see :func:`store_failure`)."""
     try:
         action()
-    except (InvalidRecord, InvalidName, InvalidPassword, StoreError) as exc:
+    except (InvalidRecord, InvalidName, InvalidPassword) as exc:
         raise CommandError(str(exc)) from None
+    except StoreError as exc:
+        raise store_failure(exc) from None
 
 
 def existing(store: DynamoDBStore, name: str) -> IdentityRecord:
@@ -90,8 +117,35 @@ def existing(store: DynamoDBStore, name: str) -> IdentityRecord:
 # -- secrets, from stdin only --------------------------------------------------------------
 
 
-def read_stdin_secret(what: str) -> bytes:
-    """All of stdin as bytes, less one trailing newline; CommandError when empty."""
+def stdin_is_terminal() -> bool:
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):  # replaced by a test, or closed
+        return False
+
+
+def read_terminal_secret(what: str, *, repeat: bool = True) -> bytes:
+    """A secret typed at the terminal without echo (``getpass``), twice when ``repeat``;
+    CommandError when empty or when the two differ (then nothing has been written)."""
+    label = what[0].upper() + what[1:]
+    try:
+        first = getpass.getpass(f"{label}: ")
+        if not first:
+            raise CommandError(f"no {what} typed")
+        if repeat and getpass.getpass("Repeat: ") != first:
+            raise CommandError(f"the two {what}s differ; nothing was changed")
+    except EOFError:
+        raise CommandError(f"no {what} typed") from None
+    return first.encode("utf-8")
+
+
+def read_stdin_secret(what: str, *, repeat: bool = False) -> bytes:
+    """All of stdin as bytes, less one trailing newline; CommandError when empty.
+
+    When stdin is a terminal the secret is typed instead, without echo, and twice when
+    ``repeat`` (a new secret: a typo would be stored). Piped input is read as it is."""
+    if stdin_is_terminal():
+        return read_terminal_secret(what, repeat=repeat)
     data = sys.stdin.buffer.read()
     if data.endswith(b"\r\n"):
         data = data[:-2]
@@ -111,14 +165,14 @@ def verifier_from_stdin(*, generated: bool) -> tuple[str, str]:
     takes only a secret that iotauth generated (moving a device between tables).
     """
     if generated:
-        raw = read_stdin_secret("generated secret")
+        raw = read_stdin_secret("generated secret", repeat=True)
         if not is_generated_shape(raw):
             raise CommandError(
                 "--secret-stdin takes a secret iotauth generated (iotsk_ + 43 base64url "
                 "characters); use --password-stdin for a chosen password"
             )
         return "secret", hash_generated_secret(raw.decode("ascii"))
-    raw = read_stdin_secret("password")
+    raw = read_stdin_secret("password", repeat=True)
     try:
         return "password", hash_chosen_password(check_chosen_password(raw))
     except InvalidPassword as exc:
@@ -129,7 +183,7 @@ def verifier_from_stdin(*, generated: bool) -> tuple[str, str]:
 
 def device_secret_from_stdin() -> str:
     """An Aliyun device secret from stdin, as UTF-8 text."""
-    raw = read_stdin_secret("device secret")
+    raw = read_stdin_secret("device secret", repeat=True)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

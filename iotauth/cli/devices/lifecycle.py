@@ -6,19 +6,19 @@ live connections with IoT's ``DeleteConnection`` (:mod:`iotauth.identities.revoc
 ``disconnect`` does only that) on the ``iot:Data-ATS`` endpoint (``--iot-endpoint``/
 ``IOTAUTH_IOT_ENDPOINT``, else ``AWS_ENDPOINT_URL`` as the local stand-in sets it, else
 ``iot:DescribeEndpoint``), and say what they closed on stderr. ``disable``, ``enable`` and
-``rotate`` write only if the record is still the one they read (no lost update).
+``rotate`` write only if the record is still the one they read (no lost update). With
+``--json`` each prints what it did on stdout (``username``, ``status``, ``closed``, …); a
+failed DeleteConnection exits 3 and keeps the table change, which it reports all the same.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from dataclasses import replace
 from typing import Any
 
-from iotauth.cli import CommandError, refuse_secret_flag
+from iotauth.cli import EXIT_AWS, EXIT_OK, CommandError, refuse_secret_flag
 from iotauth.cli.devices.common import (
     aws_session,
     device_secret_from_stdin,
@@ -29,6 +29,7 @@ from iotauth.cli.devices.common import (
     secret_args,
     verifier_from_stdin,
 )
+from iotauth.cli.output import add_json_flag, emit, note, wants_json
 from iotauth.identities.credentials import generate_secret, hash_generated_secret
 from iotauth.identities.records import IdentityRecord
 from iotauth.identities.revocation import (
@@ -79,23 +80,38 @@ def _disconnector(args: argparse.Namespace) -> IotDataDisconnector:
     return IotDataDisconnector(factory, clean_session=args.clean_session)
 
 
-def _close_connections(args: argparse.Namespace, name: str, plan: RevocationPlan) -> int:
-    """Close the plan's connections; 0, or 1 when DeleteConnection failed (table untouched)."""
+def _close_connections(
+    args: argparse.Namespace, name: str, plan: RevocationPlan, result: dict[str, Any]
+) -> int:
+    """Close the plan's connections and record how in ``result`` (``disconnect``: done,
+    skipped or failed; ``closed``, ``notConnected``); 0, or 3 when that failed (the table
+    change stays)."""
+    result.update(closed=[], notConnected=[])
     if args.no_disconnect:
-        print("live connections left open (--no-disconnect)", file=sys.stderr)
-        return 0
+        result["disconnect"] = "skipped"
+        note("live connections left open (--no-disconnect)")
+        return EXIT_OK
     try:
         report = revoke(plan, _disconnector(args))
-    except RevocationError as exc:
-        print(
+    except (RevocationError, CommandError) as exc:
+        result.update(disconnect="failed", error=str(exc))
+        note(
             f"iotauth: error: {exc}; run `iotauth devices disconnect {name}` "
-            "(with --client-id for a removed identity) to retry",
-            file=sys.stderr,
+            "(with --client-id for a removed identity) to retry"
         )
-        return 1
+        return EXIT_AWS
+    result.update(disconnect="done", closed=report.closed, notConnected=report.not_connected)
+    if plan.bounded_seconds:
+        result["otherSessionsEndWithinSeconds"] = plan.bounded_seconds
     for line in describe(report):
-        print(line, file=sys.stderr)
-    return 0
+        note(line)
+    return EXIT_OK
+
+
+def _finish(args: argparse.Namespace, code: int, result: dict[str, Any]) -> int:
+    """Print ``result`` with ``--json`` (the text went to stderr already); ``code``."""
+    emit(args, result)
+    return code
 
 
 def _plan(record: IdentityRecord) -> RevocationPlan:
@@ -113,14 +129,16 @@ def _deployment_disconnect() -> int:
 def _set_status(args: argparse.Namespace, status: str) -> int:
     store = open_store(args)
     record = existing(store, args.name)
-    updated = replace(record, status=status, updated_at=int(time.time()))  # type: ignore[arg-type]
+    updated = record.replace(status=status, updated_at=int(time.time()))
     run_checked(lambda: store.replace_identity(updated, expected=record))  # no lost update
     if status == "active":
         run_checked(lambda: store.clear_lockout(args.name))  # enabling also lifts a lockout
-    print(f"{args.name!r} is now {status}", file=sys.stderr)
+    note(f"{args.name!r} is now {status}")
+    result: dict[str, Any] = {"username": args.name, "status": status}
+    code = EXIT_OK
     if status == "disabled":
-        return _close_connections(args, args.name, _plan(record))
-    return 0
+        code = _close_connections(args, args.name, _plan(record), result)
+    return _finish(args, code, result)
 
 
 def cmd_disable(args: argparse.Namespace) -> int:
@@ -133,7 +151,8 @@ def cmd_disconnect(args: argparse.Namespace) -> int:
         plan = RevocationPlan(tuple(dict.fromkeys(args.client_id)))
     else:
         plan = _plan(existing(open_store(args), args.name))
-    return _close_connections(args, args.name, plan)
+    result: dict[str, Any] = {"username": args.name}
+    return _finish(args, _close_connections(args, args.name, plan, result), result)
 
 
 def cmd_enable(args: argparse.Namespace) -> int:
@@ -148,32 +167,39 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     if record.kind == "aliyun":
         if not args.device_secret_stdin:
             raise CommandError("an Aliyun identity is rotated with --device-secret-stdin")
-        updated = replace(record, device_secret=device_secret_from_stdin(), updated_at=now)
+        updated = record.replace(device_secret=device_secret_from_stdin(), updated_at=now)
     elif args.device_secret_stdin:
         raise CommandError("--device-secret-stdin is for Aliyun identities")
     elif args.password_stdin or args.secret_stdin:
         kind, verifier = verifier_from_stdin(generated=args.secret_stdin)
-        updated = replace(record, kind=kind, verifier=verifier, updated_at=now)  # type: ignore[arg-type]
+        updated = record.replace(kind=kind, verifier=verifier, updated_at=now)
     else:
         secret = generate_secret()
-        updated = replace(
-            record, kind="secret", verifier=hash_generated_secret(secret), updated_at=now
+        updated = record.replace(
+            kind="secret", verifier=hash_generated_secret(secret), updated_at=now
         )
     run_checked(lambda: store.replace_identity(updated, expected=record))  # no lost update
-    print(f"rotated the credentials of {args.name!r}", file=sys.stderr)
+    note(f"rotated the credentials of {args.name!r}")
+    result: dict[str, Any] = {"username": args.name, "rotated": updated.kind}
     if secret is not None:
-        print("its new secret follows; it is shown only this once:", file=sys.stderr)
-        print(secret, flush=True)
+        if wants_json(args):
+            # Only on stdout, in the document printed below, which is printed in any case.
+            note("its new secret is in the JSON on stdout; it is shown only this once")
+            result["secret"] = secret
+        else:
+            note("its new secret follows; it is shown only this once:")
+            print(secret, flush=True)  # before anything else can fail
     # Sessions opened with the old credentials end now; the device reconnects with the new.
-    return _close_connections(args, args.name, _plan(record))
+    return _finish(args, _close_connections(args, args.name, _plan(record), result), result)
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
     store = open_store(args)
     plan = _plan(existing(store, args.name))  # before the record is gone
     run_checked(lambda: store.remove_identity(args.name))
-    print(f"removed {args.name!r}", file=sys.stderr)
-    return _close_connections(args, args.name, plan)
+    note(f"removed {args.name!r}")
+    result: dict[str, Any] = {"username": args.name, "removed": True}
+    return _finish(args, _close_connections(args, args.name, plan, result), result)
 
 
 # -- registration --------------------------------------------------------------------------
@@ -199,6 +225,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     ):
         p = sub.add_parser(name, parents=parents, help=text)
         p.add_argument("name")
+        add_json_flag(p)
         p.set_defaults(func=func)
 
     p = sub.add_parser(
@@ -214,6 +241,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="ID",
         help="close these client ids instead of the record's (e.g. of a removed identity)",
     )
+    add_json_flag(p)
     p.set_defaults(func=cmd_disconnect)
 
     p = sub.add_parser(
@@ -225,4 +253,5 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     group = secret_args(p)
     group.add_argument("--device-secret-stdin", action="store_true", help="Aliyun identities")
     refuse_secret_flag(p, "--device-secret", "pipe it with --device-secret-stdin")
+    add_json_flag(p)
     p.set_defaults(func=cmd_rotate)
