@@ -137,9 +137,12 @@ $(LAMBDA_RUNTIME)/.installed: $(VENV)/.installed
 
 # Docker-free `sam local invoke`: the built artifact behind the Lambda Runtime Interface
 # Emulator shipped in aws-sam-cli. INVOKE_ARGS: --endpoint-url URL, --env K=V, --env-json F.
+# Against `make run` (its table holds the events/authorizer identities): INVOKE_ARGS=
+# "--endpoint-url http://127.0.0.1:5005", or none after eval "$$(iotauth local env)".
+# Exit status (as the iotauth CLI's): 0 allowed/answered, 1 denied, 2 usage, 3 the function failed.
 invoke: build $(LAMBDA_RUNTIME)/.installed
 	@test -n "$(FN)" && test -n "$(EVENT)" || { \
-		echo "usage: make invoke FN=AuthorizerFunction EVENT=events/authorizer/connect-mqtt.json [INVOKE_ARGS=...]"; exit 2; }
+		echo "usage: make invoke FN=AuthorizerFunction EVENT=events/authorizer/connect-mqtt.json [INVOKE_ARGS=\"--endpoint-url http://127.0.0.1:5005\"]"; exit 2; }
 	$(BIN)/python tools/lambda_invoke.py $(FN) $(EVENT) $(INVOKE_ARGS)
 
 run: $(VENV)/.installed web-deps broker-deps

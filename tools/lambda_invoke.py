@@ -16,8 +16,17 @@ Environment variables come from the built template (Globals and the function, re
 by :class:`iotauth.local.template.Template` with parameter defaults or ``--parameter``
 overrides; a resource's ``Ref`` is its logical id, ``GetAtt X.Arn`` a stand-in ARN), then
 ``--env-json`` (the ``sam local invoke --env-vars`` format), then ``--env KEY=VALUE``.
-``--endpoint-url`` sets ``AWS_ENDPOINT_URL`` (e.g. a moto server). This file is a
-development tool: it is not part of any Lambda artifact.
+``--endpoint-url`` sets ``AWS_ENDPOINT_URL`` (e.g. a moto server). An endpoint on
+127.0.0.1/localhost (``--endpoint-url`` or ``AWS_ENDPOINT_URL``, e.g. ``make run``'s stand-in)
+gets the stand-in's fake credentials, never the caller's real ones, and ``IOTAUTH_TABLE``
+from the environment or else ``iotauth-local`` (the table ``make run`` seeds with the
+``events/authorizer`` identities).
+
+Exit status, as the ``iotauth`` CLI's: 0 when the function answered (for the authorizer:
+allowed), 1 when the authorizer denied (``isAuthenticated: false``), 2 for a usage error, 3
+when the function failed; the
+authorizer's decision is printed on stderr. This file is a development tool: it is not part
+of any Lambda artifact.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from iotauth.access.scoping import ArnContext
 from iotauth.local.template import Template, TemplateError
@@ -56,6 +66,10 @@ BUILD_DIR = REPO / ".aws-sam" / "build"
 RUNTIME_DIR = REPO / ".tools" / "lambda-runtime"
 SAM_VENV = REPO / ".tools" / "sam"
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
+LOCAL_TABLE = "iotauth-local"  # iotauth.local.provision.TABLE_NAME
+# The iotauth CLI's exit codes (iotauth.cli): 1 = the answer is no, 3 = a failure.
+EXIT_DENIED = 1
+EXIT_FAILED = 3
 RUNTIME_PACKAGES = ("awslambdaric>=3", "boto3")
 
 # Only these are passed through from the caller's environment (never the whole of it).
@@ -224,9 +238,11 @@ class Emulator:
         runtime_python: Path | None = None,
         rie: Path | None = None,
         log: Any = None,
+        unset: tuple[str, ...] = (),
     ) -> None:
         self.spec = spec
         self.extra_env = dict(env or {})
+        self.unset = unset  # caller variables not passed through
         self.runtime_python = runtime_python or ensure_runtime()
         self.rie = rie or find_rie()
         self.log = log if log is not None else subprocess.DEVNULL
@@ -235,7 +251,7 @@ class Emulator:
 
     def environment(self, runtime_api_port: int) -> dict[str, str]:
         spec = self.spec
-        env = {k: os.environ[k] for k in PASS_THROUGH if k in os.environ}
+        env = {k: os.environ[k] for k in PASS_THROUGH if k in os.environ and k not in self.unset}
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         region = region or DEFAULT_REGION
         env.update(
@@ -392,6 +408,33 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
     return result
 
 
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+def _local_environment(env: dict[str, str]) -> tuple[dict[str, str], tuple[str, ...]]:
+    """For an endpoint on this machine: the stand-in's fake credentials (a local server never
+    needs, and must never receive, real ones) and the local table, unless given."""
+    local = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "IOTAUTH_TABLE": os.environ.get("IOTAUTH_TABLE") or LOCAL_TABLE,
+    }
+    return {**local, **env}, ("AWS_SESSION_TOKEN", "AWS_PROFILE")
+
+
+def _decision(result: Invocation) -> bool | None:
+    """The authorizer's decision, if this is an authorizer's answer."""
+    try:
+        answer = result.json()
+    except ValueError:
+        return None
+    if isinstance(answer, dict) and isinstance(answer.get("isAuthenticated"), bool):
+        return bool(answer["isAuthenticated"])
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
@@ -415,8 +458,13 @@ def main(argv: list[str] | None = None) -> int:
         env.update(_pairs(args.env, "--env"))
         if args.endpoint_url:
             env["AWS_ENDPOINT_URL"] = args.endpoint_url
+        unset: tuple[str, ...] = ()
+        endpoint = env.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL", "")
+        if endpoint and _is_loopback(endpoint):
+            env, unset = _local_environment(env)
         log = subprocess.DEVNULL if args.quiet else sys.stderr
-        with Emulator(spec, env=env, runtime_python=ensure_runtime(quiet=True), log=log) as emu:
+        runtime = ensure_runtime(quiet=True)
+        with Emulator(spec, env=env, runtime_python=runtime, log=log, unset=unset) as emu:
             result = emu.invoke(event)
     except InvokeError as exc:
         print(f"lambda_invoke: error: {exc}", file=sys.stderr)
@@ -431,7 +479,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{result.function_error or 'no error type'})",
             file=sys.stderr,
         )
-        return 1
+        return EXIT_FAILED
+    decision = _decision(result)
+    if decision is not None:
+        print(f"lambda_invoke: decision: {'allow' if decision else 'deny'}", file=sys.stderr)
+        if not decision:
+            return EXIT_DENIED
     return 0
 
 

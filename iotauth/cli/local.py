@@ -2,8 +2,11 @@
 
 Registers the command and its ``--*-port`` flags (cheaply: the stack is imported only when
 the command runs), starts :class:`~iotauth.local.stack.LocalStack`, prints its banner and
-waits for Ctrl-C. Every log goes to the one place the banner names: a new owner-only file
-(it names users and clients), or stderr with ``-v``.
+waits for Ctrl-C, SIGTERM or SIGHUP. Every log goes to the one place the banner names: a new
+owner-only file (it names users and clients), or stderr with ``-v``. While it runs, a state
+file (ports, no secret: :mod:`iotauth.local.state`) lets ``iotauth local env`` print the
+``export`` line that points the CLI at it. A bad ``-p`` value is refused (exit 2) before
+anything is reported ready.
 
 Design: docs/design/local-stack.md
 """
@@ -91,8 +94,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="override a template.yaml parameter, e.g. WebPublishGrants=chat/lobby,chat/news "
-        "(repeatable; default: the template's defaults, as deployed)",
+        help="override a template.yaml parameter, e.g. WebRooms=chat/lobby,chat/ops "
+        "(repeatable; checked as CloudFormation and the functions check it; default: the "
+        "template's defaults, as deployed)",
     )
     logging_options = parser.add_mutually_exclusive_group()
     logging_options.add_argument(
@@ -110,6 +114,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="log to the terminal (stderr) instead of the log file, the broker's activity included",
     )
     parser.set_defaults(func=run)
+    commands = parser.add_subparsers(dest="local_command", metavar="{env}", required=False)
+    env = commands.add_parser(
+        "env",
+        help="print the shell lines pointing the CLI at the running stack",
+        description='For a running `iotauth local`: eval "$(iotauth local env)" sets '
+        "AWS_ENDPOINT_URL, AWS_REGION, the stand-in's fake credentials and IOTAUTH_TABLE.",
+    )
+    env.set_defaults(func=print_env)
+
+
+def print_env(args: argparse.Namespace) -> int:
+    from iotauth.local.state import read_state, shell_lines, state_path  # noqa: PLC0415
+
+    state = read_state()
+    if state is None:
+        raise CommandError(f"no running `iotauth local` ({state_path()}): start it with make run")
+    print("\n".join(shell_lines(state)))
+    return 0
 
 
 _QUIET = ("transitions", "websockets", "werkzeug", "botocore", "boto3", "urllib3")
@@ -159,6 +181,22 @@ def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
         )
 
 
+def _publish_state(state: dict[str, object]) -> Path | None:
+    """The state file for ``iotauth local env``, removed by the janitor if this process dies."""
+    from iotauth.local.janitor import current  # noqa: PLC0415
+    from iotauth.local.state import write_state  # noqa: PLC0415
+
+    try:
+        path = write_state(state)
+    except OSError as exc:
+        logging.getLogger("iotauth.local").warning("no state file for `local env`: %s", exc)
+        return None
+    keeper = current()
+    if keeper is not None:
+        keeper.remove_on_exit(path)
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
     from iotauth.local import LocalPorts, PortInUse  # noqa: PLC0415
     from iotauth.local.stack import LocalStack, TemplateError, banner  # noqa: PLC0415
@@ -179,8 +217,10 @@ def run(args: argparse.Namespace) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stopping.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stopping_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, on_signal) for sig in stopping_signals}
     info = None
+    state_file: Path | None = None
     try:
         try:
             info = stack.start()
@@ -188,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(str(exc)) from None
         except (FileNotFoundError, TemplateError) as exc:
             raise CommandError(str(exc)) from None
+        state_file = _publish_state(info.state)
         print(banner(info, log_path), flush=True)
         while not stopping.wait(0.5):
             pass
@@ -195,6 +236,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nstopping…{where}", file=sys.stderr, flush=True)
         return 0
     finally:
+        if state_file is not None:
+            from iotauth.local.state import remove_state  # noqa: PLC0415
+
+            remove_state(state_file)
         stack.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

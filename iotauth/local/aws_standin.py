@@ -4,6 +4,9 @@ presigned URL against the credentials moto's STS issued, as IoT Core checks them
 
 The one reason that matters: this endpoint holds every verifier and device secret of the
 stack, so it refuses what only a browser sends (an ``Origin`` header) and other host names.
+While it runs, moto's transactions back up only the items they touch
+(:mod:`iotauth.local.moto_fleet`): moto's own copies whole tables, which a fleet-sized
+table cannot afford.
 """
 
 from __future__ import annotations
@@ -95,7 +98,9 @@ def data_plane(app: Any, delete_connection: Callable[[], DeleteConnection | None
 
 
 class MotoServer:
-    """moto's server, bound in the calling thread (so a busy port is an error, not a hang)."""
+    """moto's server, bound in the calling thread (so a busy port is an error, not a hang),
+    with item-level transactions (:func:`~iotauth.local.moto_fleet.installed`) until
+    :meth:`stop`."""
 
     def __init__(self, port: int, delete_connection: Callable[[], DeleteConnection | None]) -> None:
         from moto.moto_server.werkzeug_app import (  # noqa: PLC0415 - heavy, local only
@@ -105,15 +110,23 @@ class MotoServer:
         )
         from werkzeug.serving import make_server  # noqa: PLC0415
 
+        from iotauth.local.moto_fleet import installed  # noqa: PLC0415
+
         # werkzeug logs every request moto serves; only problems matter here.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = make_server(
-            "127.0.0.1",
-            port,
-            data_plane(DomainDispatcherApplication(create_backend_app), delete_connection),
-            threaded=True,
-            request_handler=MotoRequestHandler,
-        )
+        self._patch = contextlib.ExitStack()
+        self._patch.enter_context(installed())
+        try:
+            self._server = make_server(
+                "127.0.0.1",
+                port,
+                data_plane(DomainDispatcherApplication(create_backend_app), delete_connection),
+                threaded=True,
+                request_handler=MotoRequestHandler,
+            )
+        except BaseException:
+            self._patch.close()
+            raise
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="iotauth-moto", daemon=True
@@ -135,6 +148,7 @@ class MotoServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+        self._patch.close()
 
 
 class IssuedCredentials:

@@ -4,7 +4,8 @@ The gateway (:mod:`iotauth.local.gateway`) authenticates and authorizes every pa
 engine routes, keeps sessions and retained messages, and is reachable only through the
 gateway (a Unix socket in a fresh 0700 directory, no TCP port). Its configuration keeps
 mosquitto from deciding what the gateway must (no topic aliases, QoS 1 at most, IoT's
-in-flight and session-expiry figures). ``make broker-deps`` installs it.
+in-flight and session-expiry figures). ``make broker-deps`` installs it. It dies with the
+stack, however the stack ends (:mod:`iotauth.local.janitor`).
 
 Design: docs/design/standin-rules.md
 """
@@ -20,6 +21,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from iotauth.local.janitor import Janitor, launch_with_parent_death
+from iotauth.local.janitor import current as current_janitor
 
 __all__ = ["EngineError", "MosquittoEngine", "find_mosquitto"]
 
@@ -74,6 +78,7 @@ class MosquittoEngine:
         self._executable = executable
         self._process: subprocess.Popen[bytes] | None = None
         self._directory: Path | None = None
+        self._janitor: Janitor | None = None
         self.socket_path: Path | None = None
 
     def start(self) -> Path:
@@ -86,20 +91,27 @@ class MosquittoEngine:
         directory = Path(tempfile.mkdtemp(prefix="iotauth-engine-"))
         directory.chmod(0o700)
         self._directory = directory
+        keeper = current_janitor()
+        if keeper is not None:
+            keeper.remove_on_exit(directory)
         socket_path = directory / "engine.sock"
         config = directory / "mosquitto.conf"
         config.write_text(_config(socket_path), encoding="utf-8")
         # The engine's own warnings go to a file beside its config (read if it fails to
-        # start). stdin closed, own process group so a terminal's Ctrl-C reaches us first.
+        # start). stdin closed, own process group so a terminal's Ctrl-C reaches us first;
+        # SIGKILL when the thread starting it dies (Linux), the janitor kills its group too.
         errors = directory / "mosquitto.log"
         with errors.open("wb") as stderr:
             self._process = subprocess.Popen(  # noqa: S603 - fixed argv
-                [executable, "-c", str(config)],
+                launch_with_parent_death([executable, "-c", str(config)]),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
                 start_new_session=True,
             )
+        self._janitor = keeper
+        if keeper is not None:
+            keeper.kill_on_exit(self._process.pid)  # its own session: group id = pid
         deadline = time.monotonic() + _START_TIMEOUT
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -123,8 +135,13 @@ class MosquittoEngine:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
+        keeper, self._janitor = self._janitor, None
+        if process is not None and keeper is not None:
+            keeper.forget_group(process.pid)  # reaped: its id may be reused
         if self._directory is not None:
             shutil.rmtree(self._directory, ignore_errors=True)
+            if keeper is not None:
+                keeper.forget_path(self._directory)
             self._directory = None
         self.socket_path = None
 

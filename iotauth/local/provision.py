@@ -1,6 +1,8 @@
 """The demo identities of the local stack, created in moto: the credential table (as
 ``iotauth devices create-table`` does), two demo devices with generated secrets in the page's
-room, and the IoT client role the signer assumes, with the template's policies.
+room, the identities the ``events/authorizer`` fixtures name (their test-only secrets are
+published in ``events/authorizer/README.md``, so ``make invoke`` answers as documented), and
+the IoT client role the signer assumes, with the template's policies.
 
 Main entry: :func:`provision`. The room is the template's first ``WebRooms`` entry
 (:func:`chat_room`), so the devices and the browser users meet in one room.
@@ -19,6 +21,7 @@ __all__ = [
     "CHAT_ROOM",
     "CLIENT_ROLE_NAME",
     "DEMO_DEVICES",
+    "FIXTURE_IDENTITIES",
     "TABLE_NAME",
     "Provisioned",
     "chat_room",
@@ -29,12 +32,17 @@ TABLE_NAME = "iotauth-local"
 CLIENT_ROLE_NAME = "iotauth-iot-client"
 CHAT_ROOM = "chat/lobby"  # the page's room when the template names none (WebRooms)
 DEMO_DEVICES = ("sensor-1", "sensor-2")
+#: events/authorizer/README.md: test-only credentials, never to be used anywhere real.
+FIXTURE_DEVICE = ("demo-device", "iotsk_TEST-ONLY_demo-device_secret_not-for-prod01")
+FIXTURE_ALIYUN = ("demo-sensor&a1DemoPK", "TEST-ONLY-aliyun-device-secret")
+FIXTURE_IDENTITIES = (FIXTURE_DEVICE[0], FIXTURE_ALIYUN[0])
 
 
 @dataclass(frozen=True, slots=True)
 class Provisioned:
     devices: dict[str, str]  # device name → its secret (shown once, in the banner)
     role_arn: str  # the IoT client role
+    fixtures: tuple[str, ...] = ()  # the events/authorizer identities (published secrets)
 
 
 def chat_room(template: Template) -> str:
@@ -75,6 +83,25 @@ def provision(aws_url: str, template: Template, room: str) -> Provisioned:
             )
         )
         devices[name] = secret
+    store.add_identity(
+        IdentityRecord(
+            username=FIXTURE_DEVICE[0],
+            kind="secret",
+            verifier=hash_generated_secret(FIXTURE_DEVICE[1]),
+            rooms=(room,),
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    store.add_identity(
+        IdentityRecord(
+            username=FIXTURE_ALIYUN[0],
+            kind="aliyun",
+            device_secret=FIXTURE_ALIYUN[1],
+            created_at=now,
+            updated_at=now,
+        )
+    )
 
     iam = session.client("iam", endpoint_url=aws_url)
     trust = {
@@ -98,4 +125,4 @@ def provision(aws_url: str, template: Template, room: str) -> Provisioned:
             PolicyName=policy_name,
             PolicyDocument=json.dumps(document),
         )
-    return Provisioned(devices, str(role["Role"]["Arn"]))
+    return Provisioned(devices, str(role["Role"]["Arn"]), FIXTURE_IDENTITIES)

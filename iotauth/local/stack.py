@@ -50,6 +50,7 @@ from iotauth.local.functions import AUTHORIZER_FUNCTION, SIGNER_FUNCTION, LocalF
 from iotauth.local.gateway import GatewayConfig, LocalGateway
 from iotauth.local.gateway_thread import GatewayThread
 from iotauth.local.http_servers import close_http
+from iotauth.local.janitor import start_janitor
 from iotauth.local.lambda_host import REPO_ROOT
 from iotauth.local.provision import TABLE_NAME, Provisioned, chat_room, provision
 from iotauth.local.signer_api import DevTokens, serve_signer_api
@@ -109,6 +110,18 @@ def _choose_iot_port(requested: int | None) -> tuple[int, str]:
                 f"{python}  (or sudo sysctl net.ipv4.ip_unprivileged_port_start=443)"
             )
     return 443, ""
+
+
+def _check_settings(function: str, module: str, settings: str) -> None:
+    """Refuse, before anything is ready, a function environment its own code would refuse
+    at its first call (e.g. a -p value that the template's rules allow but the function not)."""
+    import importlib  # noqa: PLC0415
+
+    parse = getattr(importlib.import_module(module), settings).from_env
+    try:
+        parse(os.environ)
+    except ValueError as exc:
+        raise TemplateError(f"{function} refuses its configuration: {exc}") from None
 
 
 class _Environment:
@@ -200,7 +213,11 @@ class LocalStack:
         template = Template.load(TEMPLATE_PATH, arn, self.parameters)
         room = chat_room(template)
         authorizer_name = self.authorizer_name or template.text_parameter("AuthorizerName")
+        # Whatever ends this process, the janitor removes what it made and kills the engine.
+        keeper = start_janitor()
+        self._cleanup.append(keeper.close)
         workdir = Path(tempfile.mkdtemp(prefix="iotauth-local-"))
+        keeper.remove_on_exit(workdir)
         self._cleanup.append(lambda: shutil.rmtree(workdir, ignore_errors=True))
         aws_url, demo = self._start_aws(template, room)
 
@@ -208,6 +225,7 @@ class LocalStack:
         self._env.set(
             template.function_environment("AuthorizerFunction", {"CredentialsTable": TABLE_NAME})
         )
+        _check_settings("the authorizer", "iotauth.connect.authenticate", "Settings")
         self._authorizer = self._function(AUTHORIZER_FUNCTION, "authorizer")
         iot_port, iot_note = _choose_iot_port(self.ports.iot)
         domain = template.domain_configuration({"IotAuthorizer": authorizer_name})
@@ -229,6 +247,8 @@ class LocalStack:
         self._cleanup.append(running.stop)
         gateway_ports = running.start()
         self._gateway = running
+        # The listeners hold the key now: none stays on disk for a crash to leave behind.
+        certificates.server_key.unlink(missing_ok=True)
         web_port, signer_port = self._start_http()
         self._start_signer(template, demo.role_arn, gateway_ports.ws)
         self._dev_tokens = DevTokens(DEMO_USERS)
@@ -242,6 +262,8 @@ class LocalStack:
             mqtts_port=gateway_ports.tls,
             ca_cert_path=certificates.ca_cert,
             devices=demo.devices,
+            fixtures=demo.fixtures,
+            shared_topic_roots=template.text_parameter("WebSharedTopicRoot"),
             ws_port=gateway_ports.ws,
             aws_endpoint_url=aws_url,
             table_name=TABLE_NAME,
@@ -314,9 +336,11 @@ class LocalStack:
                     # The signer signs for the local gateway: ws:// on 127.0.0.1.
                     "IotDataEndpoint": f"ws://127.0.0.1:{ws_port}",
                     "AllowedOrigins": sorted(self.allowed_origins),
+                    "CredentialsTable": TABLE_NAME,  # the signer's per-user rate limit
                 },
             )
         )
+        _check_settings("the signer", "iotauth.browser.web_signing", "SignerSettings")
         try:
             self._signer = self._function(SIGNER_FUNCTION, "signer", timeout_seconds=10)
         except FileNotFoundError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from iotauth.local.domain import NO_DOMAIN, DomainConfiguration
 from iotauth.local.iot_events import AUTHORIZER_NAME_PARAMETER
@@ -38,6 +39,27 @@ class StackInfo:
     iot_port: int = 0
     iot_port_note: str = ""  # why it is not 443, and how to allow 443
     domain: DomainConfiguration = NO_DOMAIN
+    #: The identities ``events/authorizer/*.json`` name (test-only secrets, published there).
+    fixtures: tuple[str, ...] = ()
+    shared_topic_roots: str = ""  # the template's WebSharedTopicRoot (the CLI reads it)
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """What ``iotauth local env`` needs (:mod:`iotauth.local.state`): no secret."""
+        return {
+            "aws_port": urlsplit(self.aws_endpoint_url).port,
+            "region": self.region,
+            "table": self.table_name,
+            "shared_topic_roots": self.shared_topic_roots,
+            "ports": {
+                "web": urlsplit(self.page_url).port,
+                "signer": urlsplit(self.signer_url).port,
+                "mqtt": self.mqtt_port,
+                "mqtts": self.mqtts_port,
+                "ws": self.ws_port,
+                "iot": self.iot_port,
+            },
+        }
 
     @property
     def tcp_port(self) -> int:

@@ -132,14 +132,37 @@ class Template:
         return declared
 
     def _check_parameter(self, name: str, value: str) -> None:
+        """CloudFormation's checks of a parameter value: its type, AllowedValues,
+        AllowedPattern, MinLength/MaxLength and MinValue/MaxValue (each item of a list)."""
         declared = self._declared(name)
+        kind = declared.get("Type", "String")
+        values = value.split(",") if kind == "CommaDelimitedList" else [value]
+        if kind == "Number":
+            try:
+                number = float(value)
+            except ValueError:
+                raise TemplateError(f"parameter {name}: {value!r} is not a number") from None
+            for bound, ok in (("MinValue", number.__ge__), ("MaxValue", number.__le__)):
+                limit = declared.get(bound)
+                if isinstance(limit, (int, float)) and not ok(limit):
+                    raise TemplateError(
+                        f"parameter {name}: {value} is out of range ({bound} {limit})"
+                    )
         pattern = declared.get("AllowedPattern")
-        values = value.split(",") if declared.get("Type") == "CommaDelimitedList" else [value]
         if isinstance(pattern, str) and not all(re.fullmatch(pattern, v) for v in values):
             raise TemplateError(f"parameter {name}: {value!r} does not match {pattern!r}")
         allowed = declared.get("AllowedValues")
         if isinstance(allowed, list) and value not in [str(a) for a in allowed]:
-            raise TemplateError(f"parameter {name}: {value!r} is not one of its allowed values")
+            choices = ", ".join(str(a) for a in allowed)
+            raise TemplateError(
+                f"parameter {name}: {value!r} is not one of its allowed values ({choices})"
+            )
+        for bound, too in (("MinLength", "short"), ("MaxLength", "long")):
+            limit = declared.get(bound)
+            if isinstance(limit, int) and any(
+                len(v) < limit if too == "short" else len(v) > limit for v in values
+            ):
+                raise TemplateError(f"parameter {name}: {value!r} is too {too} ({bound} {limit})")
 
     def parameter(self, name: str) -> str | list[str]:
         """A parameter's value (the override, else its default); lists for CommaDelimitedList."""

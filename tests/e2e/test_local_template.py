@@ -76,7 +76,11 @@ def test_function_environments_follow_the_template() -> None:
     template = Template.load(TEMPLATE_PATH, ARN)
     signer = template.function_environment(
         "SignerFunction",
-        {"IotClientRole.Arn": "arn:aws:iam::123456789012:role/r", "IotDataEndpoint": "h"},
+        {
+            "IotClientRole.Arn": "arn:aws:iam::123456789012:role/r",
+            "IotDataEndpoint": "h",
+            "CredentialsTable": "t",
+        },
     )
     assert signer["IOTAUTH_WEB_PUBLISH"] == ",".join(template.list_parameter("WebPublishGrants"))
     assert signer["IOTAUTH_WEB_SUBSCRIBE"] == ""
@@ -84,6 +88,8 @@ def test_function_environments_follow_the_template() -> None:
     assert signer["IOTAUTH_SHARED_TOPIC_ROOTS"] == "chat"
     assert signer["IOTAUTH_CLIENT_ROLE_ARN"] == "arn:aws:iam::123456789012:role/r"
     assert signer["POWERTOOLS_LOG_LEVEL"] == "INFO"  # from Globals
+    assert signer["IOTAUTH_TABLE"] == "t"  # the per-user rate limit's counters
+    assert signer["IOTAUTH_SIGNER_REQUESTS_PER_MINUTE"] == "12"
     authorizer = template.function_environment("AuthorizerFunction", {"CredentialsTable": "t"})
     assert authorizer["IOTAUTH_TABLE"] == "t"
     assert authorizer["IOTAUTH_LOCKOUT_THRESHOLD"] == "5"

@@ -1,0 +1,221 @@
+"""moto's DynamoDB at fleet size: two changes, installed while a stand-in's moto server runs.
+
+Contract: :func:`installed` puts on moto, until it exits,
+
+- :func:`transact_write_items`, which answers exactly as moto's own (same checks, same
+  order, same ``TransactionCanceledException`` reasons, all or nothing) but whose rollback
+  backup holds only the items the transaction touches (a deep copy of each, or "absent")
+  instead of a deep copy of the table per entry;
+- untracked items: moto registers every ``Item`` it ever creates (for its dashboard, which
+  the stand-in does not serve) and so never frees one; while installed it registers none, and
+  interns attribute names (every item repeats the same ten).
+
+The one reason: every iotauth write is a transaction, so with moto's own each write cost
+O(table) time and leaked O(table) memory: 0.5 s per write at 10,000 items, and an import of
+10,000 users grew the stand-in past 20 GB. Design and figures: docs/design/local-store.md
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["installed", "transact_write_items"]
+
+_lock = threading.Lock()
+_installs = 0
+_undo: list[Any] = []  # what installing replaced, put back by the last to leave
+
+
+class _Backup:
+    """The touched items as they were before the transaction: (table, hash, range) → item
+    (a deep copy) or None (absent), and each table's stream length."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[int, Any, Any], tuple[Any, Any, Any, Any, bool]] = {}
+        self._streams: dict[int, tuple[Any, int]] = {}
+
+    def keep(self, backend: Any, table_name: str, key: dict[str, Any]) -> None:
+        table = backend.get_table(table_name)
+        hash_value, range_value = backend.get_keys_value(table, key)
+        slot = (id(table), hash_value, range_value)
+        if slot in self._items:
+            return
+        current = table.get_item(hash_value, range_value)
+        had_rows = hash_value in table.items  # range-key tables: a dict of rows per hash
+        self._items[slot] = (table, hash_value, range_value, copy.deepcopy(current), had_rows)
+        shard = table.stream_shard
+        if shard is not None and id(table) not in self._streams:
+            self._streams[id(table)] = (shard, len(shard.items))
+
+    def restore(self) -> None:
+        """Put every touched item back as it was (deleting those that were absent)."""
+        for table, hash_value, range_value, old, had_rows in self._items.values():
+            if range_value is not None:
+                rows = table.items[hash_value]
+                if old is None:
+                    rows.pop(range_value, None)
+                else:
+                    rows[range_value] = old
+                if not rows and not had_rows:
+                    del table.items[hash_value]
+            elif old is None:
+                table.items.pop(hash_value, None)
+            else:
+                table.items[hash_value] = old
+        for shard, length in self._streams.values():
+            del shard.items[length:]
+
+
+def transact_write_items(  # noqa: PLR0915 - moto's loop, kept whole to compare
+    self: Any, transact_items: list[dict[str, Any]]
+) -> None:
+    """moto 5.2's ``DynamoDBBackend.transact_write_items``, with an item-level backup.
+
+    The loop is moto's, step for step (the differential test runs both on the same
+    transactions); only the backup and the rollback differ, and one case moto leaves half
+    done (an entry naming two operations, raised outside its rollback) is rolled back too.
+    """
+    from moto.dynamodb.comparisons import get_filter_expression  # noqa: PLC0415
+    from moto.dynamodb.exceptions import (  # noqa: PLC0415 - moto only in the stand-in
+        ConditionalCheckFailed,
+        MockValidationException,
+        MultipleTransactionsException,
+        TooManyTransactionsException,
+        TransactionCanceledException,
+        TransactWriteSingleOpException,
+    )
+
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+    backup = _Backup()
+    target_items: set[tuple[str, str]] = set()
+
+    def check_unicity(table_name: str, key: dict[str, Any]) -> None:
+        item = (str(table_name), str(dict(sorted(key.items()))))
+        if item in target_items:
+            raise MultipleTransactionsException()
+        target_items.add(item)
+
+    errors: list[tuple[str | None, str | None, dict[str, Any] | None]] = []
+    for item in transact_items:
+        original_item: dict[str, Any] | None = None
+        if len(list(item.keys())) > 1:
+            backup.restore()  # moto raises here with the tables as they are; so do we
+            raise TransactWriteSingleOpException
+        try:
+            op_type, op = next(iter(item.items()))
+            if op_type not in {"ConditionCheck", "Put", "Delete", "Update"}:
+                raise ValueError("Unsupported transaction operation")
+            table_name = op["TableName"]
+            condition_expression = op.get("ConditionExpression")
+            names = op.get("ExpressionAttributeNames")
+            values = op.get("ExpressionAttributeValues")
+            return_on_failure = op.get("ReturnValuesOnConditionCheckFailure")
+            if op_type == "Put":
+                attrs = op["Item"]
+                table = self.get_table(table_name)
+                key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+                if table.range_key_attr is not None:
+                    key[table.range_key_attr] = attrs[table.range_key_attr]
+            else:
+                key = op["Key"]
+            check_unicity(table_name, key)
+            backup.keep(self, table_name, key)
+            current = self.get_item(table_name, key)
+            if condition_expression is not None:
+                condition_op = get_filter_expression(condition_expression, names, values)
+                if not condition_op.expr(current):
+                    if return_on_failure == "ALL_OLD" and current:
+                        original_item = current.to_json()["Attributes"]
+                    raise ConditionalCheckFailed(item=original_item)
+            if op_type == "Put":
+                self.put_item(
+                    table_name,
+                    op["Item"],
+                    condition_expression=condition_expression,
+                    expression_attribute_names=names,
+                    expression_attribute_values=values,
+                )
+            elif op_type == "Delete":
+                self.delete_item(
+                    table_name,
+                    key,
+                    condition_expression=condition_expression,
+                    expression_attribute_names=names,
+                    expression_attribute_values=values,
+                )
+            elif op_type == "Update":
+                self.update_item(
+                    table_name,
+                    key,
+                    update_expression=op["UpdateExpression"],
+                    condition_expression=condition_expression,
+                    expression_attribute_names=names,
+                    expression_attribute_values=values,
+                )
+            errors.append((None, None, None))
+        except (MultipleTransactionsException, MockValidationException):
+            backup.restore()
+            raise
+        except ConditionalCheckFailed as exc:
+            errors.append(("ConditionalCheckFailed", str(exc.message), original_item))
+        except Exception as exc:
+            errors.append((type(exc).__name__, str(exc), original_item))
+    if any(code is not None for code, _, _ in errors):
+        backup.restore()
+        raise TransactionCanceledException(errors)
+
+
+def _untracked_new(cls: type, *args: Any, **kwargs: Any) -> Any:
+    """``Item.__new__`` without moto's registry of every instance ever made."""
+    return object.__new__(cls)
+
+
+def _install() -> None:
+    from moto.dynamodb.models import DynamoDBBackend  # noqa: PLC0415
+    from moto.dynamodb.models.dynamo_type import Item  # noqa: PLC0415
+
+    own_transactions = DynamoDBBackend.transact_write_items
+    own_init = Item.__init__
+    own_new = Item.__dict__.get("__new__")  # None: inherited from moto's BaseModel
+
+    def interned_init(self: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -> None:
+        own_init(self, hash_key, range_key, {sys.intern(k): v for k, v in attrs.items()})
+
+    def undo() -> None:
+        DynamoDBBackend.transact_write_items = own_transactions  # type: ignore[method-assign]
+        Item.__init__ = own_init  # type: ignore[method-assign]
+        if own_new is None:
+            del Item.__new__
+        else:
+            Item.__new__ = own_new  # type: ignore[method-assign]
+
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    Item.__init__ = interned_init  # type: ignore[method-assign]
+    Item.__new__ = staticmethod(_untracked_new)  # type: ignore[method-assign]
+    Item.instances_tracked.clear()  # type: ignore[attr-defined]
+    _undo.append(undo)
+
+
+@contextlib.contextmanager
+def installed() -> Iterator[None]:
+    """Both changes on moto while this runs (nested and concurrent uses share one install;
+    the last to leave puts moto's own back)."""
+    global _installs  # noqa: PLW0603 - one install per process, counted
+
+    with _lock:
+        if _installs == 0:
+            _install()
+        _installs += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _installs -= 1
+            if _installs == 0:
+                _undo.pop()()
