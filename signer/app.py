@@ -1,8 +1,10 @@
 """Signer: ``GET /mqtt-url`` hands a signed-in browser user its own presigned MQTT URL.
 
 A thin shell over :class:`iotauth.browser.web_signing.WebSigner`: the caller's JWT ``sub`` →
-``{url, clientId, topics, expiresAt}``, ``Cache-Control: no-store``; no identity → 401,
-STS/endpoint failure → 503, other routes → 404, misconfiguration → 500. The URL is a bearer
+``{url, clientId, topics, expiresAt}``, ``Cache-Control: no-store``; no identity → 401, over
+the caller's own rate limit (:mod:`iotauth.browser.rate_limit`, checked before any STS call)
+→ 429 with ``Retry-After``, STS/endpoint failure → 503, other routes → 404, misconfiguration
+→ 500. The URL is a bearer
 credential, so neither it nor the event (the caller's JWT) is ever logged. Settings and AWS
 clients are built at import (Lambda's init, which SnapStart captures).
 
@@ -20,14 +22,20 @@ _GC_WAS_ON = gc.isenabled()
 gc.disable()
 
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging import correlation_paths
 
 from iotauth.access.scoping import ArnContext
-from iotauth.browser.aws_adapters import IotEndpointResolver, StsCredentialIssuer
+from iotauth.browser.aws_adapters import (
+    DynamoDBRateCounter,
+    IotEndpointResolver,
+    StsCredentialIssuer,
+)
 from iotauth.browser.http_api import CorsPolicy, Request, Response, not_found, preflight
+from iotauth.browser.rate_limit import PerUserRateLimiter, RateRule
 from iotauth.browser.web_signing import SignerSettings, SignerUnavailable, WebSigner
 
 if TYPE_CHECKING:
@@ -39,19 +47,57 @@ NO_STORE = {"Cache-Control": "no-store"}
 ROUTE = "/mqtt-url"
 
 
-def _build(settings: SignerSettings) -> tuple[CorsPolicy | None, WebSigner]:
+App = tuple[CorsPolicy | None, WebSigner, PerUserRateLimiter | None]
+
+
+def _limiter(env: Mapping[str, str]) -> PerUserRateLimiter | None:
+    """The per-caller limit; None when ``IOTAUTH_SIGNER_REQUESTS_PER_MINUTE`` is unset or 0.
+    A limit without ``IOTAUTH_TABLE`` is a misconfiguration (ValueError), not "no limit"."""
+    rule = RateRule.from_env(env)
+    if rule is None:
+        return None
+    table = env.get("IOTAUTH_TABLE", "").strip()
+    if not table:
+        raise ValueError("IOTAUTH_TABLE must name the table of the signer's rate limit")
+    return PerUserRateLimiter(rule, DynamoDBRateCounter.from_env(table))
+
+
+def _build(settings: SignerSettings) -> App:
     origins = settings.allowed_origins
     cors = CorsPolicy(origins) if origins else None
+    limiter = _limiter(os.environ)
     issuer = StsCredentialIssuer.from_env()
     signer = WebSigner(settings, issuer, IotEndpointResolver.from_env(settings.endpoint))
-    return cors, signer
+    return cors, signer, limiter
 
 
-def mqtt_url(signer: WebSigner, request: Request, context: LambdaContext) -> Response:
+def _throttled(limiter: PerUserRateLimiter, subject: str) -> Response | None:
+    """The 429 when ``subject`` is over its limit, else None (the request goes on)."""
+    verdict = limiter.check(subject)
+    if verdict.degraded:
+        # The store failed: counted in this container only (fail open, still bounded).
+        logger.warning("rate limit store unavailable, counting in this container")
+    if verdict.allowed:
+        return None
+    response = Response.json(429, {"message": "Too many requests, retry later"})
+    response.headers["Retry-After"] = str(verdict.retry_after)
+    return response
+
+
+def mqtt_url(
+    signer: WebSigner,
+    request: Request,
+    context: LambdaContext,
+    limiter: PerUserRateLimiter | None = None,
+) -> Response:
     subject = request.claims.get("sub")
     if not isinstance(subject, str) or not subject:
         logger.warning("request without a JWT subject")
         return Response.json(401, {"message": "Unauthorized"})
+    if limiter is not None:
+        throttled = _throttled(limiter, subject)
+        if throttled is not None:
+            return throttled
     try:
         arn = ArnContext.from_function_arn(context.invoked_function_arn)
         signed = signer.sign_url(subject, arn)
@@ -70,10 +116,10 @@ def mqtt_url(signer: WebSigner, request: Request, context: LambdaContext) -> Res
 
 
 # One per container, built at import (below); tests replace it with {} for a cold start.
-_container: dict[str, tuple[CorsPolicy | None, WebSigner]] = {}
+_container: dict[str, App] = {}
 
 
-def _app() -> tuple[CorsPolicy | None, WebSigner]:
+def _app() -> App:
     """Raises ValueError (its message names no secret) when the signer is misconfigured."""
     if "app" not in _container:
         _container["app"] = _build(SignerSettings.from_env(os.environ))
@@ -82,7 +128,7 @@ def _app() -> tuple[CorsPolicy | None, WebSigner]:
 
 def _route(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
-        cors, signer = _app()
+        cors, signer, limiter = _app()
     except ValueError as exc:
         logger.error("signer misconfigured", extra={"error": str(exc)})
         return Response.json(500, {"message": "Internal error"}).to_result({})
@@ -90,7 +136,7 @@ def _route(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if request.method == "OPTIONS" and cors is not None:
         return preflight(cors, request).to_result({})
     if request.method == "GET" and request.path == ROUTE:
-        response = mqtt_url(signer, request, context)
+        response = mqtt_url(signer, request, context, limiter)
     else:
         response = not_found()
     extra = cors.headers_for(request.headers.get("origin")) if cors is not None else {}

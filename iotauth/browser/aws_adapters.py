@@ -3,7 +3,10 @@
 :class:`StsCredentialIssuer` (``sts:AssumeRole``) and :class:`IotEndpointResolver`
 (``iot:DescribeEndpoint``) over :class:`iotauth.wire.aws_json.AwsTransport`, with short
 timeouts; every failure is :class:`~iotauth.browser.web_signing.SignerUnavailable`, naming no
-value. No botocore: its STS client alone costs as much cold start as the whole signer.
+value. :class:`DynamoDBRateCounter` is the per-caller rate limit's counter
+(:mod:`iotauth.browser.rate_limit`): one conditional ``UpdateItem`` on the same client, within
+``RATE_CALL_TIMEOUT``. No botocore: its STS client alone costs as much cold start as the
+whole signer.
 
 Design: docs/design/signer.md
 """
@@ -16,15 +19,37 @@ from collections.abc import Mapping
 from datetime import datetime
 from urllib.parse import urlencode
 
+from iotauth.browser.rate_limit import RateStoreUnavailable
 from iotauth.browser.web_signing import SignerUnavailable, TemporaryCredentials
-from iotauth.wire.aws_json import IOT, STS, AwsError, AwsTransport, HttpResponse, Service
+from iotauth.wire.aws_json import (
+    DYNAMODB,
+    IOT,
+    STS,
+    AwsError,
+    AwsJsonClient,
+    AwsTransport,
+    HttpResponse,
+    Service,
+)
 from iotauth.wire.sigv4 import canonical_query_string
 
-__all__ = ["IotEndpointResolver", "StsCredentialIssuer", "query_error_code", "transport"]
+__all__ = [
+    "DynamoDBRateCounter",
+    "IotEndpointResolver",
+    "StsCredentialIssuer",
+    "query_error_code",
+    "transport",
+]
 
 CONNECT_TIMEOUT = 2.0
 READ_TIMEOUT = 3.0
 MAX_ATTEMPTS = 3  # in all
+# The rate limit's one UpdateItem (~5 ms in-region): a slow store must not hold the browser;
+# past this the limiter counts in the container instead (fail open, bounded).
+RATE_CONNECT_TIMEOUT = 0.3
+RATE_READ_TIMEOUT = 0.5
+RATE_CALL_TIMEOUT = 0.8
+RATE_MAX_ATTEMPTS = 2
 
 
 def transport(service: Service, env: Mapping[str, str] | None = None) -> AwsTransport:
@@ -133,3 +158,56 @@ class IotEndpointResolver:
             except (AwsError, ValueError, KeyError, TypeError) as exc:
                 raise SignerUnavailable("iot:DescribeEndpoint failed") from exc
         return self._endpoint
+
+
+class DynamoDBRateCounter:
+    """``ADD n :one`` on ``ratelimit#…`` under ``attribute_not_exists(n) OR n < :limit``.
+
+    One write request unit per call, counted or refused (a failed condition is billed too).
+    Every failure but the refusal is :class:`RateStoreUnavailable`, naming only its code.
+    """
+
+    def __init__(self, table: str, api: AwsJsonClient | None = None) -> None:
+        self.table = table
+        self._api = api
+
+    @classmethod
+    def from_env(cls, table: str, env: Mapping[str, str] | None = None) -> DynamoDBRateCounter:
+        return cls(table, cls._new_api(env))
+
+    @staticmethod
+    def _new_api(env: Mapping[str, str] | None = None) -> AwsJsonClient:
+        return AwsJsonClient.from_env(
+            DYNAMODB,
+            env,
+            connect_timeout=RATE_CONNECT_TIMEOUT,
+            read_timeout=RATE_READ_TIMEOUT,
+            max_attempts=RATE_MAX_ATTEMPTS,
+            total_timeout=RATE_CALL_TIMEOUT,
+        )
+
+    def count(self, key: str, limit: int, expires_at: int) -> bool:
+        params = {
+            "TableName": self.table,
+            "Key": {"pk": {"S": key}},
+            "UpdateExpression": "ADD #n :one SET #e = if_not_exists(#e, :expires)",
+            "ConditionExpression": "attribute_not_exists(#n) OR #n < :limit",
+            "ExpressionAttributeNames": {"#n": "n", "#e": "expiresAt"},
+            "ExpressionAttributeValues": {
+                ":one": {"N": "1"},
+                ":limit": {"N": str(limit)},
+                ":expires": {"N": str(expires_at)},
+            },
+            "ReturnValues": "NONE",
+        }
+        try:
+            if self._api is None:
+                self._api = self._new_api()
+            self._api.call("UpdateItem", params)
+        except AwsError as exc:
+            if exc.code == "ConditionalCheckFailedException":
+                return False
+            raise RateStoreUnavailable(f"dynamodb:UpdateItem failed ({exc.code})") from None
+        except ValueError:  # ConfigError: no region or credentials
+            raise RateStoreUnavailable("dynamodb:UpdateItem not configured") from None
+        return True

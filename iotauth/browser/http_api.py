@@ -85,6 +85,8 @@ class CorsPolicy:
     allowed_origins: tuple[str, ...]
     allow_headers: tuple[str, ...] = DEFAULT_ALLOW_HEADERS
     allow_methods: tuple[str, ...] = ("GET", "OPTIONS")
+    # A page reads Retry-After of a 429 only if it is exposed (it is not CORS-safelisted).
+    expose_headers: tuple[str, ...] = ("Retry-After",)
     max_age: int = 600
 
     def headers_for(self, origin: str | None) -> dict[str, str]:
@@ -100,6 +102,8 @@ class CorsPolicy:
             "Access-Control-Allow-Headers": ",".join(sorted(self.allow_headers)),
             "Access-Control-Max-Age": str(self.max_age),
         }
+        if self.expose_headers:
+            headers["Access-Control-Expose-Headers"] = ",".join(self.expose_headers)
         if allowed != "*" and len(self.allowed_origins) > 1:
             headers["Vary"] = "Origin"
         return headers

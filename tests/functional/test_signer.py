@@ -325,6 +325,7 @@ def powertools_app() -> Callable[[dict[str, Any]], dict[str, Any]]:
         allow_origin=ORIGINS[0],
         extra_origins=ORIGINS[1:],
         allow_headers=["Authorization"],
+        expose_headers=["Retry-After"],
         max_age=600,
     )
     app = APIGatewayHttpResolver(cors=cors, debug=False)
@@ -401,5 +402,5 @@ def test_clients_are_built_at_import(moto_endpoint: str, monkeypatch: pytest.Mon
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    _, signer = module._container["app"]
+    _, signer, _ = module._container["app"]
     assert signer._issuer._sts is not None and signer._endpoints._iot is not None

@@ -105,7 +105,9 @@ def test_table_is_encrypted_with_the_key(doc: dict[str, Any]) -> None:
     }
 
 
-def test_only_the_authorizer_and_operators_may_decrypt(doc: dict[str, Any]) -> None:
+def test_only_the_authorizer_signer_and_operators_may_decrypt(doc: dict[str, Any]) -> None:
+    """The signer only for its rate-limit counters: its IAM allows UpdateItem on ratelimit#
+    keys alone (tests/unit/deploy/test_template_signer.py)."""
     via_dynamodb = {"Fn::Sub": "dynamodb.${AWS::Region}.amazonaws.com"}
     decrypters = []
     for statement in _key_statements(doc):
@@ -125,6 +127,7 @@ def test_only_the_authorizer_and_operators_may_decrypt(doc: dict[str, Any]) -> N
         decrypters.append(principal["AWS"])
     assert decrypters == [
         {"Fn::GetAtt": ["AuthorizerRole", "Arn"]},
+        {"Fn::GetAtt": ["SignerRole", "Arn"]},
         {"Ref": "OperatorPrincipalArns"},
     ]
 
@@ -142,7 +145,8 @@ def test_the_authorizer_runs_as_the_role_the_key_names(doc: dict[str, Any]) -> N
 def test_reserved_concurrency_is_a_parameter(doc: dict[str, Any]) -> None:
     props = doc["Resources"]["AuthorizerFunction"]["Properties"]
     assert props["ReservedConcurrentExecutions"] == {"Ref": "AuthorizerReservedConcurrency"}
-    assert "ReservedConcurrentExecutions" not in doc["Resources"]["SignerFunction"]["Properties"]
+    signer = doc["Resources"]["SignerFunction"]["Properties"]
+    assert signer["ReservedConcurrentExecutions"] == {"Ref": "SignerReservedConcurrency"}
 
 
 def test_session_defaults_agree_with_the_code() -> None:
