@@ -289,3 +289,53 @@ def test_installed_is_undone_on_exit() -> None:
         assert DynamoDBBackend.transact_write_items is moto_fleet.transact_write_items
         assert Item.__new__ is not own[2]
     assert (DynamoDBBackend.transact_write_items, Item.__init__, Item.__new__) == own
+
+
+def _pages(client: Any, **kwargs: Any) -> list[list[str]]:
+    pages, start = [], None
+    while True:
+        extra = {"ExclusiveStartKey": start} if start else {}
+        answer = client.scan(TableName=HASH, **kwargs, **extra)
+        items = answer.get("Items")
+        pages.append([str(answer["Count"])] if items is None else [i["pk"]["S"] for i in items])
+        start = answer.get("LastEvaluatedKey")
+        if not start:
+            return pages
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"Limit": 37},
+        {"Limit": 1},
+        {},
+        {
+            "Limit": 25,
+            "FilterExpression": "begins_with(pk, :p)",
+            "ExpressionAttributeValues": {":p": {"S": "identity#"}},
+        },
+        {"Limit": 10, "Select": "COUNT"},
+    ],
+)
+def test_scan_pages_are_moto_s_own(moto_server: str, kwargs: dict[str, Any]) -> None:
+    """The stand-in's paged scan gives exactly moto's pages (keys, order, page breaks,
+    LastEvaluatedKey), before and after writes that add and remove keys."""
+
+    def run() -> list[list[list[str]]]:
+        _reset(moto_server)
+        client = _client(moto_server)
+        _seed(client)
+        for i in range(120):
+            kind = "identity" if i % 3 else "clientid"
+            client.put_item(TableName=HASH, Item={"pk": {"S": f"{kind}#{i:03d}"}})
+        first = _pages(client, **kwargs)
+        client.delete_item(TableName=HASH, Key={"pk": {"S": "identity#004"}})
+        client.put_item(TableName=HASH, Item={"pk": {"S": "identity#0045"}})
+        client.transact_write_items(TransactItems=[_put("identity#zz"), _delete("identity#010")])
+        return [first, _pages(client, **kwargs)]
+
+    own = run()
+    with installed():
+        patched = run()
+    assert patched == own
+    assert len(own[0]) > 1 or "Limit" not in kwargs
