@@ -5,7 +5,16 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ("bench.authorizer", "bench.signer", "bench.standin", "bench.cost", "bench.coldstart")
+SUITES = (
+    "bench.authorizer",
+    "bench.signer",
+    "bench.fairness",
+    "bench.standin",
+    "bench.cost",
+    "bench.coldstart",
+    "bench.import_rate",
+    "bench.fleet",
+)
 
 
 def main(argv: list[str]) -> int:

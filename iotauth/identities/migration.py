@@ -1,8 +1,9 @@
 """Identities from other brokers' exports, validated before anything is written (pure).
 
 Contract: :func:`parse_export` turns the text of one export into :class:`IdentityRecord` s
-ready for the table, or into a list of errors (one per bad entry, with its line or row,
-never quoting a hash or a secret) — all or nothing, so a caller can refuse the whole file
+ready for the table, or into a list of errors (one per bad entry, by its line or row and
+field names, never quoting a value of the entry: with swapped columns a name may be a
+password) — all or nothing, so a caller can refuse the whole file
 before it writes anything. Users keep their passwords: a broker's hash becomes a verifier
 the authorizer checks as it is (:func:`iotauth.identities.credentials.imported_verifier`), and is a
 *chosen* password to the lockout.
@@ -12,6 +13,9 @@ Formats (docs/migrating.md):
 - ``mosquitto``: a Mosquitto 2 password file, ``user:$6$<salt>$<hash>`` (SHA-512 of
   password + salt) or ``user:$7$<iterations>$<salt>$<hash>`` (PBKDF2-HMAC-SHA512, 64
   bytes), salt and hash in standard base64; ``#`` comments and blank lines ignored.
+  Mosquitto 2.1's default ``$argon2id$…`` and bcrypt's ``$2a$``/``$2b$``/``$2y$`` are
+  recognised but cannot be verified by the authorizer (no native code on its cold path:
+  docs/migrating.md): :class:`UnsupportedHash`, or skipped (``skipped=[]``).
 - ``csv`` / ``json``: ``name``; exactly one of ``hash`` (a Mosquitto ``$6$``/``$7$`` string or
   an iotauth verifier) and ``secret`` (a plaintext chosen password, hashed with scrypt);
   optional ``publish``, ``subscribe``, ``client_ids`` (space-separated in CSV, arrays or
@@ -31,6 +35,7 @@ import binascii
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +49,15 @@ from iotauth.identities.credentials import (
 )
 from iotauth.identities.records import IdentityRecord, InvalidRecord
 
-__all__ = ["FORMATS", "EmqxHash", "ImportProblem", "Imported", "parse_export"]
+__all__ = [
+    "FORMATS",
+    "EmqxHash",
+    "ImportProblem",
+    "Imported",
+    "Skipped",
+    "UnsupportedHash",
+    "parse_export",
+]
 
 FORMATS = ("mosquitto", "csv", "json", "emqx-csv", "emqx-json")
 MAX_ENTRIES = 100_000
@@ -92,6 +105,45 @@ class Imported:
     where: str  # "line 3", "row 2", "entry 1"
     scheme: str  # what the verifier is, for the summary
     notes: tuple[str, ...] = field(default=())
+    # A plaintext ``secret`` column's value, to tell on a re-run whether a stored identity
+    # is this entry (its scrypt salt differs every run); never shown.
+    secret: bytes | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """An entry left out because its hash cannot be verified here (``skipped=[]``)."""
+
+    where: str
+    name: str
+    scheme: str  # "argon2id", "bcrypt"
+
+
+UNSUPPORTED_HINT = (
+    "iotauth's authorizer cannot verify it (pure Python, no native library on its cold "
+    "path) and hashes are one-way: give this user a new password or generated secret "
+    "(docs/migrating.md#argon2id-and-bcrypt); --skip-unsupported imports the rest"
+)
+
+
+class UnsupportedHash(ValueError):
+    """A well-known hash the authorizer cannot verify (argon2, bcrypt)."""
+
+    def __init__(self, scheme: str) -> None:
+        super().__init__(f"{scheme} hash: {UNSUPPORTED_HINT}")
+        self.scheme = scheme
+
+
+_BCRYPT = re.compile(r"\$2[abxy]\$\d\d\$[./A-Za-z0-9]{53}")
+
+
+def _unsupported_scheme(text: str) -> str | None:
+    for prefix in ("argon2id", "argon2i", "argon2d"):
+        if text.startswith(f"${prefix}$"):
+            return prefix
+    if _BCRYPT.fullmatch(text):
+        return "bcrypt"
+    return None
 
 
 def _b64std(text: str) -> bytes:
@@ -113,7 +165,16 @@ def _mosquitto_verifier(text: str) -> tuple[str, str]:
         if isinstance(exc, InvalidPassword):
             raise ValueError(str(exc)) from None
         raise ValueError("malformed Mosquitto hash") from None
-    raise ValueError("not a Mosquitto $6$ or $7$ hash (a plaintext file? run mosquitto_passwd -U)")
+    scheme = _unsupported_scheme(text)
+    if scheme is not None:
+        raise UnsupportedHash(scheme)
+    if text.startswith("$"):
+        raise ValueError("hash: not a $6$ or $7$ Mosquitto hash (nor argon2id or bcrypt)")
+    raise ValueError(
+        "hash: not hashed (a plaintext password file? hash it with `mosquitto_passwd -U` "
+        "first; with Mosquitto 2.1 add `-H sha512-pbkdf2`: its default, argon2id, cannot be "
+        "imported)"
+    )
 
 
 def _words(value: Any) -> tuple[str, ...]:
@@ -183,6 +244,8 @@ def _generic(entry: dict[str, Any]) -> tuple[str, str, str]:
         if not isinstance(secret, str):
             raise ValueError("secret is a string")
         return "password", hash_chosen_password(secret.encode("utf-8")), "secret (scrypt)"
+    if isinstance(hashed, str) and _unsupported_scheme(hashed) is not None:
+        raise UnsupportedHash(_unsupported_scheme(hashed) or "")
     if not isinstance(hashed, str):
         raise ValueError("hash is a string")
     if hashed.startswith("$"):
@@ -246,7 +309,24 @@ def _convert(  # noqa: PLR0917 — private; one call site
     grants["publish"] = tuple(dict.fromkeys((*grants.get("publish", ()), *publish)))
     grants["subscribe"] = tuple(dict.fromkeys((*grants.get("subscribe", ()), *subscribe)))
     record = _record(name, kind, verifier, now, grants, allow_broad)
-    return Imported(record, where, scheme, tuple(notes))
+    secret = entry.get("secret") if fmt in ("csv", "json") else None
+    plain = secret.encode("utf-8") if isinstance(secret, str) and secret else None
+    return Imported(record, where, scheme, tuple(notes), secret=plain)
+
+
+def _redact(message: str, name: str, entry: Mapping[str, Any]) -> str:
+    """``message`` without any value of the entry (a swapped column may hold a password
+    where a name or a grant belongs): each is replaced by its field's name."""
+    values: list[tuple[str, str]] = [("name", name)]
+    for key, value in entry.items():
+        items = value if isinstance(value, list) else [value]
+        values += [(str(key), v) for v in items if isinstance(v, str)]
+        if isinstance(value, str):
+            values += [(str(key), word) for word in value.split()]
+    for key, value in sorted(values, key=lambda kv: -len(kv[1])):
+        if len(value) >= 3:
+            message = message.replace(repr(value), f"<{key}>").replace(value, f"<{key}>")
+    return message
 
 
 def parse_export(
@@ -258,6 +338,7 @@ def parse_export(
     subscribe: tuple[str, ...] = (),
     emqx: EmqxHash | None = None,
     allow_broad: bool = False,
+    skipped: list[Skipped] | None = None,
 ) -> list[Imported]:
     """Every identity of the export, or :class:`ImportProblem` listing every bad entry.
 
@@ -265,6 +346,8 @@ def parse_export(
     ``allow_broad``: the records keep it, as ``devices add --allow-broad`` does. Each record
     is validated on its own here; its pairings with other identities (the table's and the
     export's) are the caller's to judge (``devices import`` does, like ``devices add``).
+    ``skipped``: when given, entries whose hash cannot be verified here (argon2, bcrypt)
+    are appended to it instead of being errors, so the rest can be imported.
     """
     if fmt not in FORMATS:
         raise ImportProblem([f"unknown format {fmt!r} (one of {', '.join(FORMATS)})"])
@@ -297,7 +380,7 @@ def parse_export(
             errors.append(f"{where}: no name")
             continue
         if name in seen:
-            errors.append(f"{where}: {name!r} appears again (first at {seen[name]})")
+            errors.append(f"{where}: its name appears again (first at {seen[name]})")
             continue
         seen[name] = where
         try:
@@ -306,9 +389,14 @@ def parse_export(
                     fmt, where, name, entry, now, publish, subscribe, emqx, allow_broad=allow_broad
                 )
             )
+        except UnsupportedHash as exc:
+            if skipped is not None:
+                skipped.append(Skipped(where, name, exc.scheme))
+            else:
+                errors.append(f"{where}: {exc}")
         except (ValueError, InvalidRecord, InvalidName, InvalidPassword) as exc:
-            # Messages come from our validators: names and rules, never a hash or secret.
-            errors.append(f"{where} ({name!r}): {exc}")
+            # By line and field only: no value of the entry (see _redact).
+            errors.append(f"{where}: {_redact(str(exc), name, entry)}")
     if errors:
         raise ImportProblem(errors)
     return imported

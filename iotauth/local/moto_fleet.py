@@ -12,7 +12,11 @@ Contract: :func:`installed` puts on moto, until it exits,
 - :func:`paged_scan` for a hash-key-only table without an index or segments: the same pages
   as moto's ``Table.scan`` (key order, ``Limit``, the 1 MB page size, ``ExclusiveStartKey``,
   filters), but from a key order kept between calls and a binary search for the start key,
-  where moto sorts the whole table and walks it from the first item for every page.
+  where moto sorts the whole table and walks it from the first item for every page;
+- one DynamoDB request at a time: moto's server answers on many threads but its tables are
+  plain dicts, so a write during another request's iteration failed with HTTP 500
+  ("dictionary changed size during iteration"); DynamoDB's own requests are atomic, and with
+  the GIL one request at a time costs the stand-in no throughput.
 
 The one reason: every iotauth write is a transaction, so with moto's own each write cost
 O(table) time and leaked O(table) memory: 0.5 s per write at 10,000 items, and an import of
@@ -32,6 +36,7 @@ from typing import Any
 __all__ = ["installed", "paged_scan", "transact_write_items"]
 
 _lock = threading.Lock()
+_requests = threading.RLock()  # one DynamoDB request at a time, while installed
 _installs = 0
 _undo: list[Any] = []  # what installing replaced, put back by the last to leave
 
@@ -255,6 +260,13 @@ def _install() -> None:
     from moto.dynamodb.models import DynamoDBBackend  # noqa: PLC0415
     from moto.dynamodb.models.dynamo_type import Item  # noqa: PLC0415
     from moto.dynamodb.models.table import Table  # noqa: PLC0415
+    from moto.dynamodb.responses import DynamoHandler  # noqa: PLC0415
+
+    own_call = DynamoHandler.call_action
+
+    def one_at_a_time(self: Any) -> Any:
+        with _requests:
+            return own_call(self)
 
     own_transactions = DynamoDBBackend.transact_write_items
     own_init = Item.__init__
@@ -278,6 +290,7 @@ def _install() -> None:
         own_init(self, hash_key, range_key, {sys.intern(k): v for k, v in attrs.items()})
 
     def undo() -> None:
+        DynamoHandler.call_action = own_call  # type: ignore[method-assign]
         Table.put_item, Table.delete_item = own_put, own_delete  # type: ignore[method-assign]
         Table.scan = own_scan  # type: ignore[method-assign]
         DynamoDBBackend.transact_write_items = own_transactions  # type: ignore[method-assign]
@@ -290,6 +303,7 @@ def _install() -> None:
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     Table.put_item, Table.delete_item = put_item, delete_item  # type: ignore[method-assign]
     Table.scan = paged_scan  # type: ignore[method-assign]
+    DynamoHandler.call_action = one_at_a_time  # type: ignore[method-assign]
     Item.__init__ = interned_init  # type: ignore[method-assign]
     Item.__new__ = staticmethod(_untracked_new)  # type: ignore[method-assign]
     Item.instances_tracked.clear()  # type: ignore[attr-defined]
