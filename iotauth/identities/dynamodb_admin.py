@@ -1,11 +1,15 @@
 """The CLI's side of the DynamoDB store: create the table, add, replace, list, remove.
 
 Contract: every write of an identity goes in one ``TransactWriteItems`` with the
-``clientid#<id>`` items of its client ids, each conditional, so a client id can never be
-bound to two identities and two operators' writes cannot silently undo each other (the
-stored ``updatedAt`` is the version each write is conditional on). A refused write is
-explained by reading what refused it (:class:`~iotauth.identities.store.ClientIdTaken`,
-``IdentityExists``, ``IdentityNotFound``, or "changed meanwhile; try again").
+``clientid#<id>`` items of its client ids and the ``reach#<bucket>`` items of its cross
+grants (:mod:`iotauth.identities.reach`), each conditional or additive, so a client id can
+never be bound to two identities, the registries never disagree with the records, and two
+operators' writes cannot silently undo each other (the stored ``updatedAt`` is the version
+each write is conditional on). A refused write is explained by reading what refused it
+(:class:`~iotauth.identities.store.ClientIdTaken`, ``IdentityExists``, ``IdentityNotFound``,
+or "changed meanwhile; try again"). :meth:`DynamoDBAdmin.pairing_candidates` finds what a
+new record can clash or pair with in two ``BatchGetItem`` rounds whatever the table's size;
+a table without the ``meta#schema`` marker must be :meth:`~DynamoDBAdmin.reindex`-ed first.
 
 The one reason that matters: nobody waits inside IoT's 5-second budget here, so these calls
 use botocore with its usual patience, imported only when administration runs.
@@ -15,7 +19,7 @@ Design: docs/design/identity-store.md
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from iotauth.identities.records import (
@@ -37,9 +41,12 @@ from iotauth.identities.store import (
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-__all__ = ["Conflict", "DynamoDBAdmin"]
+    from iotauth.identities.reach import Candidates
+
+__all__ = ["MAX_TRANSACT_ITEMS", "Conflict", "DynamoDBAdmin"]
 
 _TRANSACT_ATTEMPTS = 3
+MAX_TRANSACT_ITEMS = 100  # DynamoDB: items per TransactWriteItems (one action per item)
 
 
 class Conflict(Exception):
@@ -65,7 +72,8 @@ class DynamoDBAdmin:
         raise NotImplementedError
 
     def create_table(self) -> None:
-        """The same schema as the template: ``pk`` (S), on-demand, TTL on ``expiresAt``."""
+        """The same schema as the template: ``pk`` (S), on-demand, TTL on ``expiresAt``;
+        and the ``meta#schema`` marker (an empty table's registries are complete)."""
         from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
         try:
@@ -93,9 +101,15 @@ class DynamoDBAdmin:
             TableName=self.table,
             TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"},
         )
+        self._put_marker()
 
     def ensure_table(self) -> None:
         self._call("describe_table", TableName=self.table)
+
+    def approximate_item_count(self) -> int:
+        """DynamoDB's item count (refreshed about every six hours): for progress only."""
+        table = self._call("describe_table", TableName=self.table).get("Table", {})
+        return int(table.get("ItemCount", 0))
 
     def get_identity(self, username: str) -> IdentityRecord | None:
         response = self._call(
@@ -117,7 +131,8 @@ class DynamoDBAdmin:
             }
         }
         claims = [self._claim(record.username, c) for c in record.allowed_client_ids()]
-        self._transact(record, [identity, *claims], new=True)
+        reach = self.reach_updates(record.username, None, record)
+        self._transact(record, [identity, *claims, *reach], new=True)
 
     def replace_identity(
         self, record: IdentityRecord, *, expected: IdentityRecord | None = None
@@ -153,7 +168,8 @@ class DynamoDBAdmin:
         releases = [
             self._release(record.username, c) for c in old.allowed_client_ids() if c not in kept
         ]
-        self._transact(record, [identity, *claims, *releases], new=False)
+        reach = self.reach_updates(record.username, old, record)
+        self._transact(record, [identity, *claims, *releases, *reach], new=False)
 
     def remove_identity(self, username: str) -> None:
         try:
@@ -173,8 +189,11 @@ class DynamoDBAdmin:
             }
         }
         releases = [self._release(username, c) for c in old.allowed_client_ids()] if old else []
+        # An unreadable item's reach entries stay (conservative) until `devices reindex`.
+        reach = self.reach_updates(username, old, None) if old else []
+        items = _within_limit([identity, *releases, *reach], username)
         try:
-            self._call("transact_write_items", TransactItems=[identity, *releases])
+            self._call("transact_write_items", TransactItems=items)
         except Conflict:
             raise StoreError(
                 f"identity {username!r} changed or vanished meanwhile; try again"
@@ -215,6 +234,7 @@ class DynamoDBAdmin:
 
     def _transact(self, record: IdentityRecord, items: list[dict[str, Any]], *, new: bool) -> None:
         """Write ``items`` at once; a refusal is explained by reading what refused it."""
+        items = _within_limit(items, record.username)
         for _ in range(_TRANSACT_ATTEMPTS):
             try:
                 self._call("transact_write_items", TransactItems=items)
@@ -236,6 +256,35 @@ class DynamoDBAdmin:
                 raise StoreError(f"identity {record.username!r} changed meanwhile; try again")
             # Nothing explains it: a concurrent transaction on the same items; try again.
         raise StoreError("the table kept refusing the write; try again")
+
+    # -- the reach registry and the schema marker: iotauth.identities.registry ----------
+    def reach_updates(
+        self, username: str, old: IdentityRecord | None, new: IdentityRecord | None
+    ) -> list[dict[str, Any]]:
+        """The transaction actions moving ``username``'s reach entries from ``old`` to
+        ``new`` (None: absent): :func:`iotauth.identities.registry.reach_updates`."""
+        from iotauth.identities import registry  # noqa: PLC0415 — admin only
+
+        return registry.reach_updates(self, username, old, new)
+
+    def pairing_candidates(self, records: Sequence[IdentityRecord]) -> Candidates:
+        """What ``records`` could clash or pair with, read by key:
+        :func:`iotauth.identities.registry.pairing_candidates`."""
+        from iotauth.identities import registry  # noqa: PLC0415 — admin only
+
+        return registry.pairing_candidates(self, records)
+
+    def reindex(self, on_progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+        """Build the registries of a table that predates them:
+        :func:`iotauth.identities.registry.reindex`."""
+        from iotauth.identities import registry  # noqa: PLC0415 — admin only
+
+        return registry.reindex(self, on_progress)
+
+    def _put_marker(self) -> None:
+        from iotauth.identities import registry  # noqa: PLC0415 — admin only
+
+        registry.put_marker(self)
 
     def list_identities(self) -> list[IdentityRecord]:
         return list(self._scan())
@@ -274,3 +323,13 @@ def _unchanged(old: IdentityRecord) -> dict[str, Any]:
             ":u": {"N": str(old.updated_at)},
         },
     }
+
+
+def _within_limit(items: list[dict[str, Any]], username: str) -> list[dict[str, Any]]:
+    if len(items) > MAX_TRANSACT_ITEMS:
+        raise StoreError(
+            f"writing identity {username!r} touches {len(items)} table items (its record, "
+            f"client ids and reach entries); DynamoDB's transactions take "
+            f"{MAX_TRANSACT_ITEMS}: use fewer client ids or grants"
+        )
+    return items

@@ -1,7 +1,8 @@
 """Identity records: what the table holds about one identity, validated when written.
 
 Table layout: partition key ``pk`` only — ``identity#<username>``, ``lockout#<username>``,
-``clientid#<id>`` (docs/design/identity-store.md).
+``clientid#<id>``, and for administration ``reach#<bucket>`` and ``meta#schema``
+(:mod:`iotauth.identities.reach`; docs/design/identity-store.md).
 
 Three kinds of identity:
 

@@ -4,7 +4,9 @@ Contract: :class:`CredentialStore` is what the authorizer needs — one read of 
 and its lockout counter (and, when asked, a client id's owner in the registry) in one round
 trip, and a counter written and deleted optimistically, by version. :class:`IdentityAdmin`
 adds what the CLI does: create, list, update and remove identities, each client id unique
-across identities. Every failure is a :class:`StoreError` whose message is safe to log.
+across identities, and ``pairing_candidates`` (what the write rules judge a record against,
+read by key: :mod:`iotauth.identities.reach`). Every failure is a :class:`StoreError`
+whose message is safe to log.
 :class:`MemoryStore` behaves the same, for tests and benchmarks; the table's store is
 :class:`~iotauth.identities.dynamodb_store.DynamoDBStore` (also importable from here).
 
@@ -17,6 +19,7 @@ Design: docs/design/identity-store.md
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from iotauth.identities.lockout import LockoutPolicy, LockoutState
@@ -51,6 +54,7 @@ __all__ = [
     "IdentityNotFound",
     "Lookup",
     "MemoryStore",
+    "SchemaOutdated",
     "StoreError",
     "TableMissing",
 ]
@@ -85,6 +89,11 @@ class StoreError(Exception):
 
 class TableMissing(StoreError):
     pass
+
+
+class SchemaOutdated(TableMissing):
+    """The table predates the registries that keyed checks read (no ``meta#schema``
+    marker): ``iotauth devices reindex`` once. A TableMissing: unusable as it is."""
 
 
 class IdentityExists(StoreError):
@@ -176,6 +185,11 @@ class IdentityAdmin(CredentialStore, Protocol):
     def list_identities(self) -> list[IdentityRecord]: ...
 
     def client_id_owner(self, client_id: str) -> str | None: ...
+
+    def pairing_candidates(self, records: Sequence[IdentityRecord]) -> list[IdentityRecord]:
+        """The stored identities ``records`` could clash or pair with, read by key
+        (:class:`iotauth.identities.reach.Candidates`)."""
+        ...
 
 
 class MemoryStore:
@@ -287,3 +301,11 @@ class MemoryStore:
     def list_identities(self) -> list[IdentityRecord]:
         self._touch()
         return sorted(self.identities.values(), key=lambda r: r.username)
+
+    def pairing_candidates(self, records: Sequence[IdentityRecord]) -> list[IdentityRecord]:
+        """The same key rules as the table's (:mod:`iotauth.identities.reach`), over every
+        record: nothing is counted without a name here."""
+        from iotauth.identities.reach import Candidates, candidates_among  # noqa: PLC0415
+
+        self._touch()
+        return Candidates(candidates_among(records, list(self.identities.values())))

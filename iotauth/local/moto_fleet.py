@@ -9,9 +9,11 @@ Contract: :func:`installed` puts on moto, until it exits,
 - untracked items: moto registers every ``Item`` it ever creates (for its dashboard, which
   the stand-in does not serve) and so never frees one; while installed it registers none, and
   interns attribute names (every item repeats the same ten);
-- :func:`paged_scan` for a hash-key-only table without an index or segments: the same pages
-  as moto's ``Table.scan`` (key order, ``Limit``, the 1 MB page size, ``ExclusiveStartKey``,
-  filters), but from a key order kept between calls and a binary search for the start key,
+- :func:`paged_scan` for a hash-key-only table without an index or segments: moto's
+  ``Table.scan`` (``Limit``, the 1 MB page size, ``ExclusiveStartKey``, filters) in
+  DynamoDB's order — by a hash of the key, so kinds of item interleave as they do in a real
+  table, where moto's key order puts all 100,000 ``clientid#`` items before the first
+  ``identity#`` — from an order kept between calls and a binary search for the start key,
   where moto sorts the whole table and walks it from the first item for every page;
 - one DynamoDB request at a time: moto's server answers on many threads but its tables are
   plain dicts, so a write during another request's iteration failed with HTTP 500
@@ -30,6 +32,7 @@ import contextlib
 import copy
 import sys
 import threading
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -188,14 +191,19 @@ def _changed(table: Any) -> None:
     table.__dict__["_iotauth_keys_version"] = table.__dict__.get("_iotauth_keys_version", 0) + 1
 
 
+def _position(value: str) -> tuple[int, str]:
+    """Where a key stands in a scan: by a hash of it, as DynamoDB's partitions order items."""
+    return zlib.crc32(value.encode()), value
+
+
 def _key_order(table: Any) -> tuple[list[Any], list[Any]]:
-    """(raw key values, hash keys) in moto's scan order, cached until a write changes them."""
+    """(scan positions, hash keys) in scan order, cached until a write changes the keys."""
     stamp = (table.__dict__.get("_iotauth_keys_version", 0), id(table.items), len(table.items))
     cached = table.__dict__.get("_iotauth_key_order")
     if cached is not None and cached[0] == stamp:
         return cached[1], cached[2]
-    keys = sorted(table.items, key=lambda k: k.value)
-    values = [k.value for k in keys]
+    keys = sorted(table.items, key=lambda k: _position(k.value))
+    values = [_position(k.value) for k in keys]
     table.__dict__["_iotauth_key_order"] = (stamp, values, keys)
     return values, keys
 
@@ -227,7 +235,7 @@ def paged_scan(  # noqa: PLR0917 - moto's Table.scan signature
     start = 0
     if exclusive_start_key is not None:
         start_value = exclusive_start_key[self.hash_key_attr]["S"]
-        start = bisect.bisect_right(values, start_value)
+        start = bisect.bisect_right(values, _position(start_value))
     results: list[Any] = []
     result_size = scanned = 0
     last_evaluated_key = None

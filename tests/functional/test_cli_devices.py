@@ -247,7 +247,7 @@ def test_add_aliyun(run: Run, table: DynamoDBStore) -> None:
     record = table.get_identity("sensor1&pk1")
     assert record is not None and record.device_secret == "dev-secret"
     code, out, _ = run("devices", "list", "--json")
-    listed: list[dict[str, Any]] = json.loads(out)
+    listed: list[dict[str, Any]] = [json.loads(line) for line in out.splitlines()]
     assert listed[0]["username"] == "sensor1&pk1" and "dev-secret" not in out
     import time
 
@@ -299,4 +299,4 @@ def test_region_from_aws_region(
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     code, out, err = run("devices", "list", "--json")
     assert code == 0, err
-    assert json.loads(out) == []
+    assert out == ""  # JSON Lines: no identity, no line

@@ -26,7 +26,7 @@ def run(
 def listed(run: Run) -> dict[str, dict[str, object]]:
     code, out, _ = run("devices", "list", "--json")
     assert code == 0
-    return {v["username"]: v for v in json.loads(out)}
+    return {v["username"]: v for v in map(json.loads, out.splitlines())}  # JSON Lines
 
 
 def test_client_id_of_another_identity_is_refused(run: Run) -> None:

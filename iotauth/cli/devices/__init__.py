@@ -7,7 +7,8 @@ refused command changes nothing. Secrets are read from stdin, never from the com
 and a generated secret is printed once, alone on stdout.
 
 One module per command group: :mod:`.provision` (create-table, add, add-aliyun),
-:mod:`.importing` (import), :mod:`.listing` (list), :mod:`.lifecycle` (disable, enable,
+:mod:`.importing` (import), :mod:`.listing` (list), :mod:`.inspect` (show),
+:mod:`.update` (update), :mod:`.lifecycle` (disable, enable,
 remove, disconnect, rotate: they close live connections), :mod:`.authorize`; what they share,
 option builders included, is in :mod:`.common`. :func:`register` wires them in.
 """
@@ -16,7 +17,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from iotauth.cli.devices import authorize, common, importing, lifecycle, listing, provision
+from iotauth.cli.devices import (
+    authorize,
+    common,
+    importing,
+    inspect,
+    lifecycle,
+    listing,
+    provision,
+    reindex,
+    update,
+)
 
 __all__ = ["register"]
 
@@ -34,5 +45,8 @@ def register(subparsers: Any) -> None:
     importing.register(sub, aws)
     provision.register_add_aliyun(sub, aws)
     listing.register(sub, aws)
+    inspect.register(sub, aws)
+    update.register(sub, aws)
     lifecycle.register(sub, aws)
+    reindex.register(sub, aws)
     authorize.register(subparsers, aws)

@@ -29,6 +29,7 @@ from iotauth.cli import CommandError
 from iotauth.cli.devices.common import aws_session, open_store, run_checked
 from iotauth.cli.devices.provision import judge_record
 from iotauth.cli.output import add_json_flag, emit, note, progress, wants_json
+from iotauth.identities.reach import Candidates
 from iotauth.identities.records import (
     IdentityRecord,
     InvalidRecord,
@@ -274,9 +275,12 @@ class _Index:
         return [self.records[i] for i in sorted(found)]
 
 
-def _table_identities(store: DynamoDBStore) -> list[IdentityRecord]:
-    """The table's identities the entries are judged against (one paginated scan)."""
-    return store.list_identities()
+def _table_candidates(store: DynamoDBStore, records: list[IdentityRecord]) -> Candidates:
+    """The stored identities the entries can clash or pair with: keyed, batched reads of
+    the client-id and reach registries (``pairing_candidates``), never a scan."""
+    found: list[Candidates] = []
+    run_checked(lambda: found.append(store.pairing_candidates(records)))
+    return found[0]
 
 
 def _judge_import(
@@ -290,7 +294,8 @@ def _judge_import(
         return []
     roots = shared_roots_from_env(os.environ)
     mine = {item.record.username for item in todo}
-    current = [r for r in _table_identities(store) if r.username not in mine]
+    table = _table_candidates(store, [item.record for item in todo])
+    current = [r for r in table if r.username not in mine]
     index = _Index([*current, *(item.record for item in todo)])
     errors: list[str] = []
     warnings: list[str] = []
@@ -299,7 +304,8 @@ def _judge_import(
             bar.advance()
             record = item.record
             try:
-                found = judge_record(record, index.candidates(record), roots)
+                others = Candidates(index.candidates(record), table.unnamed)
+                found = judge_record(record, others, roots)
                 warnings += [f"{record.username!r}: {p}" for p in found]
             except CommandError as exc:
                 errors.append(f"{item.where} ({record.username!r}): {exc}")

@@ -1,9 +1,11 @@
 """``devices create-table``, ``devices add`` and ``devices add-aliyun``: new identities.
 
 A new record is written only after :func:`judge_record` accepted it against the deployment's
-shared roots and every identity already in the table (client-id clashes, grants that pair
-with another identity's), so a refused command changes nothing; what ``--allow-broad`` lets
-through is printed as a warning. A generated secret is printed once, alone on stdout.
+shared roots and the identities it could clash or pair with (client-id clashes, grants that
+pair with another identity's), read by key (``pairing_candidates``: a constant number of
+reads whatever the table's size), so a refused command changes nothing; what
+``--allow-broad`` lets through is printed as a warning. A generated secret is printed once,
+alone on stdout.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from iotauth.access.scoping import shared_roots_from_env
@@ -25,6 +28,7 @@ from iotauth.cli.devices.common import (
     verifier_from_stdin,
 )
 from iotauth.identities.credentials import generate_secret, hash_generated_secret
+from iotauth.identities.reach import Candidates, open_reach_problems
 from iotauth.identities.records import IdentityRecord, client_id_clashes, pairing_problems
 from iotauth.identities.store import DynamoDBStore
 
@@ -37,26 +41,33 @@ __all__ = [
 
 
 def judge_record(
-    record: IdentityRecord, others: list[IdentityRecord], roots: tuple[str, ...]
+    record: IdentityRecord, others: Sequence[IdentityRecord], roots: tuple[str, ...]
 ) -> list[str]:
-    """The write rules ``devices add`` and ``devices import`` share: ``record`` against the
-    deployment's roots and ``others`` (client-id clashes, pairings in either order).
-    Raises CommandError when refused; returns what ``--allow-broad`` lets through."""
+    """The write rules ``devices add``, ``update`` and ``import`` share: ``record`` against
+    the deployment's roots and ``others`` (client-id clashes, pairings in either order):
+    any superset of the store's ``pairing_candidates`` for it (a
+    :class:`~iotauth.identities.reach.Candidates` also brings the pairings it counted without
+    naming them). Raises CommandError when refused; returns what ``--allow-broad`` lets
+    through."""
     record.validate(roots)  # reserved names and rooms hold even with --allow-broad
     clashes = client_id_clashes(record, others)
     if clashes:
         raise CommandError("; ".join(clashes))
-    problems = pairing_problems(record, others, roots)
+    problems = pairing_problems(record, others, roots) + open_reach_problems(record, roots)
+    if isinstance(others, Candidates):
+        problems += others.problems_for(record)
     if problems and not record.allow_broad:
         raise CommandError("; ".join(problems) + " (pass --allow-broad to grant it anyway)")
     return problems
 
 
 def _add_checked(store: DynamoDBStore, record: IdentityRecord) -> None:
-    """Validate ``record`` against the deployment's roots and the existing identities, say
-    loudly what ``--allow-broad`` lets through, then write it (registry included)."""
+    """Validate ``record`` against the deployment's roots and the identities it could
+    clash or pair with, say loudly what ``--allow-broad`` lets through, then write it
+    (registries included)."""
     roots = shared_roots_from_env(os.environ)
-    for problem in judge_record(record, store.list_identities(), roots):
+    record.validate(roots)  # before any read: a bad record costs nothing
+    for problem in judge_record(record, store.pairing_candidates([record]), roots):
         print(f"WARNING (--allow-broad): {problem}", file=sys.stderr)
     store.add_identity(record)
 
