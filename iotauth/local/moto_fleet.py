@@ -187,8 +187,8 @@ def transact_write_items(  # noqa: PLR0915 - moto's loop, kept whole to compare
 
 
 def _changed(table: Any) -> None:
-    """The table's key set may have changed: its cached key order is stale."""
-    table.__dict__["_iotauth_keys_version"] = table.__dict__.get("_iotauth_keys_version", 0) + 1
+    """The table's key set may have changed in a way not followed: rebuild its order."""
+    table.__dict__.pop("_iotauth_key_order", None)
 
 
 def _position(value: str) -> tuple[int, str]:
@@ -197,15 +197,33 @@ def _position(value: str) -> tuple[int, str]:
 
 
 def _key_order(table: Any) -> tuple[list[Any], list[Any]]:
-    """(scan positions, hash keys) in scan order, cached until a write changes the keys."""
-    stamp = (table.__dict__.get("_iotauth_keys_version", 0), id(table.items), len(table.items))
+    """(scan positions, hash keys) in scan order: built once (~0.5 s at 200,000 items), then
+    kept in step by each put and delete of a key (:func:`_followed`)."""
     cached = table.__dict__.get("_iotauth_key_order")
-    if cached is not None and cached[0] == stamp:
+    if cached is not None and cached[0] is table.items and len(cached[1]) == len(table.items):
         return cached[1], cached[2]
     keys = sorted(table.items, key=lambda k: _position(k.value))
     values = [_position(k.value) for k in keys]
-    table.__dict__["_iotauth_key_order"] = (stamp, values, keys)
+    table.__dict__["_iotauth_key_order"] = (table.items, values, keys)
     return values, keys
+
+
+def _followed(table: Any, key: Any, added: bool) -> None:
+    """Keep a built order in step with one key added or removed (a list insert: O(n)
+    pointer moves, microseconds, where a rebuild sorts the table)."""
+    cached = table.__dict__.get("_iotauth_key_order")
+    if cached is None or cached[0] is not table.items or table.hash_key_type != "S":
+        return
+    values, keys = cached[1], cached[2]
+    position = _position(key.value)
+    i = bisect.bisect_left(values, position)
+    present = i < len(values) and values[i] == position
+    if added and not present:
+        values.insert(i, position)
+        keys.insert(i, key)
+    elif not added and present:
+        del values[i]
+        del keys[i]
 
 
 def paged_scan(  # noqa: PLR0917 - moto's Table.scan signature
@@ -283,16 +301,15 @@ def _install() -> None:
     _own_scan[:] = [own_scan]
 
     def put_item(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return own_put(self, *args, **kwargs)
-        finally:
-            _changed(self)
+        item = own_put(self, *args, **kwargs)  # raises before writing, or writes
+        _followed(self, item.hash_key, added=True)
+        return item
 
-    def delete_item(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return own_delete(self, *args, **kwargs)
-        finally:
-            _changed(self)
+    def delete_item(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        item = own_delete(self, hash_key, *args, **kwargs)
+        if item is not None:
+            _followed(self, hash_key, added=False)
+        return item
 
     def interned_init(self: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -> None:
         own_init(self, hash_key, range_key, {sys.intern(k): v for k, v in attrs.items()})
