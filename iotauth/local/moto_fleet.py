@@ -15,6 +15,11 @@ Contract: :func:`installed` puts on moto, until it exits,
   table, where moto's key order puts all 100,000 ``clientid#`` items before the first
   ``identity#`` — from an order kept between calls and a binary search for the start key,
   where moto sorts the whole table and walks it from the first item for every page;
+- parsed condition expressions kept (moto parses each one twice per transaction entry, half
+  of a write's time in the stand-in): the same text, names and values give the same
+  parse, which moto evaluates without changing it;
+- each response class's method names listed once (moto lists them with ``inspect`` on
+  every request, a tenth of a write's time);
 - one DynamoDB request at a time: moto's server answers on many threads but its tables are
   plain dicts, so a write during another request's iteration failed with HTTP 500
   ("dictionary changed size during iteration"); DynamoDB's own requests are atomic, and with
@@ -30,6 +35,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import copy
+import json
 import sys
 import threading
 import zlib
@@ -95,7 +101,7 @@ def transact_write_items(  # noqa: PLR0915 - moto's loop, kept whole to compare
     transactions); only the backup and the rollback differ, and one case moto leaves half
     done (an entry naming two operations, raised outside its rollback) is rolled back too.
     """
-    from moto.dynamodb.comparisons import get_filter_expression  # noqa: PLC0415
+    get_filter_expression = _parsed_condition
     from moto.dynamodb.exceptions import (  # noqa: PLC0415 - moto only in the stand-in
         ConditionalCheckFailed,
         MockValidationException,
@@ -275,6 +281,26 @@ def paged_scan(  # noqa: PLR0917 - moto's Table.scan signature
 
 
 _own_scan: list[Any] = []
+_parses: dict[tuple[Any, ...], Any] = {}
+_MAX_PARSES = 4096
+
+
+def _parsed_condition(expr: str | None, names: Any, values: Any) -> Any:
+    """moto's ``get_filter_expression``, remembered by its inputs (bounded)."""
+    from moto.dynamodb.comparisons import get_filter_expression  # noqa: PLC0415
+
+    key = (
+        expr,
+        json.dumps(names, sort_keys=True) if names else None,
+        json.dumps(values, sort_keys=True) if values else None,
+    )
+    parsed = _parses.get(key)
+    if parsed is None:
+        parsed = get_filter_expression(expr, names, values)
+        if len(_parses) >= _MAX_PARSES:
+            _parses.clear()
+        _parses[key] = parsed
+    return parsed
 
 
 def _untracked_new(cls: type, *args: Any, **kwargs: Any) -> Any:
@@ -282,23 +308,40 @@ def _untracked_new(cls: type, *args: Any, **kwargs: Any) -> Any:
     return object.__new__(cls)
 
 
+_MISSING = object()
+
+
+def _swap(steps: list[tuple[Any, str, Any]], owner: Any, name: str, new: Any) -> Any:
+    """Set ``owner.name`` to ``new``, noting how to put the old value back; returns it."""
+    old = owner.__dict__.get(name, _MISSING) if isinstance(owner, type) else getattr(owner, name)
+    steps.append((owner, name, old))
+    setattr(owner, name, new)
+    return getattr(owner, name) if old is _MISSING else old
+
+
 def _install() -> None:
-    from moto.dynamodb.models import DynamoDBBackend  # noqa: PLC0415
+    import moto.core.responses as core_responses  # noqa: PLC0415
+    import moto.dynamodb.models.table as tables  # noqa: PLC0415
+    from moto.dynamodb import models  # noqa: PLC0415
     from moto.dynamodb.models.dynamo_type import Item  # noqa: PLC0415
-    from moto.dynamodb.models.table import Table  # noqa: PLC0415
     from moto.dynamodb.responses import DynamoHandler  # noqa: PLC0415
 
+    steps: list[tuple[Any, str, Any]] = []
     own_call = DynamoHandler.call_action
+    own_init = Item.__init__
+    own_put, own_delete = tables.Table.put_item, tables.Table.delete_item
+    own_names = core_responses.method_names_from_class  # type: ignore[attr-defined]
+    names_of: dict[object, list[str]] = {}
+    _own_scan[:] = [tables.Table.scan]
 
     def one_at_a_time(self: Any) -> Any:
         with _requests:
             return own_call(self)
 
-    own_transactions = DynamoDBBackend.transact_write_items
-    own_init = Item.__init__
-    own_new = Item.__dict__.get("__new__")  # None: inherited from moto's BaseModel
-    own_put, own_delete, own_scan = Table.put_item, Table.delete_item, Table.scan
-    _own_scan[:] = [own_scan]
+    def method_names(clazz: object) -> list[str]:
+        if clazz not in names_of:
+            names_of[clazz] = own_names(clazz)
+        return names_of[clazz]
 
     def put_item(self: Any, *args: Any, **kwargs: Any) -> Any:
         item = own_put(self, *args, **kwargs)  # raises before writing, or writes
@@ -314,24 +357,29 @@ def _install() -> None:
     def interned_init(self: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -> None:
         own_init(self, hash_key, range_key, {sys.intern(k): v for k, v in attrs.items()})
 
-    def undo() -> None:
-        DynamoHandler.call_action = own_call  # type: ignore[method-assign]
-        Table.put_item, Table.delete_item = own_put, own_delete  # type: ignore[method-assign]
-        Table.scan = own_scan  # type: ignore[method-assign]
-        DynamoDBBackend.transact_write_items = own_transactions  # type: ignore[method-assign]
-        Item.__init__ = own_init  # type: ignore[method-assign]
-        if own_new is None:
-            del Item.__new__
-        else:
-            Item.__new__ = own_new  # type: ignore[method-assign]
-
-    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
-    Table.put_item, Table.delete_item = put_item, delete_item  # type: ignore[method-assign]
-    Table.scan = paged_scan  # type: ignore[method-assign]
-    DynamoHandler.call_action = one_at_a_time  # type: ignore[method-assign]
-    Item.__init__ = interned_init  # type: ignore[method-assign]
-    Item.__new__ = staticmethod(_untracked_new)  # type: ignore[method-assign]
+    for owner, name, new in (
+        (core_responses, "method_names_from_class", method_names),
+        (models, "get_filter_expression", _parsed_condition),
+        (tables, "get_filter_expression", _parsed_condition),
+        (DynamoHandler, "call_action", one_at_a_time),
+        (tables.Table, "put_item", put_item),
+        (tables.Table, "delete_item", delete_item),
+        (tables.Table, "scan", paged_scan),
+        (models.DynamoDBBackend, "transact_write_items", transact_write_items),
+        (Item, "__init__", interned_init),
+        (Item, "__new__", staticmethod(_untracked_new)),
+    ):
+        _swap(steps, owner, name, new)
     Item.instances_tracked.clear()  # type: ignore[attr-defined]
+
+    def undo() -> None:
+        _parses.clear()
+        for owner, name, old in reversed(steps):
+            if old is _MISSING:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, old)
+
     _undo.append(undo)
 
 
