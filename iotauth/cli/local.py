@@ -57,6 +57,15 @@ def _parameter(text: str) -> tuple[str, str]:
     return name.strip(), value
 
 
+def _latency(text: str) -> tuple[float, float]:
+    from iotauth.local.functions import parse_latency  # noqa: PLC0415
+
+    try:
+        return parse_latency(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from iotauth.local import LocalPorts  # noqa: PLC0415 - cheap; no gateway here
 
@@ -97,6 +106,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="override a template.yaml parameter, e.g. WebRooms=chat/lobby,chat/ops "
         "(repeatable; checked as CloudFormation and the functions check it; default: the "
         "template's defaults, as deployed)",
+    )
+    parser.add_argument(
+        "--authorizer-latency",
+        type=_latency,
+        default=None,
+        metavar="LOW-HIGH",
+        help="delay every authorizer answer by a random LOW-HIGH seconds (e.g. 0.15-0.4, "
+        "Lambda-like), to make revocation races as likely as on Lambda (default: none)",
     )
     logging_options = parser.add_mutually_exclusive_group()
     logging_options.add_argument(
@@ -210,7 +227,11 @@ def run(args: argparse.Namespace) -> int:
 
     ports = LocalPorts(**{name: getattr(args, f"{name}_port") for name, _ in _PORT_FLAGS})
     stack = LocalStack(
-        ports, web_root=args.web_root, parameters=dict(args.parameters), handler_logs=log
+        ports,
+        web_root=args.web_root,
+        parameters=dict(args.parameters),
+        handler_logs=log,
+        authorizer_latency=args.authorizer_latency,
     )
     stopping = threading.Event()
 

@@ -4,7 +4,13 @@ Contract: :func:`plan_for` says, for an identity record, which MQTT client ids i
 connections can have — pure, no AWS. :class:`Disconnector` is the port the CLI calls for
 each id; :class:`IotDataDisconnector` implements it with IoT's data-plane
 ``DeleteConnection`` (boto3 ``iot-data``), which closes a connection at once (REFERENCE §11).
-:func:`revoke` runs a plan through a port and reports what it closed.
+:func:`revoke` runs a plan through a port in two passes and reports what it closed: it
+closes now, waits :data:`SETTLE_SECONDS` (IoT's 5 s authorizer limit plus a margin for IoT to
+open the session after the answer), and closes again. A CONNECT whose authorizer call read
+the record before the caller's write and answered after the first pass opens its session
+within that bound, so the second pass closes it; a CONNECT that reads after the write is
+refused (the authorizer reads consistently and caches no allow). Call it only after the
+write that revokes has returned.
 
 The one reason that matters: with revocation at DeleteConnection, the authorizer's refresh
 can be long (86,400 s) — IoT re-invoking it every few minutes for every live connection was
@@ -19,6 +25,8 @@ Design: docs/design/revocation.md
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,9 +35,13 @@ from iotauth.identities.records import IdentityRecord, bounded_session_seconds
 from iotauth.wire import aliyun
 
 __all__ = [
+    "IOT_AUTHORIZER_LIMIT_SECONDS",
+    "SESSION_OPEN_MARGIN_SECONDS",
+    "SETTLE_SECONDS",
     "Disconnector",
     "IotDataDisconnector",
     "RevocationError",
+    "RevocationPass",
     "RevocationPlan",
     "RevocationReport",
     "describe",
@@ -38,8 +50,24 @@ __all__ = [
 ]
 
 
+# IoT Core waits at most this long for a custom authorizer's answer; a later answer, or
+# none, refuses the CONNECT (REFERENCE §2). The authorizer's own store deadline is shorter.
+IOT_AUTHORIZER_LIMIT_SECONDS = 5.0
+# After the answer, IoT opens the session (parses the policies, registers the client id);
+# that is internal work of milliseconds: 1 s covers it many times over, and the clock's
+# granularity (docs/design/revocation.md).
+SESSION_OPEN_MARGIN_SECONDS = 1.0
+# From the first pass to the second: every authorizer call that could have read the record
+# before the write has been answered, and its session opened, by then.
+SETTLE_SECONDS = IOT_AUTHORIZER_LIMIT_SECONDS + SESSION_OPEN_MARGIN_SECONDS
+
+
 class RevocationError(Exception):
-    """DeleteConnection failed for a reason other than "no such connection" (safe to print)."""
+    """DeleteConnection failed for a reason other than "no such connection" (safe to print).
+
+    Raised out of :func:`revoke`, ``report`` is what the passes so far closed."""
+
+    report: RevocationReport | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +82,30 @@ class RevocationPlan:
 
 
 @dataclass(slots=True)
+class RevocationPass:
+    """What one pass over the plan's client ids found."""
+
+    closed: list[str] = field(default_factory=list)
+    not_connected: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class RevocationReport:
+    """The passes merged: ``closed`` by any pass (in order), ``not_connected`` by none."""
+
     closed: list[str] = field(default_factory=list)
     not_connected: list[str] = field(default_factory=list)
     plan: RevocationPlan | None = None
+    passes: list[RevocationPass] = field(default_factory=list)
+    settle_seconds: float = 0.0
+
+    def _merge(self, done: RevocationPass) -> None:
+        self.passes.append(done)
+        for client_id in done.closed:
+            if client_id not in self.closed:
+                self.closed.append(client_id)
+        asked = dict.fromkeys(c for p in self.passes for c in (*p.closed, *p.not_connected))
+        self.not_connected = [c for c in asked if c not in self.closed]
 
 
 def _aliyun_spellings(record: IdentityRecord, inner: str) -> list[str]:
@@ -104,14 +152,52 @@ class Disconnector(Protocol):
         ...
 
 
-def revoke(plan: RevocationPlan, port: Disconnector) -> RevocationReport:
-    """Close every client id of ``plan``; stops at the first error (raised)."""
-    report = RevocationReport(plan=plan)
+def _one_pass(plan: RevocationPlan, port: Disconnector) -> RevocationPass:
+    done = RevocationPass()
     for client_id in plan.client_ids:
         if port.disconnect(client_id):
-            report.closed.append(client_id)
+            done.closed.append(client_id)
         else:
-            report.not_connected.append(client_id)
+            done.not_connected.append(client_id)
+    return done
+
+
+def revoke(
+    plan: RevocationPlan,
+    port: Disconnector,
+    *,
+    settle_seconds: float = SETTLE_SECONDS,
+    on_wait: Callable[[float], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    tick_seconds: float = 0.2,
+) -> RevocationReport:
+    """Close every client id of ``plan`` now and again ``settle_seconds`` later (one pass when
+    0); call it after the write that revokes has returned.
+
+    The wait is measured from the start of the first pass (so from after the write), on
+    ``clock``; ``on_wait(seconds_left)`` is called before each ``sleep`` of at most
+    ``tick_seconds``, and with 0.0 just before the second pass. Stops at the first error:
+    :class:`RevocationError`, with ``report`` set to what the passes so far closed.
+    """
+    if not (math.isfinite(settle_seconds) and settle_seconds >= 0):
+        raise ValueError("settle_seconds must be a finite number >= 0")
+    start = clock()
+    report = RevocationReport(plan=plan, settle_seconds=settle_seconds)
+    try:
+        report._merge(_one_pass(plan, port))
+        if settle_seconds > 0:
+            deadline = start + settle_seconds
+            while (left := deadline - clock()) > 0:
+                if on_wait is not None:
+                    on_wait(left)
+                sleep(min(tick_seconds, left))
+            if on_wait is not None:
+                on_wait(0.0)
+            report._merge(_one_pass(plan, port))
+    except RevocationError as exc:
+        exc.report = report
+        raise
     return report
 
 
@@ -163,6 +249,12 @@ def describe(report: RevocationReport) -> Iterable[str]:
         yield "closed live connections: " + ", ".join(report.closed)
     else:
         yield "no live connection found for its client ids"
+    late = [c for p in report.passes[1:] for c in p.closed]
+    if late:
+        yield (
+            "of which opened by a CONNECT in flight during the change, closed by the "
+            "second pass: " + ", ".join(dict.fromkeys(late))
+        )
     plan = report.plan
     if plan is not None and plan.bounded_seconds:
         yield (

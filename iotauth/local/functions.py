@@ -1,11 +1,18 @@
 """The stack's two Lambda functions, the real handlers (``authorizer/app.py``,
 ``signer/app.py``) run in this process: :class:`LocalFunction` calls one with a Lambda
 context of the stand-in account, its Powertools logs optionally sent to a stream of ours.
+:class:`DelayedFunction` answers later, by a random uniform delay in a range: Lambda-like
+latency (``LocalStack(authorizer_latency=…)``, ``iotauth local --authorizer-latency``) to make
+revocation races as likely as on Lambda (docs/design/revocation.md).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import random
+import threading
+import time
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any, TextIO
@@ -13,10 +20,19 @@ from typing import Any, TextIO
 from iotauth.local.aws_standin import ACCOUNT, REGION
 from iotauth.local.lambda_host import LambdaContext, function_arn, load_handler_module
 
-__all__ = ["AUTHORIZER_FUNCTION", "SIGNER_FUNCTION", "LocalFunction", "redirect_logs"]
+__all__ = [
+    "AUTHORIZER_FUNCTION",
+    "MAX_LATENCY_SECONDS",
+    "SIGNER_FUNCTION",
+    "DelayedFunction",
+    "LocalFunction",
+    "parse_latency",
+    "redirect_logs",
+]
 
 AUTHORIZER_FUNCTION = "iotauth-authorizer"
 SIGNER_FUNCTION = "iotauth-signer"
+MAX_LATENCY_SECONDS = 4.0  # below IoT's 5 s for an authorizer: a delay, not a timeout
 
 
 def redirect_logs(module: ModuleType, stream: TextIO) -> Callable[[], None]:
@@ -72,3 +88,54 @@ class LocalFunction:
         else:
             context = LambdaContext(self._name, arn, timeout_seconds=self._timeout)
         return self._handler(event, context)
+
+
+def parse_latency(text: str) -> tuple[float, float]:
+    """``"0.15-0.4"`` (or one number, ``"0.2"``) → ``(low, high)`` seconds; ValueError."""
+    low_text, sep, high_text = text.partition("-")
+    try:
+        low = float(low_text)
+        high = float(high_text) if sep else low
+    except ValueError:
+        raise ValueError(f"expected SECONDS or LOW-HIGH seconds: {text!r}") from None
+    return check_latency((low, high))
+
+
+def check_latency(latency: tuple[float, float]) -> tuple[float, float]:
+    low, high = latency
+    if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
+        raise ValueError(f"a latency range is 0 <= LOW <= HIGH seconds, not {low:g}-{high:g}")
+    if high > MAX_LATENCY_SECONDS:
+        raise ValueError(f"a latency above {MAX_LATENCY_SECONDS:g} s is a timeout, not a delay")
+    return low, high
+
+
+class DelayedFunction:
+    """``function``, answering a random ``latency`` (uniform in ``(low, high)`` seconds) later.
+
+    The delay comes after the function has run, between its answer and the caller's use of
+    it: the record is read early and the answer arrives late, the widest window for a
+    revocation race (on Lambda: the response's way back, a slow invoke, a GC pause). ``seed``
+    makes the delays repeatable (tests); ``sleep`` is injectable.
+    """
+
+    def __init__(
+        self,
+        function: Callable[[dict[str, Any]], Any],
+        latency: tuple[float, float],
+        *,
+        seed: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._function = function
+        self.latency = check_latency(latency)
+        self._random = random.Random(seed)  # noqa: S311 - a delay, not a secret
+        self._lock = threading.Lock()  # called from the gateway's executor threads
+        self._sleep = sleep
+
+    def __call__(self, event: dict[str, Any]) -> Any:
+        answer = self._function(event)
+        with self._lock:
+            delay = self._random.uniform(*self.latency)
+        self._sleep(delay)
+        return answer

@@ -46,7 +46,13 @@ from iotauth.local.aws_standin import (
 )
 from iotauth.local.banner import banner
 from iotauth.local.certs import generate_certificates
-from iotauth.local.functions import AUTHORIZER_FUNCTION, SIGNER_FUNCTION, LocalFunction
+from iotauth.local.functions import (
+    AUTHORIZER_FUNCTION,
+    SIGNER_FUNCTION,
+    DelayedFunction,
+    LocalFunction,
+    check_latency,
+)
 from iotauth.local.gateway import GatewayConfig, LocalGateway
 from iotauth.local.gateway_thread import GatewayThread
 from iotauth.local.http_servers import close_http
@@ -161,8 +167,23 @@ class LocalStack:
         authorizer_name: str | None = None,
         parameters: Mapping[str, str] | None = None,
         handler_logs: TextIO | None = None,
+        authorizer_latency: tuple[float, float] | None = None,
+        latency_seed: int | None = None,
+        authorizer_timeout: float = 5.0,
     ) -> None:
         self.ports = ports or LocalPorts()
+        # (low, high) seconds added to every authorizer answer (uniform, from a Random seeded
+        # with latency_seed): to make revocation races as likely as on Lambda.
+        self.authorizer_latency = (
+            None if authorizer_latency is None else check_latency(authorizer_latency)
+        )
+        self.latency_seed = latency_seed
+        # How long the gateway waits for the authorizer: IoT Core's 5 s. A later answer, or
+        # none, refuses the CONNECT; tests may shorten it to shorten the revocation bound.
+        if not 0 < authorizer_timeout <= 5.0:
+            raise ValueError("authorizer_timeout must be in (0, 5] seconds, as IoT's limit")
+        self.authorizer_timeout = authorizer_timeout
+        self._delayed: DelayedFunction | None = None
         self.parameters = dict(parameters or {})  # template parameter overrides
         # Where the handlers' Powertools logs go (default: stdout, as in Lambda).
         self.handler_logs = handler_logs
@@ -227,6 +248,10 @@ class LocalStack:
         )
         _check_settings("the authorizer", "iotauth.connect.authenticate", "Settings")
         self._authorizer = self._function(AUTHORIZER_FUNCTION, "authorizer")
+        if self.authorizer_latency is not None:
+            self._delayed = DelayedFunction(
+                self._authorizer, self.authorizer_latency, seed=self.latency_seed
+            )
         iot_port, iot_note = _choose_iot_port(self.ports.iot)
         domain = template.domain_configuration({"IotAuthorizer": authorizer_name})
         gateway = LocalGateway(
@@ -241,6 +266,7 @@ class LocalStack:
                 ws_port=self.ports.ws,
                 iot_port=iot_port,
                 domain=domain,
+                authorizer_timeout=self.authorizer_timeout,
             )
         )
         running = GatewayThread(gateway)
@@ -280,6 +306,7 @@ class LocalStack:
         """Stop everything started so far (safe to call twice)."""
         self._info = None
         self._gateway = None
+        self._delayed = None
         while self._cleanup:
             step = self._cleanup.pop()
             try:
@@ -369,6 +396,8 @@ class LocalStack:
 
     def _call_authorizer(self, event: dict[str, Any]) -> Any:
         assert self._authorizer is not None
+        if self._delayed is not None:
+            return self._delayed(event)
         return self._authorizer(event)
 
     def call_signer(self, event: dict[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,8 @@ def run(
         "_disconnector",
         lambda args: IotDataDisconnector(lambda url: client, clean_session=args.clean_session),
     )
+    # One pass, no wait: the second pass is tested in test_cli_revocation_passes.py.
+    monkeypatch.setattr(lifecycle, "SETTLE_SECONDS", 0.0)
     DynamoDBStore("iotauth-cli").create_table()
     return cli_runner(monkeypatch, capsys)
 

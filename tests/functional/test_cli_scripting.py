@@ -167,6 +167,8 @@ def run(
         "_disconnector",
         lambda args: IotDataDisconnector(lambda url: client, clean_session=args.clean_session),
     )
+    # One pass, no wait: the second pass is tested in test_cli_revocation_passes.py.
+    monkeypatch.setattr(lifecycle, "SETTLE_SECONDS", 0.0)
     DynamoDBStore("iotauth-cli").create_table()
     return cli_runner(monkeypatch, capsys)
 
@@ -194,6 +196,8 @@ def test_lifecycle_json(run: Run, iot_data: Stubber) -> None:
         "disconnect": "done",
         "closed": ["s1a"],
         "notConnected": ["s1b"],
+        "passes": [{"closed": ["s1a"], "notConnected": ["s1b"]}],  # one: SETTLE_SECONDS is 0
+        "settleSeconds": 0.0,
     }
     code, out, _ = run("devices", "enable", "sensor-1", "--json")
     assert code == 0 and json.loads(out) == {"username": "sensor-1", "status": "active"}

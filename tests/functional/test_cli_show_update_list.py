@@ -46,6 +46,7 @@ def run(
     iot_data: Stubber, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Run:
     monkeypatch.setenv("IOTAUTH_TABLE", TABLE)
+    monkeypatch.setattr(lifecycle, "SETTLE_SECONDS", 0.0)  # one pass: one stubbed answer
     client = iot_data.client
     monkeypatch.setattr(
         lifecycle,

@@ -5,17 +5,27 @@ refresh or disconnect; so ``disable``, ``rotate`` and ``remove`` then close the 
 live connections with IoT's ``DeleteConnection`` (:mod:`iotauth.identities.revocation`;
 ``disconnect`` does only that) on the ``iot:Data-ATS`` endpoint (``--iot-endpoint``/
 ``IOTAUTH_IOT_ENDPOINT``, else ``AWS_ENDPOINT_URL`` as the local stand-in sets it, else
-``iot:DescribeEndpoint``), and say what they closed on stderr. ``disable``, ``enable`` and
+``iot:DescribeEndpoint``), and say what they closed on stderr. They close twice
+(:func:`iotauth.identities.revocation.revoke`): at once, and again ``--settle-seconds``
+(default :data:`~iotauth.identities.revocation.SETTLE_SECONDS`, 6 s) later, when every
+CONNECT that was in flight during the change has been answered: a CONNECT whose authorizer
+read the record before the write and answered after the first pass would otherwise keep its
+session. The wait is shown on stderr (a countdown on a terminal, one line elsewhere), and
+what was closed is reported only after the second pass. ``disable``, ``enable`` and
 ``rotate`` write only if the record is still the one they read (no lost update). With
-``--json`` each prints what it did on stdout (``username``, ``status``, ``closed``, …); a
-failed DeleteConnection exits 3 and keeps the table change, which it reports all the same.
+``--json`` each prints what it did on stdout (``username``, ``status``, ``closed``,
+``passes``, …); a failed DeleteConnection exits 3 and keeps the table change, which it
+reports all the same.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import sys
 import time
+from contextlib import ExitStack
 from typing import Any
 
 from iotauth.cli import EXIT_AWS, EXIT_OK, CommandError, refuse_secret_flag
@@ -29,19 +39,21 @@ from iotauth.cli.devices.common import (
     secret_args,
     verifier_from_stdin,
 )
-from iotauth.cli.output import add_json_flag, emit, note, wants_json
+from iotauth.cli.output import Progress, add_json_flag, emit, note, progress, wants_json
 from iotauth.identities.credentials import generate_secret, hash_generated_secret
 from iotauth.identities.records import IdentityRecord
 from iotauth.identities.revocation import (
+    SETTLE_SECONDS,
     IotDataDisconnector,
     RevocationError,
     RevocationPlan,
+    RevocationReport,
     describe,
     plan_for,
     revoke,
 )
 
-__all__ = ["register"]
+__all__ = ["register", "settle_options"]
 
 
 # -- closing live connections --------------------------------------------------------------
@@ -80,27 +92,102 @@ def _disconnector(args: argparse.Namespace) -> IotDataDisconnector:
     return IotDataDisconnector(factory, clean_session=args.clean_session)
 
 
+class _Countdown:
+    """``on_wait`` for :func:`revoke`: a countdown bar on a terminal (stderr), else one line."""
+
+    def __init__(self, settle_seconds: float) -> None:
+        self._total = max(1, math.ceil(settle_seconds))
+        self._settle = settle_seconds
+        self._stack = ExitStack()
+        self._bar: Progress | None = None
+        self._started = False
+
+    def __call__(self, left: float) -> None:
+        if not self._started:
+            self._started = True
+            if _stderr_is_terminal():
+                label = "waiting for CONNECTs in flight, seconds"
+                self._bar = self._stack.enter_context(progress(self._total, label))
+            else:
+                note(
+                    f"waiting {self._settle:g} s for CONNECTs in flight during the change to "
+                    "be answered (IoT gives an authorizer at most 5 s), then closing again"
+                )
+        if self._bar is not None:
+            elapsed = self._total - math.ceil(left)
+            if elapsed > self._bar.done:
+                self._bar.advance(elapsed - self._bar.done)
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _settle_seconds(args: argparse.Namespace) -> float:
+    """``--settle-seconds`` (commands that do not have it, e.g. ``update``: the default)."""
+    chosen = getattr(args, "settle_seconds", None)
+    if chosen is None:
+        return SETTLE_SECONDS
+    if chosen < SETTLE_SECONDS:
+        risk = "one pass only" if chosen == 0 else f"--settle-seconds {chosen:g}"
+        note(
+            f"warning: {risk}, below {SETTLE_SECONDS:g} s (IoT's 5 s authorizer limit and a "
+            "margin): a CONNECT in flight during the change may keep its session"
+        )
+    return float(chosen)
+
+
+def _pass_json(report: RevocationReport) -> list[dict[str, list[str]]]:
+    return [{"closed": p.closed, "notConnected": p.not_connected} for p in report.passes]
+
+
 def _close_connections(
     args: argparse.Namespace, name: str, plan: RevocationPlan, result: dict[str, Any]
 ) -> int:
-    """Close the plan's connections and record how in ``result`` (``disconnect``: done,
-    skipped or failed; ``closed``, ``notConnected``); 0, or 3 when that failed (the table
+    """Close the plan's connections in two passes (:func:`revoke`; call it after the write)
+    and record how in ``result`` (``disconnect``: done, skipped or failed; ``closed``,
+    ``notConnected``, ``passes``, ``settleSeconds``); 0, or 3 when that failed (the table
     change stays)."""
     result.update(closed=[], notConnected=[])
     if args.no_disconnect:
         result["disconnect"] = "skipped"
         note("live connections left open (--no-disconnect)")
         return EXIT_OK
+    settle = _settle_seconds(args)
+    result["settleSeconds"] = settle
+    countdown = _Countdown(settle)
     try:
-        report = revoke(plan, _disconnector(args))
+        report = revoke(plan, _disconnector(args), settle_seconds=settle, on_wait=countdown)
     except (RevocationError, CommandError) as exc:
+        partial = getattr(exc, "report", None)
+        if partial is not None:
+            result.update(closed=partial.closed, passes=_pass_json(partial))
         result.update(disconnect="failed", error=str(exc))
         note(
             f"iotauth: error: {exc}; run `iotauth devices disconnect {name}` "
             "(with --client-id for a removed identity) to retry"
         )
         return EXIT_AWS
-    result.update(disconnect="done", closed=report.closed, notConnected=report.not_connected)
+    except KeyboardInterrupt:
+        note(
+            "interrupted before the last pass: a CONNECT in flight during the change may keep "
+            f"its session; run `iotauth devices disconnect {name}` to close it"
+        )
+        raise
+    finally:
+        countdown.close()
+    result.update(
+        disconnect="done",
+        closed=report.closed,
+        notConnected=report.not_connected,
+        passes=_pass_json(report),
+    )
     if plan.bounded_seconds:
         result["otherSessionsEndWithinSeconds"] = plan.bounded_seconds
     for line in describe(report):
@@ -205,22 +292,52 @@ def cmd_remove(args: argparse.Namespace) -> int:
 # -- registration --------------------------------------------------------------------------
 
 
+def _settle_value(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and 0 <= value <= _MAX_SETTLE_SECONDS):
+        raise argparse.ArgumentTypeError(f"expected 0-{_MAX_SETTLE_SECONDS:g} seconds")
+    return value
+
+
+_MAX_SETTLE_SECONDS = 600.0
+
+
+def settle_options() -> argparse.ArgumentParser:
+    """``--settle-seconds``: the parent parser of the commands that close live connections."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--settle-seconds",
+        type=_settle_value,
+        default=None,
+        metavar="S",
+        help=f"close live connections now and again S seconds later (default "
+        f"{SETTLE_SECONDS:g}: IoT's 5 s authorizer limit and a margin), when every CONNECT in "
+        "flight during the change has been answered; less risks that one keeps its session "
+        "(warned), 0 closes once",
+    )
+    return options
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """disable, enable, remove, disconnect, rotate (in that order in ``devices --help``)."""
     revoking = revocation_options()
+    settling = settle_options()
     for name, func, text, parents in (
         (
             "disable",
             cmd_disable,
             "refuse every connection of an identity, and close live ones",
-            [common, revoking],
+            [common, revoking, settling],
         ),
         ("enable", cmd_enable, "enable an identity again (and lift a lockout)", [common]),
         (
             "remove",
             cmd_remove,
             "delete an identity and close its live connections",
-            [common, revoking],
+            [common, revoking, settling],
         ),
     ):
         p = sub.add_parser(name, parents=parents, help=text)
@@ -230,7 +347,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser(
         "disconnect",
-        parents=[common, revoking],
+        parents=[common, revoking, settling],
         help="close an identity's live connections now (IoT DeleteConnection)",
     )
     p.add_argument("name")
@@ -246,7 +363,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser(
         "rotate",
-        parents=[common, revoking],
+        parents=[common, revoking, settling],
         help="replace a secret (prints a generated one once) and close live connections",
     )
     p.add_argument("name")

@@ -12,6 +12,8 @@ from iotauth.connect.authenticate import Decision, Settings
 from iotauth.identities.credentials import hash_generated_secret
 from iotauth.identities.records import IdentityRecord
 from iotauth.identities.revocation import (
+    IOT_AUTHORIZER_LIMIT_SECONDS,
+    SETTLE_SECONDS,
     IotDataDisconnector,
     RevocationError,
     RevocationPlan,
@@ -59,7 +61,8 @@ def test_aliyun_without_timestamp_closes_the_spellings_sdks_send() -> None:
 
 class _Port:
     def __init__(self, live: set[str], fail_on: str | None = None) -> None:
-        self.live, self.fail_on, self.asked = live, fail_on, []
+        self.live, self.fail_on = live, fail_on
+        self.asked: list[str] = []
 
     def disconnect(self, client_id: str) -> bool:
         self.asked.append(client_id)
@@ -73,16 +76,111 @@ class _Port:
 
 def test_revoke_reports_closed_and_absent() -> None:
     port = _Port({"b"})
-    report = revoke(RevocationPlan(("a", "b")), port)
+    report = revoke(RevocationPlan(("a", "b")), port, settle_seconds=0)
     assert (report.closed, report.not_connected) == (["b"], ["a"])
+    assert len(report.passes) == 1  # 0: one pass, the caller asked for it
     lines = list(describe(report))
     assert lines == ["closed live connections: b"]
-    bounded = revoke(RevocationPlan(("a",), 3600, "why"), _Port(set()))
+    bounded = revoke(RevocationPlan(("a",), 3600, "why"), _Port(set()), settle_seconds=0)
     lines = list(describe(bounded))
     assert lines[0] == "no live connection found for its client ids"
     assert "3600 s" in lines[1]
     with pytest.raises(RevocationError):
-        revoke(RevocationPlan(("a", "b")), _Port(set(), fail_on="a"))
+        revoke(RevocationPlan(("a", "b")), _Port(set(), fail_on="a"), settle_seconds=0)
+
+
+class _Clock:
+    """A fake monotonic clock that only ``sleep`` moves; ``at`` runs a step at a time."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+        self.steps: list[tuple[float, Any]] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds > 0
+        self.slept.append(seconds)
+        self.now += seconds
+        for when, step in list(self.steps):
+            if self.now >= when:
+                self.steps.remove((when, step))
+                step()
+
+
+def test_the_default_wait_is_iots_authorizer_limit_and_a_margin() -> None:
+    assert IOT_AUTHORIZER_LIMIT_SECONDS == 5.0
+    assert SETTLE_SECONDS > IOT_AUTHORIZER_LIMIT_SECONDS
+
+
+def test_a_session_opened_during_the_wait_is_closed_by_the_second_pass() -> None:
+    """The race: a CONNECT that read the old record opens its session after the first pass."""
+    clock = _Clock()
+    port = _Port({"a"})
+    clock.steps.append((103.0, lambda: port.live.add("b")))  # the straggler's session
+    waits: list[float] = []
+    report = revoke(
+        RevocationPlan(("a", "b")),
+        port,
+        clock=clock,
+        sleep=clock.sleep,
+        on_wait=waits.append,
+    )
+    assert port.asked == ["a", "b", "a", "b"]  # two passes, the second one after the bound
+    assert clock.now == pytest.approx(100.0 + SETTLE_SECONDS)
+    assert [(p.closed, p.not_connected) for p in report.passes] == [
+        (["a"], ["b"]),
+        (["b"], ["a"]),
+    ]
+    assert (report.closed, report.not_connected) == (["a", "b"], [])
+    assert report.settle_seconds == SETTLE_SECONDS
+    assert waits[0] == pytest.approx(SETTLE_SECONDS) and waits[-1] == 0.0
+    assert waits == sorted(waits, reverse=True)  # a countdown
+    assert max(clock.slept) <= 0.2  # the caller hears from it at least 5 times a second
+    assert next(iter(describe(report))) == "closed live connections: a, b"
+    assert "second pass: b" in list(describe(report))[1]
+
+
+def test_the_wait_counts_from_the_first_pass_not_from_its_end() -> None:
+    """A slow first pass (many ids) does not add to the wait: the bound runs from the write."""
+    clock = _Clock()
+
+    class _Slow(_Port):
+        def disconnect(self, client_id: str) -> bool:
+            if len(self.asked) < 3:
+                clock.now += 1.0  # three slow DeleteConnections in the first pass
+            return super().disconnect(client_id)
+
+    revoke(RevocationPlan(("a", "b", "c")), _Slow(set()), clock=clock, sleep=clock.sleep)
+    assert sum(clock.slept) == pytest.approx(SETTLE_SECONDS - 3.0)
+
+
+def test_a_failed_pass_stops_and_says_what_was_closed() -> None:
+    clock = _Clock()
+    port = _Port({"a"})
+
+    def fail_later() -> None:
+        port.fail_on = "b"
+
+    clock.steps.append((101.0, fail_later))
+    with pytest.raises(RevocationError) as raised:
+        revoke(RevocationPlan(("a", "b")), port, clock=clock, sleep=clock.sleep)
+    assert raised.value.report is not None
+    assert raised.value.report.closed == ["a"]  # the first pass; the second failed
+    first = _Port(set(), fail_on="a")
+    with pytest.raises(RevocationError):
+        revoke(RevocationPlan(("a",)), first, clock=clock, sleep=clock.sleep)
+    assert first.asked == ["a"]  # no wait after a failed first pass
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+def test_a_wait_that_is_no_number_of_seconds_is_refused(bad: float) -> None:
+    port = _Port(set())
+    with pytest.raises(ValueError, match="settle_seconds"):
+        revoke(RevocationPlan(("a",)), port, settle_seconds=bad)
+    assert port.asked == []
 
 
 @pytest.fixture
@@ -116,7 +214,7 @@ def test_adapter_sends_deleteconnection_as_iot_expects(iot_data: tuple[Any, Stub
 
     port = IotDataDisconnector(factory, "https://h")
     with stub:
-        assert port.disconnect(params["clientId"]) is True
+        assert port.disconnect(str(params["clientId"])) is True
         assert port.disconnect("gone") is False
         with pytest.raises(RevocationError, match="ForbiddenException"):
             port.disconnect("x")
