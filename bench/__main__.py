@@ -14,6 +14,8 @@ SUITES = (
     "bench.coldstart",
     "bench.import_rate",
     "bench.fleet",
+    "bench.revocation",
+    "bench.web_revocation",
 )
 
 

@@ -3,10 +3,11 @@
 A thin shell over :class:`iotauth.browser.web_signing.WebSigner`: the caller's JWT ``sub`` →
 ``{url, clientId, topics, expiresAt}``, ``Cache-Control: no-store``; no identity → 401, over
 the caller's own rate limit (:mod:`iotauth.browser.rate_limit`, checked before any STS call)
-→ 429 with ``Retry-After``, STS/endpoint failure → 503, other routes → 404, misconfiguration
-→ 500. The URL is a bearer
-credential, so neither it nor the event (the caller's JWT) is ever logged. Settings and AWS
-clients are built at import (Lambda's init, which SnapStart captures).
+→ 429 with ``Retry-After``, disabled by an operator (``iotauth users disable``: the
+``webuser#`` record, read consistently on every request, never cached) → 403, that check,
+STS or the endpoint failing → 503 (fail closed), other routes → 404, misconfiguration → 500.
+The URL is a bearer credential, so neither it nor the event (the caller's JWT) is ever
+logged. Settings and AWS clients are built at import (Lambda's init, which SnapStart captures).
 
 Design: docs/design/signer.md
 """
@@ -30,13 +31,19 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from iotauth.access.scoping import ArnContext
 from iotauth.browser.aws_adapters import (
+    DynamoDBDisabledUsers,
     DynamoDBRateCounter,
     IotEndpointResolver,
     StsCredentialIssuer,
 )
 from iotauth.browser.http_api import CorsPolicy, Request, Response, not_found, preflight
 from iotauth.browser.rate_limit import PerUserRateLimiter, RateRule
-from iotauth.browser.web_signing import SignerSettings, SignerUnavailable, WebSigner
+from iotauth.browser.web_signing import (
+    SignerSettings,
+    SignerUnavailable,
+    UserDisabled,
+    WebSigner,
+)
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -62,12 +69,27 @@ def _limiter(env: Mapping[str, str]) -> PerUserRateLimiter | None:
     return PerUserRateLimiter(rule, DynamoDBRateCounter.from_env(table))
 
 
+def _disabled_users(env: Mapping[str, str]) -> DynamoDBDisabledUsers | None:
+    """The operators' disabled-user records, in ``IOTAUTH_TABLE`` (the template always sets
+    it); without a table (local tools, some tests) there is no check, and the log says so."""
+    table = env.get("IOTAUTH_TABLE", "").strip()
+    if not table:
+        logger.warning("no IOTAUTH_TABLE: disabled browser users are not checked")
+        return None
+    return DynamoDBDisabledUsers.from_env(table)
+
+
 def _build(settings: SignerSettings) -> App:
     origins = settings.allowed_origins
     cors = CorsPolicy(origins) if origins else None
     limiter = _limiter(os.environ)
     issuer = StsCredentialIssuer.from_env()
-    signer = WebSigner(settings, issuer, IotEndpointResolver.from_env(settings.endpoint))
+    signer = WebSigner(
+        settings,
+        issuer,
+        IotEndpointResolver.from_env(settings.endpoint),
+        disabled=_disabled_users(os.environ),
+    )
     return cors, signer, limiter
 
 
@@ -101,6 +123,9 @@ def mqtt_url(
     try:
         arn = ArnContext.from_function_arn(context.invoked_function_arn)
         signed = signer.sign_url(subject, arn)
+    except UserDisabled as exc:
+        logger.warning("refused a disabled user", extra={"client_id": str(exc)})
+        return Response.json(403, {"message": "This user is disabled"})
     except SignerUnavailable as exc:
         logger.error("cannot issue a URL", extra={"error": str(exc)})
         return Response.json(503, {"message": "Service unavailable, try again shortly"})

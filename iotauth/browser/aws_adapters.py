@@ -5,8 +5,10 @@
 timeouts; every failure is :class:`~iotauth.browser.web_signing.SignerUnavailable`, naming no
 value. :class:`DynamoDBRateCounter` is the per-caller rate limit's counter
 (:mod:`iotauth.browser.rate_limit`): one conditional ``UpdateItem`` on the same client, within
-``RATE_CALL_TIMEOUT``. No botocore: its STS client alone costs as much cold start as the
-whole signer.
+``RATE_CALL_TIMEOUT``. :class:`DynamoDBDisabledUsers` reads an operator's ``webuser#`` record
+(one strongly consistent ``GetItem``) before each URL; any failure there is
+:class:`~iotauth.browser.web_signing.SignerUnavailable` (fail closed). No botocore: its STS
+client alone costs as much cold start as the whole signer.
 
 Design: docs/design/signer.md
 """
@@ -21,6 +23,7 @@ from urllib.parse import urlencode
 
 from iotauth.browser.rate_limit import RateStoreUnavailable
 from iotauth.browser.web_signing import SignerUnavailable, TemporaryCredentials
+from iotauth.identities.web_users import webuser_key
 from iotauth.wire.aws_json import (
     DYNAMODB,
     IOT,
@@ -34,6 +37,7 @@ from iotauth.wire.aws_json import (
 from iotauth.wire.sigv4 import canonical_query_string
 
 __all__ = [
+    "DynamoDBDisabledUsers",
     "DynamoDBRateCounter",
     "IotEndpointResolver",
     "StsCredentialIssuer",
@@ -50,6 +54,9 @@ RATE_CONNECT_TIMEOUT = 0.3
 RATE_READ_TIMEOUT = 0.5
 RATE_CALL_TIMEOUT = 0.8
 RATE_MAX_ATTEMPTS = 2
+# The disabled-user check: the same short budget (a browser waits on it), but its failure
+# refuses the URL (503) instead of letting it through.
+CHECK_CALL_TIMEOUT = 1.0
 
 
 def transport(service: Service, env: Mapping[str, str] | None = None) -> AwsTransport:
@@ -176,14 +183,16 @@ class DynamoDBRateCounter:
         return cls(table, cls._new_api(env))
 
     @staticmethod
-    def _new_api(env: Mapping[str, str] | None = None) -> AwsJsonClient:
+    def _new_api(
+        env: Mapping[str, str] | None = None, total_timeout: float = RATE_CALL_TIMEOUT
+    ) -> AwsJsonClient:
         return AwsJsonClient.from_env(
             DYNAMODB,
             env,
             connect_timeout=RATE_CONNECT_TIMEOUT,
             read_timeout=RATE_READ_TIMEOUT,
             max_attempts=RATE_MAX_ATTEMPTS,
-            total_timeout=RATE_CALL_TIMEOUT,
+            total_timeout=total_timeout,
         )
 
     def count(self, key: str, limit: int, expires_at: int) -> bool:
@@ -211,3 +220,39 @@ class DynamoDBRateCounter:
         except ValueError:  # ConfigError: no region or credentials
             raise RateStoreUnavailable("dynamodb:UpdateItem not configured") from None
         return True
+
+
+class DynamoDBDisabledUsers:
+    """``GetItem webuser#<web username>`` (``ConsistentRead``: a disable applies to the next
+    request), projecting only ``status``: 1 read request unit per URL. Never cached."""
+
+    def __init__(self, table: str, api: AwsJsonClient | None = None) -> None:
+        self.table = table
+        self._api = api
+
+    @classmethod
+    def from_env(cls, table: str, env: Mapping[str, str] | None = None) -> DynamoDBDisabledUsers:
+        return cls(table, DynamoDBRateCounter._new_api(env, CHECK_CALL_TIMEOUT))
+
+    def is_disabled(self, username: str) -> bool:
+        try:
+            params = {
+                "TableName": self.table,
+                "Key": {"pk": {"S": webuser_key(username)}},
+                "ConsistentRead": True,
+                "ProjectionExpression": "#s",
+                "ExpressionAttributeNames": {"#s": "status"},
+            }
+            if self._api is None:
+                self._api = DynamoDBRateCounter._new_api(None, CHECK_CALL_TIMEOUT)
+            answer = self._api.call("GetItem", params)
+        except AwsError as exc:
+            raise SignerUnavailable(f"dynamodb:GetItem failed ({exc.code})") from None
+        except ValueError:  # ConfigError, or a name that cannot be a key
+            raise SignerUnavailable("dynamodb:GetItem not possible") from None
+        item = answer.get("Item") if isinstance(answer, dict) else None
+        if not item:
+            return False
+        status = item.get("status", {})
+        # Anything but a readable "active" is taken as disabled: an operator wrote it.
+        return not (isinstance(status, dict) and status.get("S") == "active")

@@ -37,11 +37,13 @@ from iotauth.wire.sigv4 import MAX_URL_AGE, presign_mqtt_url
 __all__ = [
     "REFRESH_MARGIN",
     "CredentialIssuer",
+    "DisabledUsers",
     "EndpointResolver",
     "SignedUrl",
     "SignerSettings",
     "SignerUnavailable",
     "TemporaryCredentials",
+    "UserDisabled",
     "WebSigner",
     "role_session_name",
 ]
@@ -59,6 +61,20 @@ _SESSION_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_+=,.@-]")
 
 class SignerUnavailable(Exception):
     """A dependency (STS, IoT DescribeEndpoint) failed; callers answer with a generic 503."""
+
+
+class UserDisabled(Exception):
+    """An operator disabled this user (``iotauth users disable``): no URL; callers answer 403."""
+
+
+class DisabledUsers(Protocol):
+    """The operators' ``webuser#`` records (:mod:`iotauth.identities.web_users`)."""
+
+    def is_disabled(self, username: str) -> bool:
+        """True when ``username`` (a web username) is disabled, read consistently (no cache:
+        a disable applies to the very next request). Raises :class:`SignerUnavailable` when
+        that cannot be known: the caller then refuses (fail closed)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,10 +200,12 @@ class WebSigner:
         *,
         clock: Callable[[], float] = time.time,
         max_cached: int = 10_000,
+        disabled: DisabledUsers | None = None,
     ) -> None:
         self._settings = settings
         self._issuer = issuer
         self._endpoints = endpoints
+        self._disabled = disabled
         self._clock = clock
         self._max_cached = max_cached
         self._cache: OrderedDict[tuple[str, ArnContext], TemporaryCredentials] = OrderedDict()
@@ -204,10 +222,14 @@ class WebSigner:
     def sign_url(self, subject: str, arn: ArnContext) -> SignedUrl:
         """The caller's URL. ``subject`` is the verified JWT ``sub``.
 
-        Raises :class:`~iotauth.access.names.InvalidName` (a ValueError) for an unusable subject
-        and :class:`SignerUnavailable` when STS or the endpoint lookup fails.
+        Raises :class:`~iotauth.access.names.InvalidName` (a ValueError) for an unusable subject,
+        :class:`UserDisabled` for a disabled user (checked before any cached credential is
+        used) and :class:`SignerUnavailable` when the check, STS or the endpoint lookup fails.
         """
         username = web_username(subject)
+        if self._disabled is not None and self._disabled.is_disabled(username):
+            self.forget(username)
+            raise UserDisabled(username)
         scope = self.scope_for(username)
         credentials = self._credentials(username, scope, arn)
         endpoint = self._endpoints.data_endpoint()
@@ -240,6 +262,13 @@ class WebSigner:
             expires_at=datetime.fromtimestamp(int(expires), UTC),
             rooms=scope.rooms,
         )
+
+    def forget(self, username: str) -> None:
+        """Drop ``username``'s cached credentials (issued before it was disabled: once it is
+        enabled again, it gets new ones)."""
+        with self._lock:
+            for key in [k for k in self._cache if k[0] == username]:
+                del self._cache[key]
 
     def _credentials(self, username: str, scope: Scope, arn: ArnContext) -> TemporaryCredentials:
         key = (username, arn)

@@ -51,6 +51,7 @@ _COMMAND_MODULES = (
     "iotauth.cli.signing",  # sign-url, aliyun-credentials
     "iotauth.cli.local",  # local
     "iotauth.cli.endpoint",  # endpoint
+    "iotauth.cli.users",  # users disable|enable|show|list (browser users)
 )
 
 

@@ -1,15 +1,25 @@
 """template.yaml's signer: no anonymous request reaches the function (every route that invokes
 it has the JWT authorizer; API Gateway answers CORS preflights itself), the global throttle,
-the per-user rate limit's settings and its narrow IAM, and the reserved concurrency."""
+the per-user rate limit's settings and its narrow IAM, the disabled-user check's read, the
+operators' write of the client role's deny list (that role only), the room that list gets
+in IAM's inline-policy quota, and the reserved concurrency."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from iotauth.access.scoping import ArnContext
 from iotauth.browser.rate_limit import KEY_PREFIX, LIMIT_VARIABLE, RateRule
+from iotauth.identities.web_users import (
+    DENY_LIST_KEY,
+    DENY_POLICY_BUDGET,
+    MAX_CREDENTIAL_SECONDS,
+    ROLE_INLINE_LIMIT,
+    WEBUSER_PREFIX,
+)
 from iotauth.local.stack import TEMPLATE_PATH
 from iotauth.local.template import Template
 
@@ -104,7 +114,7 @@ def test_the_per_user_limit_reaches_the_function(doc: dict[str, Any]) -> None:
     assert "SignerTablePolicy" in _list(doc["Resources"]["SignerFunction"]["DependsOn"])
 
 
-def test_the_signer_may_only_count_in_the_table(doc: dict[str, Any]) -> None:
+def test_the_signer_may_only_count_and_check_disabled_users(doc: dict[str, Any]) -> None:
     resources = doc["Resources"]
     policy = resources["SignerTablePolicy"]["Properties"]
     assert policy["RoleName"] == {"Ref": "SignerRole"}
@@ -115,8 +125,19 @@ def test_the_signer_may_only_count_in_the_table(doc: dict[str, Any]) -> None:
             "Action": "dynamodb:UpdateItem",
             "Resource": {"Fn::GetAtt": ["CredentialsTable", "Arn"]},
             "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{KEY_PREFIX}*"]}},
-        }
+        },
+        {
+            "Sid": "CheckDisabledUsers",
+            "Effect": "Allow",
+            "Action": "dynamodb:GetItem",
+            "Resource": {"Fn::GetAtt": ["CredentialsTable", "Arn"]},
+            "Condition": {
+                "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{WEBUSER_PREFIX}*"]}
+            },
+        },
     ]
+    # The deny list's own item is outside what the signer may read (its key only looks alike).
+    assert not DENY_LIST_KEY.startswith(WEBUSER_PREFIX)
     # No other grant of the signer's names the table or any DynamoDB action, and the role
     # itself references neither the table nor the key (the key's policy names the role).
     for name, resource in resources.items():
@@ -142,3 +163,33 @@ def test_the_signer_may_only_count_in_the_table(doc: dict[str, Any]) -> None:
 def test_the_table_expires_the_counters(doc: dict[str, Any]) -> None:
     ttl = doc["Resources"]["CredentialsTable"]["Properties"]["TimeToLiveSpecification"]
     assert ttl == {"AttributeName": "expiresAt", "Enabled": True}  # what the counter sets
+
+
+def test_operators_may_write_only_the_client_roles_inline_policies(doc: dict[str, Any]) -> None:
+    statements = doc["Resources"]["OperatorPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    iam = [s for s in statements if any(str(a).startswith("iam:") for a in _list(s["Action"]))]
+    assert iam == [
+        {
+            "Sid": "DenyDisabledBrowserUsers",
+            "Effect": "Allow",
+            "Action": ["iam:PutRolePolicy", "iam:DeleteRolePolicy"],
+            "Resource": {"Fn::GetAtt": ["IotClientRole", "Arn"]},
+        }
+    ]
+    # The table grant (records and the deny list item) is the table's, already there.
+    table = next(s for s in statements if s.get("Sid") == "ManageIdentities")
+    assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"} <= set(table["Action"])
+
+
+def test_the_client_role_leaves_the_deny_list_its_budget(doc: dict[str, Any]) -> None:
+    """IAM counts a role's inline policies together (10,240 characters, no whitespace): the
+    template's own must leave DENY_POLICY_BUDGET, even with a long root and partition."""
+    role = doc["Resources"]["IotClientRole"]["Properties"]
+    assert role["MaxSessionDuration"] == MAX_CREDENTIAL_SECONDS  # the deny list's retention
+    long_root = "r" * 60
+    for arn in (ARN, ArnContext("aws-us-gov", "us-gov-west-1", "123456789012")):
+        template = Template.load(TEMPLATE_PATH, arn, {"WebSharedTopicRoot": long_root})
+        policies = template.role_policies("IotClientRole")
+        assert list(policies) == ["web-clients"]
+        size = sum(len(json.dumps(p, separators=(",", ":"))) for p in policies.values())
+        assert size + DENY_POLICY_BUDGET <= ROLE_INLINE_LIMIT, size
