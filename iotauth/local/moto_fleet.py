@@ -72,9 +72,8 @@ class _Backup:
             self._streams[id(table)] = (shard, len(shard.items))
 
     def restore(self) -> None:
-        """Put every touched item back as it was (deleting those that were absent)."""
-        for table, *_ in self._items.values():
-            _changed(table)
+        """Put every touched item back as it was (deleting those that were absent), and each
+        table's scan order with them."""
         for table, hash_value, range_value, old, had_rows in self._items.values():
             if range_value is not None:
                 rows = table.items[hash_value]
@@ -86,8 +85,10 @@ class _Backup:
                     del table.items[hash_value]
             elif old is None:
                 table.items.pop(hash_value, None)
+                _followed(table, hash_value, added=False)
             else:
                 table.items[hash_value] = old
+                _followed(table, hash_value, added=True)
         for shard, length in self._streams.values():
             del shard.items[length:]
 
@@ -192,19 +193,15 @@ def transact_write_items(  # noqa: PLR0915 - moto's loop, kept whole to compare
         raise TransactionCanceledException(errors)
 
 
-def _changed(table: Any) -> None:
-    """The table's key set may have changed in a way not followed: rebuild its order."""
-    table.__dict__.pop("_iotauth_key_order", None)
-
-
 def _position(value: str) -> tuple[int, str]:
     """Where a key stands in a scan: by a hash of it, as DynamoDB's partitions order items."""
     return zlib.crc32(value.encode()), value
 
 
 def _key_order(table: Any) -> tuple[list[Any], list[Any]]:
-    """(scan positions, hash keys) in scan order: built once (~0.5 s at 200,000 items), then
-    kept in step by each put and delete of a key (:func:`_followed`)."""
+    """(scan positions, hash keys) in scan order: built at a table's first write (or first
+    scan: ~0.5 s at 200,000 items), then kept in step by each put and delete of a key
+    (:func:`_followed`)."""
     cached = table.__dict__.get("_iotauth_key_order")
     if cached is not None and cached[0] is table.items and len(cached[1]) == len(table.items):
         return cached[1], cached[2]
@@ -217,8 +214,11 @@ def _key_order(table: Any) -> tuple[list[Any], list[Any]]:
 def _followed(table: Any, key: Any, added: bool) -> None:
     """Keep a built order in step with one key added or removed (a list insert: O(n)
     pointer moves, microseconds, where a rebuild sorts the table)."""
+    if table.hash_key_type != "S" or table.range_key_attr:
+        return
     cached = table.__dict__.get("_iotauth_key_order")
-    if cached is None or cached[0] is not table.items or table.hash_key_type != "S":
+    if cached is None or cached[0] is not table.items:
+        _key_order(table)  # built while the table is small, then kept in step (key included)
         return
     values, keys = cached[1], cached[2]
     position = _position(key.value)

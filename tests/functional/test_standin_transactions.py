@@ -333,6 +333,14 @@ def test_scan_pages_hold_what_moto_s_do(moto_server: str, kwargs: dict[str, Any]
         client.delete_item(TableName=HASH, Key={"pk": {"S": "identity#004"}})
         client.put_item(TableName=HASH, Item={"pk": {"S": "identity#0045"}})
         client.transact_write_items(TransactItems=[_put("identity#zz"), _delete("identity#010")])
+        with pytest.raises(ClientError):  # rolled back: the new key goes, the deleted one stays
+            client.transact_write_items(
+                TransactItems=[
+                    _put("identity#new"),
+                    _delete("identity#011"),
+                    _put("c", **_absent()),
+                ]
+            )
         return [first, _pages(client, **kwargs)]
 
     def flat(pages: list[list[str]]) -> list[str]:
