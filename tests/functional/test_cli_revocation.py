@@ -7,44 +7,18 @@ against the local stand-in's endpoint).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import boto3
 import pytest
 from botocore.stub import Stubber
 
 from iotauth.cli.devices import lifecycle
-from iotauth.identities.revocation import IotDataDisconnector
 from iotauth.identities.store import DynamoDBStore
-from tests.cli_support import Run, cli_runner
+from tests.cli_support import Run
 
 
 @pytest.fixture
-def iot_data(moto_aws: None) -> Iterator[Stubber]:
-    client = boto3.client(
-        "iot-data", endpoint_url="https://example-ats.iot.us-east-1.amazonaws.com"
-    )
-    stub = Stubber(client)
-    with stub:
-        yield stub
-    stub.assert_no_pending_responses()
-
-
-@pytest.fixture
-def run(
-    iot_data: Stubber, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Run:
-    monkeypatch.setenv("IOTAUTH_TABLE", "iotauth-cli")
-    client = iot_data.client
-    monkeypatch.setattr(
-        lifecycle,
-        "_disconnector",
-        lambda args: IotDataDisconnector(lambda url: client, clean_session=args.clean_session),
-    )
-    # One pass, no wait: the second pass is tested in test_cli_revocation_passes.py.
-    monkeypatch.setattr(lifecycle, "SETTLE_SECONDS", 0.0)
-    DynamoDBStore("iotauth-cli").create_table()
-    return cli_runner(monkeypatch, capsys)
+def run(cli_with_table: Run) -> Run:
+    return cli_with_table
 
 
 def _expect(stub: Stubber, client_id: str, *, live: bool, clean: bool = False) -> None:

@@ -10,10 +10,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
@@ -21,11 +19,9 @@ from botocore.stub import Stubber
 from iotauth import __version__
 from iotauth.cli import EXIT_AWS, EXIT_DENIED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
 from iotauth.cli import signing as signing_cli
-from iotauth.cli.devices import lifecycle
 from iotauth.identities.credentials import is_generated_shape, verify_password
-from iotauth.identities.revocation import IotDataDisconnector
 from iotauth.identities.store import DynamoDBStore, StoreError
-from tests.cli_support import Run, cli_runner
+from tests.cli_support import Run
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = "import sys; from iotauth.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -148,29 +144,8 @@ def test_sign_url_json(aws_env: None, capsys: pytest.CaptureFixture[str]) -> Non
 
 
 @pytest.fixture
-def iot_data(moto_aws: None) -> Iterator[Stubber]:
-    client = boto3.client("iot-data", endpoint_url="https://x-ats.iot.us-east-1.amazonaws.com")
-    stub = Stubber(client)
-    with stub:
-        yield stub
-    stub.assert_no_pending_responses()
-
-
-@pytest.fixture
-def run(
-    iot_data: Stubber, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Run:
-    monkeypatch.setenv("IOTAUTH_TABLE", "iotauth-cli")
-    client = iot_data.client
-    monkeypatch.setattr(
-        lifecycle,
-        "_disconnector",
-        lambda args: IotDataDisconnector(lambda url: client, clean_session=args.clean_session),
-    )
-    # One pass, no wait: the second pass is tested in test_cli_revocation_passes.py.
-    monkeypatch.setattr(lifecycle, "SETTLE_SECONDS", 0.0)
-    DynamoDBStore("iotauth-cli").create_table()
-    return cli_runner(monkeypatch, capsys)
+def run(cli_with_table: Run) -> Run:
+    return cli_with_table
 
 
 def _live(stub: Stubber, client_id: str, *, live: bool = True) -> None:

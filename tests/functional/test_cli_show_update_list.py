@@ -21,9 +21,9 @@ from iotauth.identities.credentials import generate_secret, hash_generated_secre
 from iotauth.identities.lockout import LockoutPolicy, LockoutState
 from iotauth.identities.paging import decode_token, encode_token
 from iotauth.identities.records import IdentityRecord, client_id_key
-from iotauth.identities.revocation import IotDataDisconnector
 from iotauth.identities.store import DynamoDBStore
 from tests.cli_support import Run, cli_runner
+from tests.functional.conftest import stub_disconnects
 
 TABLE = "iotauth-cli"
 TOKEN = re.compile(r"--next (\S+)")
@@ -32,6 +32,7 @@ ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 @pytest.fixture
 def iot_data(moto_endpoint: str) -> Iterator[Stubber]:
+    """A stubbed DeleteConnection client, with this module's moto server as AWS."""
     client = boto3.client(
         "iot-data", endpoint_url="https://example-ats.iot.us-east-1.amazonaws.com"
     )
@@ -46,13 +47,7 @@ def run(
     iot_data: Stubber, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Run:
     monkeypatch.setenv("IOTAUTH_TABLE", TABLE)
-    monkeypatch.setattr(lifecycle, "SETTLE_SECONDS", 0.0)  # one pass: one stubbed answer
-    client = iot_data.client
-    monkeypatch.setattr(
-        lifecycle,
-        "_disconnector",
-        lambda args: IotDataDisconnector(lambda url: client, clean_session=args.clean_session),
-    )
+    stub_disconnects(monkeypatch, lifecycle, iot_data)
     call = cli_runner(monkeypatch, capsys)
     assert call("devices", "create-table")[0] == 0
     return call

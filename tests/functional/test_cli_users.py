@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -17,7 +16,6 @@ import pytest
 from botocore.stub import Stubber
 
 from iotauth.cli import users
-from iotauth.identities.revocation import IotDataDisconnector
 from iotauth.identities.store import DynamoDBStore
 from iotauth.identities.web_users import (
     DENY_LIST_KEY,
@@ -28,19 +26,9 @@ from iotauth.identities.web_users import (
     capacity,
 )
 from tests.cli_support import Run, cli_runner
+from tests.functional.conftest import stub_disconnects
 
 TABLE = "iotauth-users"
-
-
-@pytest.fixture
-def iot_data(moto_aws: None) -> Iterator[Stubber]:
-    client = boto3.client(
-        "iot-data", endpoint_url="https://example-ats.iot.us-east-1.amazonaws.com"
-    )
-    stub = Stubber(client)
-    with stub:
-        yield stub
-    stub.assert_no_pending_responses()
 
 
 @pytest.fixture
@@ -73,12 +61,7 @@ def run(
 ) -> Run:
     monkeypatch.setenv("IOTAUTH_TABLE", TABLE)
     monkeypatch.setenv("IOTAUTH_CLIENT_ROLE_ARN", role)
-    client = iot_data.client
-    monkeypatch.setattr(
-        users,
-        "_disconnector",
-        lambda args: IotDataDisconnector(lambda url: client, clean_session=args.clean_session),
-    )
+    stub_disconnects(monkeypatch, users, iot_data)
     DynamoDBStore(TABLE).create_table()
     return cli_runner(monkeypatch, capsys)
 
