@@ -22,9 +22,11 @@ __all__ = [
     "Progress",
     "add_json_flag",
     "emit",
+    "listed_names",
     "note",
     "print_json",
     "progress",
+    "progress_every",
     "silence_stdout",
     "wants_json",
 ]
@@ -177,3 +179,17 @@ def progress(
         yield bar
     finally:
         bar.finish()
+
+
+def progress_every(total: int) -> int:
+    """The ``every`` of :func:`progress` for ``total`` records: a line per 5 %, at least 100."""
+    return max(100, total // 20)
+
+
+_SHOWN = 20  # names listed in one message
+
+
+def listed_names(names: list[str]) -> str:
+    """The first 20 of ``names``, quoted, and how many more there are."""
+    shown = ", ".join(repr(n) for n in names[:_SHOWN])
+    return shown + (f" … and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")

@@ -1,22 +1,16 @@
 """``iotauth users disable|enable|show|list``: revoke a signed-in browser user.
 
-A browser user (a JWT ``sub``) has no identity record; ``disable`` stops it three ways, in
-this order (docs/design/web-revocation.md):
+Contract: ``disable <sub>`` stops a browser user (a JWT ``sub``, no identity record) in this
+order: writes ``webuser#<web username>`` (the signer issues no new URL from the next
+request), adds the user's client id to the client role's deny list (URLs issued before
+cannot open a session: :mod:`iotauth.identities.web_users`), then closes its live sessions
+twice (:func:`iotauth.identities.revocation.revoke`). ``enable`` deletes the record and the
+deny entry; ``show`` and ``list`` print the state (``--json``).
 
-1. the record ``webuser#<web username>`` in the credential table: the signer reads it on every
-   request (strongly consistent), so no new URL is issued from the next request on (403);
-2. an entry in the client role's deny list (the inline policy
-   ``iotauth-disabled-web-users``: ``Deny iot:Connect`` on the user's client ARN), so a URL
-   issued before cannot open a session; the list is kept in a versioned table item, so two
-   operators at once lose no entry, and entries older than the longest credential lifetime
-   are dropped (:mod:`iotauth.identities.web_users`);
-3. its live sessions are closed with ``DeleteConnection``, twice
-   (:func:`iotauth.identities.revocation.revoke`: at once and ``--settle-seconds`` later).
+The one reason: the record is written first, so new URLs are stopped whatever follows (a
+full or unwritable deny list exits 3 after closing the sessions all the same).
 
-``enable`` deletes the record and the deny entry. The client role is ``--client-role`` or
-``$IOTAUTH_CLIENT_ROLE_ARN`` (the stack output ``IotClientRoleArn``). Exit codes as for every
-command; a deny list that is full or cannot be written exits 3 after closing the sessions
-all the same (the record is written first: new URLs are stopped whatever follows).
+Design: docs/design/web-revocation.md
 """
 
 from __future__ import annotations

@@ -1,28 +1,16 @@
 """Per-container negative cache: a storm of the same bad credentials costs one check.
 
-Contract. :class:`NegativeCache` remembers, for ``ttl_seconds`` (60 s), that one exact
-(username, password, client id) triple was *verified and found wrong* — denials with
-reason ``bad-password`` or ``unknown-identity``, nothing else — and answers a repeat of
-that triple with the same denial, without scrypt and without a store read. It never holds
-an allow, never a denial that did not come from a failed verification (a lock, a store
-error, a disabled identity, a client id or timestamp refused after a *correct*
-credential), and never the credentials themselves: entries are keyed by
-HMAC-SHA256 under a random per-container key of the length-prefixed triple.
+Contract: :class:`NegativeCache` remembers for ``ttl_seconds`` (60 s) that one exact
+(username, password, client id) triple was verified and found wrong
+(:data:`CACHEABLE_REASONS`), and answers a repeat with the same denial without scrypt or a
+store read; a triple verified wrong within ``remember_seconds`` and now locked is re-armed.
+It never holds an allow or the credentials (keys are HMACs under a per-container key);
+at most ``max_entries`` (4,096), least recently used evicted first; thread-safe.
 
-The reason that matters: it can only ever deny a credential that was itself presented and
-verified wrong, at most ``ttl_seconds`` earlier. A correct credential that was never
-presented wrong is never affected, whatever happens to other triples of the same name.
-What the TTL bounds is rotation: a device that presents a new password just *before* the
-operator rotates to it, or a name tried just before it is added, is denied for up to
-``ttl_seconds`` more in the containers that saw it.
+The one reason: it can only ever deny a credential that was itself presented and verified
+wrong, at most ``ttl_seconds`` earlier (what the TTL bounds is rotation).
 
-One more case is cached: a triple that was verified wrong within ``remember_seconds``
-(900 s, the default lockout window) and is now refused by a lock is re-armed — the lock
-denies it anyway, and a device stuck on a stale password then costs one store read per
-TTL instead of one per attempt. Repeats of a cached triple are not counted by the lockout:
-repeating a known-wrong guess tells a guesser nothing new. Bounded: at most
-``max_entries`` (4,096, ~0.5 MB), least recently used evicted first. Lambda runs one
-request per container at a time; the lock makes it safe in threaded hosts too.
+Design: docs/design/negative-cache.md
 """
 
 from __future__ import annotations

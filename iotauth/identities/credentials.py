@@ -1,43 +1,15 @@
 """Password verifiers, and verification that costs the same whether or not the user exists.
 
-Two kinds of password, told apart by their shape alone:
+Contract: generated secrets (``iotsk_`` + 43 base64url characters, 256 bits) get one salted
+HMAC-SHA256; chosen passwords (12-1,024 bytes, never ``iotsk_``-shaped) get scrypt (N=2^14,
+r=8, p=1, ~46 ms); imported broker hashes are kept and checked as they are. No pepper.
+:func:`verify_password` spends a cost decided by the *presented password's shape* only (one
+HMAC; or one scrypt plus the fixed :data:`PBKDF2_BUDGET`), whatever the record holds, and
+compares with :func:`hmac.compare_digest`.
 
-- **Generated secrets** (``iotauth devices add``): ``iotsk_`` + 43 base64url characters
-  (32 random bytes, 256 bits). With that much entropy a slow hash buys nothing, so the
-  verifier is one salted SHA-256 HMAC: ``hmac-sha256$v1$<salt>$<HMAC-SHA256(key=salt,
-  msg=secret)>``, salt 16 random bytes per record and stored beside the digest. The salt
-  is the HMAC *key* but it is not secret, and there is no pepper: the construction's only
-  strength is the secret's 256 bits (preimage resistance), and the salt only makes equal
-  secrets hash differently. About a microsecond to check.
-- **Chosen passwords** (``--password-stdin``): 12-1,024 bytes that must *not* start with
-  ``iotsk_`` (the authorizer exempts generated-shaped presentations from the lockout, so a
-  chosen value may never take that shape). Verifier ``scrypt$n=16384,r=8,p=1$<salt>$<hash>``
-  (32-byte hash, 16-byte salt). Parameters: N=2^14, r=8, p=1 uses 16 MiB and, measured on
-  the development machine (Python 3.13, one core), ~46 ms per check; N=2^15 took ~100 ms
-  and N=2^17 (OWASP's figure for offline-attack resistance) ~430 ms. Lambda gives a 512 MB
-  function about 0.3 vCPU, so N=2^14 keeps a check well under a second inside the 5 s
-  budget, while brute force online is stopped by the lockout (:mod:`iotauth.identities.lockout`).
-  ``make bench`` prints the current figure. Verifiers record their parameters, so they can
-  be raised later for new passwords without breaking old ones.
-- **Imported hashes** (``iotauth devices import``): Mosquitto's ``$6$``/``$7$`` and EMQX's
-  salted SHA-256/512 and PBKDF2, kept as they are so users keep their passwords; they are
-  chosen passwords (lockout applies). Their strength at rest is the original broker's.
+The one reason: an answer's timing must not say whether a name exists or which hash it has.
 
-No pepper (decided, issue 9): a pepper adds nothing to generated secrets (256 bits cannot be
-searched with or without it) and cannot wrap imported hashes without the passwords. For
-scrypt verifiers it would protect weak chosen passwords from someone who reads the table
-but not the pepper — yet the principals that can read the table's items (the authorizer's
-role and the operators, under the table's customer-managed KMS key policy) are the ones a
-pepper in SSM or Secrets Manager would have to be readable by anyway, while it would add a
-call at init, an IAM grant, and a single value whose loss invalidates every chosen
-password. The table's key policy is the control; chosen passwords have a 12-byte minimum
-and generated secrets are the recommended kind.
-
-Timing: :func:`verify_password` spends a cost decided by the *presented password's shape*
-only — generated-shaped → one HMAC; anything else → one scrypt with the default parameters
-plus a fixed PBKDF2 budget per hash function (:data:`PBKDF2_BUDGET`, of which an imported
-hash's own work is a part) — whether the record exists, has another kind, or is malformed.
-Comparisons use :func:`hmac.compare_digest`.
+Design: docs/design/credentials.md
 """
 
 from __future__ import annotations

@@ -1,18 +1,14 @@
 """The CLI's side of the DynamoDB store: create the table, add, replace, list, remove.
 
-Contract: every write of an identity goes in one ``TransactWriteItems`` with the
-``clientid#<id>`` items of its client ids and the ``reach#<bucket>`` items of its cross
-grants (:mod:`iotauth.identities.reach`), each conditional or additive, so a client id can
-never be bound to two identities, the registries never disagree with the records, and two
-operators' writes cannot silently undo each other (the stored ``updatedAt`` is the version
-each write is conditional on). A refused write is explained by reading what refused it
-(:class:`~iotauth.identities.store.ClientIdTaken`, ``IdentityExists``, ``IdentityNotFound``,
-or "changed meanwhile; try again"). :meth:`DynamoDBAdmin.pairing_candidates` finds what a
-new record can clash or pair with in two ``BatchGetItem`` rounds whatever the table's size;
-a table without the ``meta#schema`` marker must be :meth:`~DynamoDBAdmin.reindex`-ed first.
+Contract: every write of an identity is one ``TransactWriteItems`` with its ``clientid#``
+and ``reach#`` items, each conditional or additive and conditional on the ``updatedAt`` it
+read, so a client id is never bound twice, the registries never disagree with the records,
+and two operators cannot silently undo each other; a refused write is explained by reading
+what refused it. :meth:`DynamoDBAdmin.pairing_candidates` reads in two ``BatchGetItem``
+rounds whatever the table's size (a table without ``meta#schema`` must be reindexed first).
 
-The one reason that matters: nobody waits inside IoT's 5-second budget here, so these calls
-use botocore with its usual patience, imported only when administration runs.
+The one reason: nobody waits inside IoT's 5-second budget here, so these calls use botocore
+with its usual patience, imported only when administration runs.
 
 Design: docs/design/identity-store.md
 """
@@ -53,6 +49,7 @@ class Conflict(Exception):
     """A conditional write lost (internal to the DynamoDB store)."""
 
 
+# Over 200 lines: one DynamoDBStore mixin; every write shares its client, _call and transactions.
 class DynamoDBAdmin:
     """Administration of the table, mixed into
     :class:`~iotauth.identities.dynamodb_store.DynamoDBStore`, which provides the table's

@@ -1,31 +1,16 @@
 """Identities from other brokers' exports, validated before anything is written (pure).
 
-Contract: :func:`parse_export` turns the text of one export into :class:`IdentityRecord` s
-ready for the table, or into a list of errors (one per bad entry, by its line or row and
-field names, never quoting a value of the entry: with swapped columns a name may be a
-password) — all or nothing, so a caller can refuse the whole file
-before it writes anything. Users keep their passwords: a broker's hash becomes a verifier
-the authorizer checks as it is (:func:`iotauth.identities.credentials.imported_verifier`), and is a
-*chosen* password to the lockout.
+Contract: :func:`parse_export` turns the text of one export (``mosquitto``, ``csv``,
+``json``, ``emqx-csv``, ``emqx-json``; EMQX's algorithm given as :class:`EmqxHash`) into
+:class:`IdentityRecord` s ready for the table, or into a list of errors, one per bad entry
+by its line or row and field names — all or nothing. Users keep their passwords: a broker's
+hash becomes a verifier the authorizer checks as it is; argon2id and bcrypt are
+:class:`UnsupportedHash` (or skipped).
 
-Formats (docs/migrating.md):
+The one reason: an error never quotes a value of the entry — with swapped columns a name
+may be a password.
 
-- ``mosquitto``: a Mosquitto 2 password file, ``user:$6$<salt>$<hash>`` (SHA-512 of
-  password + salt) or ``user:$7$<iterations>$<salt>$<hash>`` (PBKDF2-HMAC-SHA512, 64
-  bytes), salt and hash in standard base64; ``#`` comments and blank lines ignored.
-  Mosquitto 2.1's default ``$argon2id$…`` and bcrypt's ``$2a$``/``$2b$``/``$2y$`` are
-  recognised but cannot be verified by the authorizer (no native code on its cold path:
-  docs/migrating.md): :class:`UnsupportedHash`, or skipped (``skipped=[]``).
-- ``csv`` / ``json``: ``name``; exactly one of ``hash`` (a Mosquitto ``$6$``/``$7$`` string or
-  an iotauth verifier) and ``secret`` (a plaintext chosen password, hashed with scrypt);
-  optional ``publish``, ``subscribe``, ``client_ids`` (space-separated in CSV, arrays or
-  strings in JSON).
-- ``emqx-csv`` / ``emqx-json``: EMQX's built-in database export / import format
-  (``user_id,password_hash,salt,is_superuser``; hex hash). The algorithm is not in the
-  file (it is the authenticator's configuration), so it is given: :class:`EmqxHash`. EMQX
-  takes the salt string literally and puts it before (``prefix``) or after (``suffix``) the
-  password, or not at all (``disable``). ``is_superuser`` is not carried over (iotauth has
-  no superuser; every identity gets its own namespace and its grants).
+Design: docs/design/import.md (user guide: docs/migrating.md)
 """
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ def cross_grants(record: IdentityRecord) -> list[str]:
 def record_buckets(record: IdentityRecord) -> dict[str, tuple[str, ...]]:
     """bucket → the record's grants filed there: what the registry holds for it. A
     wildcard-rooted grant of an ``allow_broad`` record is left out, as
-    :func:`~iotauth.identities.records.pairing_problems` leaves it out."""
+    :func:`~iotauth.identities.pairing.pairing_problems` leaves it out."""
     found: dict[str, list[str]] = {}
     for grant in cross_grants(record):
         if record.allow_broad and has_wildcard_root(grant):

@@ -1,28 +1,15 @@
 """Identity records: what the table holds about one identity, validated when written.
 
-Table layout: partition key ``pk`` only — ``identity#<username>``, ``lockout#<username>``,
-``clientid#<id>``, and for administration ``reach#<bucket>`` and ``meta#schema``
-(:mod:`iotauth.identities.reach`; docs/design/identity-store.md).
+Contract: :class:`IdentityRecord` is one ``identity#<username>`` item (kinds ``secret``,
+``password``, ``aliyun``), parsed by :meth:`~IdentityRecord.from_item` and written by
+:meth:`~IdentityRecord.to_item`; :meth:`~IdentityRecord.validate` refuses at write time an
+unsafe name, client id or grant, a duration out of range, grants that cannot fit the
+authorizer's policy documents, or a broken topic rule (:meth:`~IdentityRecord.topic_problems`,
+checked again by the authorizer). Keys: :func:`identity_key`, :func:`lockout_key`,
+:func:`client_id_key`. Rules between records: :mod:`iotauth.identities.pairing`.
 
-Three kinds of identity:
-
-- ``secret``: a generated secret, verified with a keyed hash
-  (:mod:`iotauth.identities.credentials`);
-- ``password``: a chosen password, verified with scrypt;
-- ``aliyun``: an Alibaba-Cloud-style device (REFERENCE §7), username
-  ``deviceName&productKey``; the device secret itself is stored (the HMAC needs it; the
-  table is encrypted with KMS) and is never shown again.
-
-A record is refused at write time (:meth:`IdentityRecord.validate`) when any name, client id
-or grant is unsafe, a duration is out of range, or its grants cannot fit in the
-authorizer's policy documents for the longest possible client id and ARN. Topic rules
-(:meth:`IdentityRecord.topic_problems`, checked at write time and again by the authorizer):
-a name may not be a shared topic root or reserved; rooms lie under a shared root; an extra
-grant that can reach beyond the identity's own topics (:func:`iotauth.access.scoping.grant_problem`)
-needs ``allow_broad``, which the record keeps and ``devices list`` shows.
-
-Client ids are unique across identities (the ``clientid#<id>`` registry, written in the
-same transaction as the identity: :mod:`iotauth.identities.dynamodb_admin`).
+The one reason: the table may hold only what the authorizer can enforce, so a record is
+refused when written, and its topic rules are checked again at connect.
 
 Design: docs/design/identity-store.md
 """
@@ -46,9 +33,6 @@ from iotauth.access.scoping import (
     PolicyTooLarge,
     Scope,
     grant_problem,
-    grant_reaches,
-    grant_within,
-    has_wildcard_root,
     policy_documents,
     shared_roots_from_env,
     validate_room,
@@ -69,11 +53,9 @@ __all__ = [
     "aliyun_namespaces",
     "bounded_session_seconds",
     "clamp_duration",
-    "client_id_clashes",
     "client_id_key",
     "identity_key",
     "lockout_key",
-    "pairing_problems",
 ]
 
 IDENTITY_PREFIX = "identity#"
@@ -128,6 +110,7 @@ def aliyun_namespaces(product_key: str, device_name: str) -> tuple[str, ...]:
     return (f"/{product_key}/{device_name}", f"/sys/{product_key}/{device_name}")
 
 
+# Over 200 lines: one record's fields, validation and item form stay together (cold-start path).
 class IdentityRecord(Frozen):
     """One identity as stored; immutable (``record.replace(...)`` makes a changed copy)."""
 
@@ -478,50 +461,6 @@ def bounded_session_seconds(record: IdentityRecord, deployment_disconnect_second
         record.disconnect_after
         or min(ALIYUN_TIMED_DISCONNECT_SECONDS, deployment_disconnect_seconds)
     )
-
-
-def pairing_problems(
-    record: IdentityRecord, others: Sequence[IdentityRecord], shared_roots: Sequence[str]
-) -> list[str]:
-    """Pairings of a new (or changed) record with the existing identities, either order.
-
-    - one of its grants can match another identity's namespace;
-    - another identity's grant can match this record's namespace (an identity named like
-      an existing grant's first level). Wildcard-rooted grants of records that were given
-      ``allow_broad`` are known to match everything and are not repeated here;
-    """
-    others = [o for o in others if o.username != record.username]
-    problems = record.topic_problems(
-        shared_roots, [ns for other in others for ns in other.namespaces()]
-    )
-    own = record.namespaces()
-    for other in others:
-        theirs = other.namespaces()
-        for grant in dict.fromkeys((*other.publish, *other.subscribe)):
-            if other.allow_broad and has_wildcard_root(grant):
-                continue
-            if any(grant_within(grant, ns) for ns in theirs):
-                continue
-            for namespace in own:
-                if grant_reaches(grant, namespace):
-                    problems.append(
-                        f"identity {other.username!r} has grant {grant!r}, which can match "
-                        f"the topics of {record.username!r} ({namespace}/…)"
-                    )
-    return problems
-
-
-def client_id_clashes(record: IdentityRecord, others: Sequence[IdentityRecord]) -> list[str]:
-    """Client ids of ``record`` that another record lists (records written before the
-    client-id registry; the registry's conditional writes catch the rest, concurrent
-    writers too)."""
-    mine = set(record.allowed_client_ids())
-    return [
-        f"client id {c!r} is already bound to identity {other.username!r}"
-        for other in others
-        if other.username != record.username
-        for c in sorted(mine & set(other.allowed_client_ids()))
-    ]
 
 
 def _validate_device_client_id(client_id: str) -> None:

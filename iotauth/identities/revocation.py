@@ -1,24 +1,15 @@
 """Closing an identity's live connections at once: which client ids, and the port to IoT.
 
-Contract: :func:`plan_for` says, for an identity record, which MQTT client ids its live
-connections can have — pure, no AWS. :class:`Disconnector` is the port the CLI calls for
-each id; :class:`IotDataDisconnector` implements it with IoT's data-plane
-``DeleteConnection`` (boto3 ``iot-data``), which closes a connection at once (REFERENCE §11).
-:func:`revoke` runs a plan through a port in two passes and reports what it closed: it
-closes now, waits :data:`SETTLE_SECONDS` (IoT's 5 s authorizer limit plus a margin for IoT to
-open the session after the answer), and closes again. A CONNECT whose authorizer call read
-the record before the caller's write and answered after the first pass opens its session
-within that bound, so the second pass closes it; a CONNECT that reads after the write is
-refused (the authorizer reads consistently and caches no allow). Call it only after the
-write that revokes has returned.
+Contract: :func:`plan_for` says which MQTT client ids an identity's live connections can
+have (pure); :class:`Disconnector` is the port the CLI calls for each id
+(:class:`IotDataDisconnector`: IoT's ``DeleteConnection``). :func:`revoke` closes them now,
+waits :data:`SETTLE_SECONDS` (IoT's 5 s authorizer limit + 1 s), and closes them again, so a
+CONNECT whose authorizer read the record before the write cannot keep its session; call it
+only after the write that revokes has returned. Sessions it cannot name are bounded instead
+(``bounded_seconds``).
 
-The one reason that matters: with revocation at DeleteConnection, the authorizer's refresh
-can be long (86,400 s) — IoT re-invoking it every few minutes for every live connection was
-the only other way to make ``disable`` take effect, and it was most of the cost.
-
-Aliyun sessions with a timestamp, or on an inner id the record does not list, cannot be
-named; they are bounded instead (``bounded_seconds``, from
-:func:`iotauth.identities.records.bounded_session_seconds`).
+The one reason: with revocation at DeleteConnection, the authorizer's refresh can be long
+(86,400 s) instead of IoT re-invoking it every few minutes for every live connection.
 
 Design: docs/design/revocation.md
 """

@@ -1,30 +1,17 @@
 """Disabled browser users: the ``webuser#`` record the signer reads, and the client role's
 deny list that makes URLs issued before unusable.
 
-A browser user has no identity record: the signer derives everything from the JWT ``sub``
-(:func:`~iotauth.access.names.web_username`). Disabling one takes two writes, both made by
-``iotauth users disable`` (:mod:`iotauth.cli.users`):
+Contract (pure: no AWS here): :class:`DisabledUser` is the item ``webuser#<web username>``
+the signer reads strongly consistently before it signs; :class:`DenyList` is the versioned
+item :data:`DENY_LIST_KEY` whose entries become the client role's inline policy
+:data:`DENY_POLICY_NAME` (:func:`deny_policy`: ``Deny iot:Connect`` on each disabled client
+ARN, within :data:`DENY_POLICY_BUDGET`; :func:`capacity` says how many fit), entries older
+than :data:`RETAIN_SECONDS` dropped by :meth:`DenyList.compacted`.
 
-- :class:`DisabledUser`, the item ``webuser#<web username>`` in the credential table. The
-  signer reads it (one strongly consistent ``GetItem``) before it signs: new URLs stop at once,
-  whatever a container has cached.
-- :class:`DenyList`, one entry per disabled client id, kept in the item
-  :data:`DENY_LIST_KEY` (versioned: concurrent operators cannot lose each other's entries) and
-  written as the client role's inline policy :data:`DENY_POLICY_NAME`: an explicit
-  ``Deny iot:Connect`` on those client ARNs. The credentials inside a URL issued before are
-  the client role's, so IoT's evaluation of the URL (session policy ∩ the role's policies)
-  meets the Deny at the next CONNECT. Only ``iot:Connect``, on the user's own client ARN: the
-  role's policies bind every user's session, and a Deny on a shared topic would take it from
-  the others too; without a connection nothing else can be done.
+The one reason: a browser user has no identity record, so only these two writes (made by
+``iotauth users disable``) stop new URLs and the URLs issued before.
 
-The deny list only has to outlive the URLs issued before: an entry older than
-:data:`RETAIN_SECONDS` (the longest credential lifetime of the client role, plus a margin) is
-dropped by the next change (:meth:`DenyList.compacted`), while the table item keeps refusing
-new URLs. The policy has :data:`DENY_POLICY_BUDGET` characters (IAM counts a role's inline
-policies together, at most 10,240, whitespace excluded); :func:`capacity` says how many
-users fit.
-
-Pure: no AWS here. Design: docs/design/web-revocation.md
+Design: docs/design/web-revocation.md
 """
 
 from __future__ import annotations

@@ -1,33 +1,16 @@
-"""moto's DynamoDB at fleet size: two changes, installed while a stand-in's moto server runs.
+"""moto's DynamoDB at fleet size: changes installed while a stand-in's moto server runs.
 
-Contract: :func:`installed` puts on moto, until it exits,
-
-- :func:`transact_write_items`, which answers exactly as moto's own (same checks, same
-  order, same ``TransactionCanceledException`` reasons, all or nothing) but whose rollback
-  backup holds only the items the transaction touches (a deep copy of each, or "absent")
-  instead of a deep copy of the table per entry;
-- untracked items: moto registers every ``Item`` it ever creates (for its dashboard, which
-  the stand-in does not serve) and so never frees one; while installed it registers none, and
-  interns attribute names (every item repeats the same ten);
-- :func:`paged_scan` for a hash-key-only table without an index or segments: moto's
-  ``Table.scan`` (``Limit``, the 1 MB page size, ``ExclusiveStartKey``, filters) in
-  DynamoDB's order — by a hash of the key, so kinds of item interleave as they do in a real
-  table, where moto's key order puts all 100,000 ``clientid#`` items before the first
-  ``identity#`` — from an order kept between calls and a binary search for the start key,
-  where moto sorts the whole table and walks it from the first item for every page;
-- parsed condition expressions kept (moto parses each one twice per transaction entry, half
-  of a write's time in the stand-in): the same text, names and values give the same
-  parse, which moto evaluates without changing it;
-- each response class's method names listed once (moto lists them with ``inspect`` on
-  every request, a tenth of a write's time);
-- one DynamoDB request at a time: moto's server answers on many threads but its tables are
-  plain dicts, so a write during another request's iteration failed with HTTP 500
-  ("dictionary changed size during iteration"); DynamoDB's own requests are atomic, and with
-  the GIL one request at a time costs the stand-in no throughput.
+Contract: :func:`installed` puts on moto, until it exits, a :func:`transact_write_items`
+that answers exactly as moto's own (same checks, order and cancellation reasons, all or
+nothing) but backs up only the items it touches; untracked items with interned attribute
+names; :func:`paged_scan` in DynamoDB's hash order without a sort per page; kept parses of
+condition expressions and method lists; and one DynamoDB request at a time.
 
 The one reason: every iotauth write is a transaction, so with moto's own each write cost
 O(table) time and leaked O(table) memory: 0.5 s per write at 10,000 items, and an import of
-10,000 users grew the stand-in past 20 GB. Design and figures: docs/design/local-store.md
+10,000 users grew the stand-in past 20 GB.
+
+Design: docs/design/local-store.md
 """
 
 from __future__ import annotations

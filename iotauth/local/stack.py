@@ -1,22 +1,14 @@
 """The whole product on 127.0.0.1: ``iotauth local`` / ``make run``, and the tests' fixture.
 
-:class:`LocalStack` starts, on the ports of :class:`LocalPorts` (0: any free), the AWS
-stand-in (moto), the gateway calling the real authorizer, the real signer behind a stand-in
-API Gateway, and the chat page; :attr:`LocalStack.info` says where they are. ``template.yaml``
-is the one source of truth for the functions' environments and the client role's policies.
-The handlers' AWS and ``IOTAUTH_*`` variables are set while it runs, restored by ``stop()``::
+Contract: ``with LocalStack(LocalPorts.any_free()) as stack:`` (or ``start()`` / ``stop()``)
+runs, on the ports of :class:`LocalPorts` (0: any free), the AWS stand-in (moto), the
+gateway calling the real authorizer, the real signer behind a stand-in API Gateway, and the
+chat page; :attr:`LocalStack.info` says where they are (page, signer and gateway URLs, dev
+tokens, demo devices). The handlers' AWS and ``IOTAUTH_*`` variables are set while it runs
+and restored by ``stop()``.
 
-    from iotauth.local.stack import LocalPorts, LocalStack
-
-    with LocalStack(LocalPorts.any_free()) as stack:   # or stack.start() / stack.stop()
-        info = stack.info
-        info.page_url          # the chat page, e.g. http://127.0.0.1:8000/
-        info.signer_url        # GET this with "Authorization: Bearer <dev token>"
-        info.dev_tokens        # {"alice": "...", "bob": "..."}: stand-ins for JWTs
-        info.gateway_ws_url    # ws://127.0.0.1:P/mqtt
-        info.authorizer_name   # for "?x-amz-customauthorizer-name=<name>"
-        info.tcp_port, info.tls_port, info.ca_cert_path
-        info.devices           # {"sensor-1": "<secret>", "sensor-2": "<secret>"}
+The one reason: ``template.yaml`` is the one source of truth for the functions'
+environments and the client role's policies, so local runs what AWS would.
 
 Design: docs/design/local-stack.md
 """
@@ -156,6 +148,7 @@ class _Environment:
 # --- the stack ----------------------------------------------------------------------------
 
 
+# Over 200 lines: one lifecycle (start in order, stop in reverse) of every local component.
 class LocalStack:
     """Everything ``make run`` starts. Start in a few seconds; stop releases every port."""
 

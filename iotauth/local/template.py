@@ -93,7 +93,7 @@ def _construct(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dic
 _CfnLoader.add_multi_constructor("!", _construct)
 
 
-# One class (~210 lines): every lookup resolves against the same parameters, ARN and refs.
+# One class (~235 lines): every lookup resolves against the same parameters, ARN and refs.
 @dataclass(slots=True)
 class Template:
     """A parsed SAM template and the values to resolve it with."""

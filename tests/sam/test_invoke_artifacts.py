@@ -121,7 +121,7 @@ def emulated_authorizer(aws: dict[str, str]) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def emulated_signer(aws: dict[str, str]) -> Iterator[Any]:
-    extra = {"IOTAUTH_ALLOWED_ORIGINS": f"{ORIGIN},http://localhost:8000"}
+    extra = {"IOTAUTH_ALLOWED_ORIGINS": f"{ORIGIN},http://localhost:8000", "IOTAUTH_TABLE": TABLE}
     yield from _function("SignerFunction", aws, extra)
 
 

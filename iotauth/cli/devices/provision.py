@@ -28,8 +28,9 @@ from iotauth.cli.devices.common import (
     verifier_from_stdin,
 )
 from iotauth.identities.credentials import generate_secret, hash_generated_secret
+from iotauth.identities.pairing import client_id_clashes, pairing_problems
 from iotauth.identities.reach import Candidates, open_reach_problems
-from iotauth.identities.records import IdentityRecord, client_id_clashes, pairing_problems
+from iotauth.identities.records import IdentityRecord
 from iotauth.identities.store import DynamoDBStore
 
 __all__ = [

@@ -8,7 +8,8 @@ import pytest
 from iotauth.access.policy import PolicySet
 from iotauth.access.scoping import Scope, grant_problem, policy_documents, session_policy
 from iotauth.identities.credentials import generate_secret, hash_generated_secret
-from iotauth.identities.records import IdentityRecord, InvalidRecord, pairing_problems
+from iotauth.identities.pairing import pairing_problems
+from iotauth.identities.records import IdentityRecord, InvalidRecord
 from iotauth.identities.store import MemoryStore
 from tests.authorizer_support import (
     ARN,

@@ -11,6 +11,7 @@ import pytest
 
 from iotauth.access.scoping import grant_reaches
 from iotauth.identities.credentials import generate_secret, hash_generated_secret
+from iotauth.identities.pairing import pairing_problems
 from iotauth.identities.reach import (
     WILD,
     candidates_among,
@@ -21,7 +22,7 @@ from iotauth.identities.reach import (
     reached_name,
     record_buckets,
 )
-from iotauth.identities.records import IdentityRecord, pairing_problems
+from iotauth.identities.records import IdentityRecord
 
 ROOTS = ("chat",)
 # Namespaces of every shape: devices (one level), Aliyun's /pk/dn and /sys/pk/dn.
