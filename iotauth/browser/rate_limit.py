@@ -23,10 +23,10 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
 from iotauth.access.names import web_username
+from iotauth.wire.frozen import Frozen
 
 __all__ = [
     "KEY_PREFIX",
@@ -56,23 +56,27 @@ class RateCounter(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(Frozen):
+    __slots__ = ("allowed", "degraded", "retry_after")
     allowed: bool
-    retry_after: int = 0  # seconds (when not allowed)
-    degraded: bool = False  # counted in the container only: the store failed
+    retry_after: int  # seconds (when not allowed)
+    degraded: bool  # counted in the container only: the store failed
+
+    def __init__(self, allowed: bool, retry_after: int = 0, degraded: bool = False) -> None:
+        self._init(allowed=allowed, retry_after=retry_after, degraded=degraded)
 
 
-@dataclass(frozen=True, slots=True)
-class RateRule:
+class RateRule(Frozen):
+    __slots__ = ("limit", "window_seconds")
     limit: int  # requests per caller per window
-    window_seconds: int = 60
+    window_seconds: int
 
-    def __post_init__(self) -> None:
-        if not 1 <= self.limit <= MAX_LIMIT:
+    def __init__(self, limit: int, window_seconds: int = 60) -> None:
+        if not 1 <= limit <= MAX_LIMIT:
             raise ValueError(f"{LIMIT_VARIABLE} must be 1-{MAX_LIMIT} (0 turns the limit off)")
-        if not 1 <= self.window_seconds <= 3600:
+        if not 1 <= window_seconds <= 3600:
             raise ValueError("the rate window must be 1-3600 seconds")
+        self._init(limit=limit, window_seconds=window_seconds)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RateRule | None:

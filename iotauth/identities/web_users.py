@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from iotauth.access.names import WEB_PREFIX, InvalidName, is_safe_client_id, web_username
+from iotauth.wire.frozen import Frozen
 
 __all__ = [
     "DENY_LIST_KEY",
@@ -73,15 +73,20 @@ def _s(item: Mapping[str, Any], name: str, default: str = "") -> str:
     return str(value.get("S", default)) if isinstance(value, Mapping) else default
 
 
-@dataclass(frozen=True, slots=True)
-class DisabledUser:
+class DisabledUser(Frozen):
     """A disabled browser user: who (web username and JWT subject), since when, by whom."""
 
+    __slots__ = ("by", "reason", "since", "subject", "username")
     username: str  # web_username(subject): the client id and topic namespace
     subject: str
     since: int  # epoch seconds
-    by: str = ""  # the operator's principal ARN
-    reason: str = ""
+    by: str  # the operator's principal ARN
+    reason: str
+
+    def __init__(
+        self, username: str, subject: str, since: int, by: str = "", reason: str = ""
+    ) -> None:
+        self._init(username=username, subject=subject, since=since, by=by, reason=reason)
 
     @classmethod
     def for_subject(cls, subject: str, since: int, by: str = "", reason: str = "") -> DisabledUser:
@@ -144,12 +149,15 @@ def capacity(username_length: int, partition: str = "aws", account: str = "12345
     return 1 + (DENY_POLICY_BUDGET - one) // (two - one)
 
 
-@dataclass(frozen=True, slots=True)
-class DenyList:
+class DenyList(Frozen):
     """Client id → the time it was disabled (epoch s), at ``version`` (0: never written)."""
 
-    entries: Mapping[str, int] = field(default_factory=dict)
-    version: int = 0
+    __slots__ = ("entries", "version")
+    entries: Mapping[str, int]
+    version: int
+
+    def __init__(self, entries: Mapping[str, int] | None = None, version: int = 0) -> None:
+        self._init(entries={} if entries is None else entries, version=version)
 
     def with_entry(self, client_id: str, since: int) -> DenyList:
         if not is_safe_client_id(client_id):
