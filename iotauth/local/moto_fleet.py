@@ -303,6 +303,7 @@ def _swap(steps: list[tuple[Any, str, Any]], owner: Any, name: str, new: Any) ->
 
 
 def _install() -> None:
+    import moto.backends as moto_backends  # noqa: PLC0415
     import moto.core.responses as core_responses  # noqa: PLC0415
     import moto.dynamodb.models.table as tables  # noqa: PLC0415
     from moto.dynamodb import models  # noqa: PLC0415
@@ -316,6 +317,7 @@ def _install() -> None:
     own_names = core_responses.method_names_from_class  # type: ignore[attr-defined]
     names_of: dict[object, list[str]] = {}
     _own_scan[:] = [tables.Table.scan]
+    modules = tuple(moto_backends.list_of_moto_modules())  # a listdir + stats, every request
 
     def one_at_a_time(self: Any) -> Any:
         with _requests:
@@ -341,6 +343,7 @@ def _install() -> None:
         own_init(self, hash_key, range_key, {sys.intern(k): v for k, v in attrs.items()})
 
     for owner, name, new in (
+        (moto_backends, "list_of_moto_modules", lambda: modules),
         (core_responses, "method_names_from_class", method_names),
         (models, "get_filter_expression", _parsed_condition),
         (tables, "get_filter_expression", _parsed_condition),
