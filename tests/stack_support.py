@@ -48,3 +48,16 @@ def assume_client_role(info: StackInfo, policy: dict[str, Any] | str, name: str)
         "secret_key": answer["SecretAccessKey"],
         "session_token": answer["SessionToken"],
     }
+
+
+def point_cli_at(stack: Any, monkeypatch: Any) -> None:
+    """The environment ``eval "$(iotauth local env)"`` gives a shell, for an in-process CLI."""
+    for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "IOTAUTH_IOT_ENDPOINT"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", stack.aws_endpoint_url)
+    monkeypatch.setenv("AWS_REGION", stack.region)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", stack.region)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("IOTAUTH_TABLE", stack.table_name)
+    monkeypatch.setenv("IOTAUTH_CLIENT_ROLE_ARN", stack.client_role_arn)

@@ -13,6 +13,7 @@ from iotauth.local.stack import LocalPorts, LocalStack, StackInfo
 from iotauth.wire import aliyun
 from tests.cli_support import Run, cli_runner
 from tests.e2e.conftest import Mqtt, unique, username_for
+from tests.stack_support import point_cli_at
 
 pytestmark = pytest.mark.e2e
 Cli = Run
@@ -34,14 +35,7 @@ def stack(running: LocalStack) -> StackInfo:
 def cli(
     stack: StackInfo, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Iterator[Cli]:
-    for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "IOTAUTH_IOT_ENDPOINT"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", stack.aws_endpoint_url)
-    monkeypatch.setenv("AWS_REGION", stack.region)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", stack.region)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("IOTAUTH_TABLE", stack.table_name)
+    point_cli_at(stack, monkeypatch)
 
     yield cli_runner(monkeypatch, capsys)
 

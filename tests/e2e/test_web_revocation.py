@@ -16,6 +16,7 @@ from iotauth.local.stack import LocalPorts, LocalStack, StackInfo
 from tests.cli_support import Run, cli_runner
 from tests.e2e.conftest import WAIT, Mqtt
 from tests.e2e.test_gateway_presigned import connect_ws, signed_url, signer_get
+from tests.stack_support import point_cli_at
 
 pytestmark = pytest.mark.e2e
 
@@ -35,15 +36,7 @@ def stack(running: LocalStack) -> StackInfo:
 def cli(
     stack: StackInfo, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Run:
-    for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "IOTAUTH_IOT_ENDPOINT"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", stack.aws_endpoint_url)
-    monkeypatch.setenv("AWS_REGION", stack.region)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", stack.region)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("IOTAUTH_TABLE", stack.table_name)
-    monkeypatch.setenv("IOTAUTH_CLIENT_ROLE_ARN", stack.client_role_arn)
+    point_cli_at(stack, monkeypatch)
     return cli_runner(monkeypatch, capsys)
 
 

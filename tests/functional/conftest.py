@@ -7,6 +7,7 @@ stubbed DeleteConnection client and ``cli_with_table`` the ``iotauth`` command u
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -80,3 +81,13 @@ def cli_with_table(
     stub_disconnects(monkeypatch, lifecycle, iot_data)
     DynamoDBStore(CLI_TABLE).create_table()
     return cli_runner(monkeypatch, capsys)
+
+
+@pytest.fixture
+def logs(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+    """The signer's log stream (a module may define its own ``logs``)."""
+    import signer.app as app_module
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(app_module.logger.registered_handler, "stream", buffer)
+    return buffer

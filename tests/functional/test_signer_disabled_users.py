@@ -16,6 +16,7 @@ import pytest
 
 from iotauth.browser import aws_adapters
 from iotauth.identities.web_users import DisabledUser
+from tests.functional.signer_support import call
 
 
 @pytest.fixture
@@ -40,25 +41,6 @@ def app(dynamodb_table: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
     monkeypatch.setattr(aws_adapters.StsCredentialIssuer, "assume_role", spy)
     monkeypatch.setattr(app_module, "_container", {})
     yield app_module, sessions
-
-
-@pytest.fixture
-def logs(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
-    import signer.app as app_module
-
-    buffer = io.StringIO()
-    monkeypatch.setattr(app_module.logger.registered_handler, "stream", buffer)
-    return buffer
-
-
-def call(
-    app_module: Any, events: Callable[[str], dict[str, Any]], context: Any, sub: str
-) -> dict[str, Any]:
-    event = events("signer/mqtt-url")
-    event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = sub
-    result: dict[str, Any] = app_module.lambda_handler(event, context)
-    assert result["headers"]["Cache-Control"] == "no-store"
-    return result
 
 
 def disable(table: str, sub: str) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from iotauth.browser import aws_adapters
 from iotauth.browser.rate_limit import KEY_PREFIX
+from tests.functional.signer_support import call
 
 LIMIT = 3
 WINDOW_START = 1_800_000_000.0  # a window boundary (divisible by 60)
@@ -62,25 +63,6 @@ def app(
     assert limiter is not None
     monkeypatch.setattr(limiter, "_clock", clock)
     yield app_module, sessions, clock
-
-
-@pytest.fixture
-def logs(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
-    import signer.app as app_module
-
-    buffer = io.StringIO()
-    monkeypatch.setattr(app_module.logger.registered_handler, "stream", buffer)
-    return buffer
-
-
-def call(
-    app_module: Any, events: Callable[[str], dict[str, Any]], context: Any, sub: str
-) -> dict[str, Any]:
-    event = events("signer/mqtt-url")
-    event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = sub
-    result: dict[str, Any] = app_module.lambda_handler(event, context)
-    assert result["headers"]["Cache-Control"] == "no-store"
-    return result
 
 
 def counters(table: str) -> dict[str, int]:
