@@ -1,13 +1,16 @@
-"""AWS IoT Core custom authorizer: usernames and passwords (and Aliyun-signed devices).
+"""AWS IoT Core custom authorizer: usernames and passwords, Aliyun-signed devices, and (when
+``IOTAUTH_TOKEN_ISSUER`` is set) an identity provider's JWTs.
 
 Contract: a thin shell — parse the event (:mod:`iotauth.connect.event`), decide
-(:mod:`iotauth.connect.authenticate`) against the table named by ``IOTAUTH_TABLE``
-(:mod:`iotauth.identities.dynamodb_store`), answer. Logs hold the decision and its reason
-only, never the event, a password or a secret; metrics: :mod:`iotauth.connect.decision_metrics`.
+(:mod:`iotauth.connect.authenticate`; tokens: :mod:`iotauth.connect.token_check`) against
+the table named by ``IOTAUTH_TABLE`` (:mod:`iotauth.identities.dynamodb_store`), answer.
+Logs hold the decision and its reason only, never the event, a password, a token or a
+secret; metrics: :mod:`iotauth.connect.decision_metrics`.
 Fails closed: a misconfiguration denies each request with reason ``config-error``.
 
 The one reason that matters: IoT Core waits 5 s, so per-container work (settings, the
-standard-library DynamoDB client) happens at init and init is kept short.
+standard-library DynamoDB client, the token issuer's keys when configured) happens at init
+and init is kept short.
 
 Design: docs/design/cold-start.md
 """
@@ -23,6 +26,7 @@ _GC_WAS_ON = gc.isenabled()
 gc.disable()
 
 import logging
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +37,10 @@ from iotauth.connect.authenticate import Decision, Settings, authenticate
 from iotauth.connect.decision_metrics import decision_metrics
 from iotauth.connect.event import parse_connect_event
 from iotauth.connect.negative_cache import NegativeCache
+from iotauth.connect.token_check import TokenAuth, TokenSettings
 from iotauth.identities.dynamodb_store import DynamoDBStore
 from iotauth.identities.store import CredentialStore
+from iotauth.identities.web_user_status import DynamoDBWebUserStatus
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -58,13 +64,22 @@ def _settings_and_store() -> tuple[Settings, CredentialStore]:
     function is misconfigured. Cheap: no network, so retrying it per request costs nothing."""
     if "store" not in _container:
         settings = Settings.from_env()
+        token_settings = TokenSettings.from_env(os.environ)
         store = DynamoDBStore.for_lambda(settings.table)
-        _container.update(settings=settings, store=store)
+        tokens = None
+        if token_settings is not None:  # token auth on: the same client reads webuser# items
+            web_users = DynamoDBWebUserStatus(settings.table, store.api)
+            tokens = TokenAuth.build(token_settings, web_users)
+        _container.update(settings=settings, store=store, tokens=tokens)
     return _container["settings"], _container["store"]
 
 
 try:
     _settings_and_store()
+    # The issuer's keys at init (Lambda's init phase, captured by SnapStart), not inside a
+    # device's CONNECT; a failure here is retried by the first token, rate-limited.
+    if _container["tokens"] is not None and not _container["tokens"].jwks.prime():
+        logger.warning("token issuer keys unavailable at init")
 except ValueError as _exc:
     logger.error("authorizer misconfigured", extra={"error": str(_exc)})
 
@@ -87,6 +102,7 @@ def _decide(event: Any, context: LambdaContext) -> Decision:
         arn=arn,
         monotonic=_monotonic,
         negative_cache=_container.setdefault("negative_cache", NegativeCache()),
+        tokens=_container.get("tokens"),
     )
     logger.info(
         "connect allowed" if decision.allowed else "connect denied",

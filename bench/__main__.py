@@ -16,6 +16,8 @@ SUITES = (
     "bench.fleet",
     "bench.revocation",
     "bench.web_revocation",
+    "bench.token_verify",
+    "bench.hostile",
 )
 
 

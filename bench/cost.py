@@ -19,7 +19,10 @@ pages before quoting).
 A refresh is IoT replaying the original CONNECT (indistinguishable, docs/design/lockout.md), so it
 costs what a connect costs. A device that stays connected is reconnected every
 ``disconnectAfterInSeconds`` and refreshed every ``refreshAfterInSeconds`` in between; a
-timestamped Aliyun session is never refreshed and lasts one hour.
+timestamped Aliyun session is never refreshed and lasts one hour. A JWT session (token auth,
+docs/design/tokens.md) lasts at most until the token expires: with the usual one-hour ID
+tokens a device that stays connected reconnects hourly with a fresh token; each connect is
+the JWT's signature check and one strongly consistent GetItem (the disabled-user record).
 """
 
 from __future__ import annotations
@@ -115,6 +118,24 @@ class _Recording:
         return answer
 
 
+def _token_env(server: Any) -> dict[str, str]:
+    from tests.token_support import AUDIENCE
+
+    return {
+        "IOTAUTH_TOKEN_ISSUER": server.issuer,
+        "IOTAUTH_TOKEN_AUDIENCE": AUDIENCE,
+        "IOTAUTH_TOKEN_ALGORITHMS": "RS256,ES256",
+    }
+
+
+def _token_server() -> tuple[Any, dict[str, Any]]:
+    """A JWKS server on 127.0.0.1 and the keys it serves (RS256, ES256)."""
+    from tests.token_support import JwksServer, SigningKey, jwks_body
+
+    keys = {"RS256": SigningKey("RS256", "r1"), "ES256": SigningKey("ES256", "e1")}
+    return JwksServer(jwks_body(*keys.values())).start(), keys
+
+
 def _handler(env: dict[str, str]) -> Any:
     os.environ.update(env)
     from iotauth.local.lambda_host import load_handler_module
@@ -145,6 +166,7 @@ def measure_units() -> dict[str, Units]:
     from moto.server import ThreadedMotoServer
 
     from iotauth.identities.store import DynamoDBStore
+    from iotauth.identities.web_user_status import DynamoDBWebUserStatus
     from iotauth.wire.aws_json import DYNAMODB, AwsJsonClient
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -171,26 +193,38 @@ def measure_units() -> dict[str, Units]:
         store = DynamoDBStore("bench-cost", client=admin)
         store.create_table()
         secret = _add_identities(store)
-        app = _handler(env)
+        jwks, keys = _token_server()
+        app = _handler({**env, **_token_env(jwks)})
         recording = _Recording(
             AwsJsonClient.from_env(DYNAMODB, env, connect_timeout=2, read_timeout=5, max_attempts=1)
         )
         app._container.update(store=DynamoDBStore("bench-cost", api=recording))
+        app._container["tokens"].web_users = DynamoDBWebUserStatus("bench-cost", recording)
         found: dict[str, Units] = {}
-        for name, event in _cases(time.time(), secret).items():
+        for name, event in _cases(time.time(), secret, jwks.issuer, keys).items():
             recording.calls.clear()
             answer = _invoke(app, event)
             assert answer["isAuthenticated"] is True, (name, answer)
             found[name] = units_of(recording.calls)
+        jwks.stop()
         return found
     finally:
         server.stop()
 
 
-def _cases(now: float, secret: str) -> dict[str, dict[str, Any]]:
+def _cases(now: float, secret: str, issuer: str, keys: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    from iotauth.access.names import web_username
     from tests.authorizer_support import aliyun_event, connect_event
+    from tests.token_support import claims
 
+    tokens = {
+        f"JWT {alg}": connect_event(
+            "$jwt", key.sign(claims(iss=issuer, now=now)), web_username("alice")
+        )
+        for alg, key in keys.items()
+    }
     return {
+        **tokens,
         "generated secret": connect_event("sensor-1", secret, "sensor-1"),
         "chosen password": connect_event("kiosk-1", "a long chosen passphrase", "kiosk-1"),
         "aliyun (timestamped)": aliyun_event(
@@ -216,14 +250,21 @@ def measure_cpu_ms() -> dict[str, float]:
     """Wall time of the whole handler per allowed decision, per scheme (ms; the best of 5
     rounds, the least disturbed by other work on a shared machine)."""
     from iotauth.connect.authenticate import Settings
+    from iotauth.connect.token_check import TokenAuth, TokenSettings
     from iotauth.identities.store import MemoryStore
+    from iotauth.identities.web_user_status import MemoryWebUserStatus
 
-    app = _handler({"IOTAUTH_TABLE": "bench-cpu", "AWS_REGION": "us-east-1"})
+    jwks, keys = _token_server()
+    app = _handler({"IOTAUTH_TABLE": "bench-cpu", "AWS_REGION": "us-east-1", **_token_env(jwks)})
     store = MemoryStore()
     secret = _add_identities(store)
     app._container.update(settings=Settings(table="bench-cpu"), store=store)
+    tokens = TokenAuth.build(TokenSettings.from_env(_token_env(jwks)), MemoryWebUserStatus())
+    tokens.jwks.prime()
+    app._container["tokens"] = tokens
+    jwks.stop()  # primed: the decisions below never fetch
     found = {}
-    for name, event in _cases(time.time(), secret).items():
+    for name, event in _cases(time.time(), secret, jwks.issuer, keys).items():
         rounds = 5 if name == "chosen password" else 200  # scrypt: ~45 ms each
         for _ in range(rounds):
             _invoke(app, event)
@@ -312,6 +353,15 @@ def main() -> None:
         f"${kms * 1e6:,.2f} at 86400 s; ${aliyun * KMS_PER_REQUEST * 1e6:,.2f} extra "
         "for timestamped Aliyun"
     )
+    print("$ per million connects, and per million devices-month staying connected, JWT:")
+    for name in ("JWT RS256", "JWT ES256"):
+        per_connect = decisions[name].dollars(memory) * 1e6
+        hourly = invocations_per_month(3600, 3600) * per_connect
+        daily = invocations_per_month(86400, 86400) * per_connect
+        print(
+            f"  {name:<10} ${per_connect:.3f} per million connects; 1 h tokens (720 connects) "
+            f"${hourly:,.2f}, 24 h tokens (30) ${daily:,.2f}"
+        )
     print(f"  goal: <= ${GOAL_PER_MILLION:.0f}; revocation: DeleteConnection, at once")
 
 

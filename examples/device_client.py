@@ -47,7 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     where.add_argument("--endpoint", help="the account's iot:Data-ATS endpoint host")
     where.add_argument("--authorizer", default="iotauth", help="custom authorizer name")
     where.add_argument("--local", action="store_true", help="the local gateway on 127.0.0.1")
-    where.add_argument("--host", default="127.0.0.1", help="with --local (default 127.0.0.1)")
+    where.add_argument(
+        "--host", default="localhost", help="with --local (default localhost: TLS sends SNI)"
+    )
     where.add_argument("--port", type=int, help="443 for IoT Core; the gateway's port locally")
     where.add_argument("--ca-file", help="CA bundle to trust (locally: the gateway's CA => TLS)")
     who = parser.add_argument_group("who")

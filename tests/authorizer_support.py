@@ -12,6 +12,7 @@ from iotauth.identities.credentials import (
     generate_secret,
     hash_chosen_password,
     hash_generated_secret,
+    issue_secret,
 )
 from iotauth.identities.records import IdentityRecord
 from iotauth.identities.store import CredentialStore, IdentityAdmin
@@ -23,11 +24,23 @@ SETTINGS = Settings(table="iotauth-test")
 
 
 def add_secret_identity(store: IdentityAdmin, username: str, **fields: Any) -> str:
-    secret = generate_secret()
+    """A secret iotauth issued (as `devices add` makes one: lockout-exempt)."""
+    secret, verifier = issue_secret()
     store.add_identity(
-        IdentityRecord(
-            username=username, kind="secret", verifier=hash_generated_secret(secret), **fields
-        )
+        IdentityRecord(username=username, kind="secret", verifier=verifier, **fields)
+    )
+    return secret
+
+
+def add_restored_secret_identity(
+    store: IdentityAdmin, username: str, secret: str | None = None, **fields: Any
+) -> str:
+    """A generated-shaped secret iotauth did not issue here (`--secret-stdin`, an import):
+    the lockout applies to it."""
+    secret = secret or generate_secret()
+    verifier = hash_generated_secret(secret)
+    store.add_identity(
+        IdentityRecord(username=username, kind="secret", verifier=verifier, **fields)
     )
     return secret
 

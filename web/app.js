@@ -5,6 +5,12 @@
  *  - "presigned": GET the signer with the user's bearer token, receive a short-lived
  *    SigV4-presigned wss:// URL scoped to that user, connect with it (no username/password).
  *    A URL is good for about 15 minutes, so a fresh one is fetched for every (re)connect.
+ *  - "token": the user's JWT (locally from the stand-in's OIDC issuer, POST /token with the
+ *    development user's token as its password; elsewhere pasted in) goes straight to the
+ *    custom authorizer in the WebSocket URL, as IoT Core takes a token:
+ *    wss://<endpoint>/mqtt?x-amz-customauthorizer-name=NAME&<token key name>=<JWT>. The
+ *    authorizer verifies it against the issuer's keys; no signer. The client id must be the
+ *    one the authorizer binds to the token's subject: "web-<sub>" (a digest for unsafe subs).
  *  - "device": connect to wss://<endpoint>/mqtt?x-amz-customauthorizer-name=NAME with an
  *    MQTT username and password, checked by the custom authorizer.
  *
@@ -26,12 +32,18 @@
   const STABLE_AFTER_MS = 30000;
   const PUBLISH_DENIAL_WINDOW_MS = 3000;
   const AUTHORIZER_QUERY = 'x-amz-customauthorizer-name';
+  const WEB_PREFIX = 'web-';
 
   const $ = (id) => document.getElementById(id);
   const ui = {
     form: $('signin-form'),
     presignedFields: $('presigned-fields'),
+    tokenFields: $('token-fields'),
+    userFields: $('user-fields'),
+    endpointFields: $('endpoint-fields'),
     deviceFields: $('device-fields'),
+    tokenEndpoint: $('token-endpoint'),
+    tokenKeyName: $('token-key-name'),
     signerUrl: $('signer-url'),
     devUserRow: $('dev-user-row'),
     devUser: $('dev-user'),
@@ -118,6 +130,8 @@
     if (str(c.gatewayWsUrl)) ui.gatewayUrl.value = c.gatewayWsUrl;
     if (str(c.authorizerName)) ui.authorizerName.value = c.authorizerName;
     if (str(c.room)) ui.room.value = c.room;
+    if (str(c.tokenEndpoint)) ui.tokenEndpoint.value = c.tokenEndpoint;
+    if (str(c.tokenKeyName)) ui.tokenKeyName.value = c.tokenKeyName;
     devTokens = c.devTokens && typeof c.devTokens === 'object' ? c.devTokens : {};
     const users = Object.keys(devTokens).filter((u) => typeof devTokens[u] === 'string');
     for (const user of users) {
@@ -139,9 +153,12 @@
   }
 
   function showModeFields() {
-    const device = mode() === 'device';
-    ui.deviceFields.hidden = !device;
-    ui.presignedFields.hidden = device;
+    const current = mode();
+    ui.presignedFields.hidden = current !== 'presigned';
+    ui.tokenFields.hidden = current !== 'token';
+    ui.userFields.hidden = current === 'device';
+    ui.endpointFields.hidden = current === 'presigned';
+    ui.deviceFields.hidden = current !== 'device';
   }
 
   // ---------------------------------------------------------------- getting connected
@@ -231,9 +248,89 @@
     return url.toString();
   }
 
+  /** A JWT from the token endpoint for a development user (its dev token as the password):
+   *  a resource-owner password grant. Never logs or displays the token. */
+  async function fetchToken(endpoint, user, password) {
+    const form = new URLSearchParams({ grant_type: 'password', username: user, password: password });
+    if (str(config.tokenAudience)) form.set('client_id', config.tokenAudience);
+    let response;
+    try {
+      response = await fetch(endpoint, { method: 'POST', body: form, cache: 'no-store',
+                                         credentials: 'omit' });
+    } catch (_) {
+      throw new UserError('Could not reach the token endpoint at ' + endpoint + '.');
+    }
+    if (!response.ok) {
+      throw new UserError('The token endpoint refused the sign-in (HTTP ' + response.status + ').');
+    }
+    let body;
+    try {
+      body = await response.json();
+    } catch (_) {
+      throw new UserError('The token endpoint answered with something that is not JSON.');
+    }
+    const token = body && (str(body.id_token) || str(body.access_token));
+    if (!token) throw new UserError('The token endpoint answer holds no token.');
+    return token;
+  }
+
+  /** The token's "sub" claim (read, not verified: the authorizer verifies the token). */
+  function subjectOf(jwt) {
+    const parts = jwt.split('.');
+    if (parts.length !== 3) throw new UserError('The token is not a JWT.');
+    try {
+      const text = atob(parts[1].replace(/-/g, '+').replace(/_/g, '/'));
+      const bytes = Uint8Array.from(text, (ch) => ch.charCodeAt(0));
+      const claims = JSON.parse(new TextDecoder('utf-8').decode(bytes));
+      if (claims && typeof claims.sub === 'string' && claims.sub) return claims.sub;
+    } catch (_) { /* fall through */ }
+    throw new UserError('The token names no subject ("sub").');
+  }
+
+  /** The client id the authorizer binds to a subject: as iotauth.access.names.web_username. */
+  async function webUsername(sub) {
+    const readable = WEB_PREFIX + sub;
+    if (readable.length <= 100 && /^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$/.test(readable) &&
+        !/^[0-9a-f]{40}$/.test(sub)) {
+      return readable;
+    }
+    const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(sub));
+    const hex = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0'));
+    return WEB_PREFIX + hex.join('').slice(0, 40);
+  }
+
+  async function prepareTokenConnection(roomField) {
+    const gateway = ui.gatewayUrl.value.trim();
+    const keyName = ui.tokenKeyName.value.trim();
+    const endpoint = ui.tokenEndpoint.value.trim();
+    const user = ui.devUser.value;
+    const entered = ui.token.value.trim();
+    if (!gateway) throw new UserError('Enter the MQTT WebSocket URL.');
+    if (!keyName) throw new UserError('Enter the token key name.');
+    if (!entered) throw new UserError('Enter a token (or pick a development user).');
+    let jwt = entered;
+    if (endpoint && user) {
+      setStatus('connecting', 'Asking the token endpoint for a token…');
+      jwt = await fetchToken(endpoint, user, entered);
+    }
+    const clientId = await webUsername(subjectOf(jwt));
+    const url = new URL(withAuthorizerName(gateway, ui.authorizerName.value.trim()));
+    url.searchParams.set(keyName, jwt);
+    return {
+      url: url.toString(),
+      options: { clientId: clientId },
+      clientId: clientId,
+      namespace: clientId,
+      room: roomField,
+      expiresAt: '',
+      mode: 'token',
+    };
+  }
+
   /** Everything needed for one connection attempt: URL, mqtt.js options, topics. */
   async function prepareConnection() {
     const roomField = ui.room.value.trim();
+    if (mode() === 'token') return prepareTokenConnection(roomField);
     if (mode() === 'presigned') {
       const signerUrl = ui.signerUrl.value.trim();
       const token = ui.token.value.trim();
@@ -369,7 +466,11 @@
     }
     if (!wasConnected) {
       setStatus('error', 'Not connected.');
-      if (!current.failed) {
+      if (!current.failed && current.mode === 'token') {
+        showError('Could not connect: the authorizer refused the token (expired, another ' +
+          'issuer or audience, or a disabled user), or the gateway is unreachable. Connect ' +
+          'again to get a fresh token.');
+      } else if (!current.failed) {
         showError(current.options && current.options.username
           ? 'Could not connect: the server closed the connection (wrong username or password, ' +
             'client id not allowed, or the gateway is unreachable).'

@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_SHARED_ROOTS",
     "MAX_POLICY_CHARS",
     "MAX_POLICY_DOCUMENTS",
+    "SHARED_PREFIX",
     "ArnContext",
     "PolicyTooLarge",
     "Scope",
@@ -51,6 +52,10 @@ _GRANT = re.compile(rf"[A-Za-z0-9_.@:&/*+#$-]{{1,{MAX_GRANT_CHARS}}}")
 _LITERAL_PATH = re.compile(r"/?[A-Za-z0-9_.@:&-]+(/[A-Za-z0-9_.@:&-]+)*")
 _SHARED_ROOT = re.compile(r"[A-Za-z0-9_.@:-]{1,128}")  # as the template's WebSharedTopicRoot
 _WILDCARDS = frozenset("*?+#")
+#: A shared subscription's filter: ``$share/<group>/<filter>`` (MQTT 5 §4.8.2; IoT Core
+#: accepts it from MQTT 3.1.1 clients too). IoT authorizes ``iot:Subscribe`` on
+#: ``topicfilter/$share/<group>/<filter>`` and ``iot:Receive`` on each delivery's topic.
+SHARED_PREFIX = "$share/"
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}|local")
 _ACCOUNT = re.compile(r"\d{12}")
 _PARTITION = re.compile(r"aws(-[a-z]+)*")
@@ -244,16 +249,30 @@ class Scope(Frozen):
     """What one authenticated identity may do.
 
     ``rooms``: shared rooms; in each it publishes as each of ``senders`` (default: its
-    client ids), which must be client ids bound to this identity alone.
+    client ids), which must be client ids bound to this identity alone. ``retain``:
+    ``iot:RetainPublish`` on its own namespaces; ``shared``: shared subscriptions
+    (``$share/<group>/<filter>``) to filters within its own namespaces. Neither reaches
+    extra grants or rooms.
     """
 
-    __slots__ = ("client_ids", "namespaces", "publish", "rooms", "senders", "subscribe")
+    __slots__ = (
+        "client_ids",
+        "namespaces",
+        "publish",
+        "retain",
+        "rooms",
+        "senders",
+        "shared",
+        "subscribe",
+    )
     client_ids: tuple[str, ...]
     namespaces: tuple[str, ...]
     publish: tuple[str, ...]
     subscribe: tuple[str, ...]
     rooms: tuple[str, ...]
     senders: tuple[str, ...]
+    retain: bool
+    shared: bool
 
     def __init__(
         self,
@@ -264,6 +283,8 @@ class Scope(Frozen):
         subscribe: tuple[str, ...] = (),
         rooms: tuple[str, ...] = (),
         senders: tuple[str, ...] = (),
+        retain: bool = False,
+        shared: bool = False,
     ) -> None:
         if not client_ids:
             raise InvalidName("an identity needs at least one client id")
@@ -286,6 +307,8 @@ class Scope(Frozen):
             subscribe=subscribe,
             rooms=rooms,
             senders=senders,
+            retain=retain is True,
+            shared=shared is True,
         )
 
     @property
@@ -302,6 +325,8 @@ class Scope(Frozen):
         publish: Iterable[str] = (),
         subscribe: Iterable[str] = (),
         rooms: Iterable[str] = (),
+        retain: bool = False,
+        shared: bool = False,
     ) -> Scope:
         """The default scope: client id = username, namespace = username, plus grants."""
         ids = tuple(dict.fromkeys(client_ids)) or (username,)
@@ -313,6 +338,8 @@ class Scope(Frozen):
             publish=tuple(dict.fromkeys(publish)),
             subscribe=tuple(dict.fromkeys(subscribe)),
             rooms=tuple(dict.fromkeys(rooms)),
+            retain=retain,
+            shared=shared,
         )
 
     def with_client_id(self, client_id: str) -> Scope:
@@ -327,6 +354,8 @@ class Scope(Frozen):
             subscribe=self.subscribe,
             rooms=self.rooms,
             senders=senders,
+            retain=self.retain,
+            shared=self.shared,
         )
 
 
@@ -348,15 +377,33 @@ def policy_statements(scope: Scope, arn: ArnContext) -> list[dict[str, Any]]:
         publish += [arn.resource("topic", f"{room}/{s}") for s in scope.room_senders]
         receive.append(arn.resource("topic", f"{room}/*"))
         subscribe.append(arn.resource("topicfilter", f"{room}/+"))
+    # Retained and shared: on its own namespaces only (see docs/design/retain-shared.md).
+    retain = [arn.resource("topic", f"{ns}/*") for ns in scope.namespaces if scope.retain]
+    shared = [
+        arn.resource("topicfilter", f"{SHARED_PREFIX}*/{ns}/*")
+        for ns in scope.namespaces
+        if scope.shared
+    ]
+    # The group's '*' could also span levels ("$share/g/other/<ns>/x" is the filter
+    # "other/<ns>/x" of another namespace): refuse every filter with a level between the
+    # group and the namespace, so a shared subscription never joins another's group.
+    not_shared = [
+        arn.resource("topicfilter", f"{SHARED_PREFIX}*/*/{ns}/*")
+        for ns in scope.namespaces
+        if scope.shared
+    ]
     statements = [
-        ("Connect", ["iot:Connect"], connect),
-        ("Publish", ["iot:Publish"], publish),
-        ("Receive", ["iot:Receive"], receive),
-        ("Subscribe", ["iot:Subscribe"], subscribe),
+        ("Connect", "Allow", ["iot:Connect"], connect),
+        ("Publish", "Allow", ["iot:Publish"], publish),
+        ("RetainPublish", "Allow", ["iot:RetainPublish"], retain),
+        ("Receive", "Allow", ["iot:Receive"], receive),
+        ("Subscribe", "Allow", ["iot:Subscribe"], subscribe),
+        ("SharedSubscribe", "Allow", ["iot:Subscribe"], shared),
+        ("SharedElsewhere", "Deny", ["iot:Subscribe"], not_shared),
     ]
     return [
-        {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": list(dict.fromkeys(res))}
-        for sid, actions, res in statements
+        {"Sid": sid, "Effect": effect, "Action": actions, "Resource": list(dict.fromkeys(res))}
+        for sid, effect, actions, res in statements
         if res
     ]
 

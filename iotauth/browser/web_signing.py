@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from iotauth.access.claims import web_user_scope
 from iotauth.access.names import web_username
 from iotauth.access.scoping import (
     DEFAULT_SHARED_ROOTS,
@@ -108,6 +109,14 @@ def _csv(value: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p.strip() for p in (value or "").split(",") if p.strip()))
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    """A template flag: "true" or "false" (absent: false); anything else refuses to start."""
+    raw = env.get(name, "").strip().lower() or "false"
+    if raw not in {"true", "false"}:
+        raise ValueError(f"{name} must be true or false")
+    return raw == "true"
+
+
 @dataclass(frozen=True, slots=True)
 class SignerSettings:
     """The signer's configuration (the Lambda's environment)."""
@@ -120,6 +129,8 @@ class SignerSettings:
     session_seconds: int = MIN_SESSION_SECONDS
     rooms: tuple[str, ...] = ()  # publish <room>/<client id>, subscribe <room>/+
     shared_roots: tuple[str, ...] = DEFAULT_SHARED_ROOTS
+    retain: bool = False  # WebAllowRetain: iot:RetainPublish on the user's own namespace
+    shared: bool = False  # WebAllowSharedSubscriptions: $share/<group>/… within it
 
     def __post_init__(self) -> None:
         if not _ROLE_ARN.fullmatch(self.role_arn):
@@ -156,6 +167,8 @@ class SignerSettings:
             session_seconds=int(seconds),
             rooms=_csv(env.get("IOTAUTH_WEB_ROOMS")),
             shared_roots=shared_roots_from_env(env),
+            retain=_flag(env, "IOTAUTH_WEB_ALLOW_RETAIN"),
+            shared=_flag(env, "IOTAUTH_WEB_ALLOW_SHARED_SUBSCRIPTIONS"),
         )
 
 
@@ -212,11 +225,13 @@ class WebSigner:
         self._lock = threading.Lock()
 
     def scope_for(self, username: str) -> Scope:
-        return Scope.for_identity(
+        return web_user_scope(
             username,
             publish=self._settings.publish,
             subscribe=self._settings.subscribe,
             rooms=self._settings.rooms,
+            retain=self._settings.retain,
+            shared=self._settings.shared,
         )
 
     def sign_url(self, subject: str, arn: ArnContext) -> SignedUrl:

@@ -37,6 +37,7 @@ _PORT_FLAGS = (
     ("mqtt", "MQTT over TCP"),
     ("mqtts", "MQTT over TLS, ALPN 'mqtt'"),
     ("ws", "MQTT over WebSocket at /mqtt"),
+    ("issuer", "the local OIDC issuer (discovery, JWKS, POST /token)"),
 )
 
 

@@ -6,8 +6,9 @@ denies. It makes no AWS call of its own (the store is an interface) and does not
 handler logs the decision's ``reason``, a fixed, secret-free string.
 
 The one reason that matters: the order of checks is chosen so that timing and lock state
-say nothing about which identities exist — the cost depends only on the request's shape,
-and the lockout on the presented credential's shape, never on the record.
+say nothing about which identities exist — the cost and the lockout depend only on the
+request's shape, except for the one exemption: a generated-shaped password presented to a
+secret iotauth issued (one HMAC, never counted; docs/design/lockout.md).
 
 Design: docs/design/order-of-checks.md, docs/design/lockout.md
 """
@@ -28,13 +29,13 @@ from iotauth.access.scoping import (
     shared_roots_from_env,
     validate_shared_root,
 )
-from iotauth.connect import aliyun_check
+from iotauth.connect import aliyun_check, token_check
 from iotauth.connect.client_ids import client_id_allowed, default_aliyun_client_id
 from iotauth.connect.event import ConnectRequest
 from iotauth.connect.lockout_count import count_first, undo_count
 from iotauth.connect.negative_cache import NegativeCache
 from iotauth.connect.store_deadline import DeadlineStore, StoreTimeout
-from iotauth.identities.credentials import GENERATED_PREFIX, is_generated_shape, verify_password
+from iotauth.identities.credentials import GENERATED_PREFIX, lockout_exempt, verify_password
 from iotauth.identities.lockout import LockoutPolicy, is_locked
 from iotauth.identities.records import (
     MAX_DURATION,
@@ -240,8 +241,12 @@ def authenticate(
     arn: ArnContext,
     monotonic: Callable[[], float] = time.monotonic,
     negative_cache: NegativeCache | None = None,
+    tokens: token_check.TokenAuth | None = None,
 ) -> Decision:
     """Decide one connection attempt. Raises only on programming errors; store errors deny.
+
+    ``tokens``: the container's token auth (None: off). A request carrying a token (or
+    the username ``$jwt``) takes the token path (:func:`_decide_token`) instead.
 
     ``now`` is the wall clock (timestamps, lockout); ``monotonic`` times the store deadline
     (``settings.store_deadline_seconds`` from this call), checked before every store call,
@@ -250,6 +255,8 @@ def authenticate(
     deadline = monotonic() + settings.store_deadline_seconds
     if request.problem is not None:
         return _deny("malformed")
+    if tokens is not None and token_check.wants_token(request, tokens):
+        return _decide_token(request, tokens, now, settings, arn, lambda: deadline - monotonic())
     username, password, client_id = request.username, request.password, request.client_id
     if not username or password is None:
         return _deny("missing-credentials")
@@ -302,10 +309,17 @@ def _decide(  # noqa: PLR0917 — private; called once, positionally
         probe = aliyun_id.client_id
     found = store.lookup(username) if probe is None else store.lookup(username, probe)
     known = username if found.record is not None else None  # never log unknown names
-    # The lockout guards guessable presentations only, told apart by the *presented*
-    # credential's shape (never by the record's kind): locked → refused unverified (step 2);
-    # otherwise counted before they are checked (step 3), refused if locked meanwhile.
-    guessable = aliyun_id is not None or not is_generated_shape(password)
+    record = found.record
+    verifier = None
+    if record is not None and record.kind in ("secret", "password"):
+        verifier = record.verifier
+    # The lockout guards every presentation but one: a generated-shaped password to a
+    # record whose secret iotauth itself issued (256 random bits: counting those would
+    # only let anyone lock the device out). Restored and imported secrets, chosen
+    # passwords, unknown names and Aliyun signatures are guessable: locked → refused
+    # unverified (step 2); otherwise counted before they are checked (step 3), refused if
+    # locked meanwhile (docs/design/lockout.md).
+    guessable = aliyun_id is not None or not lockout_exempt(password, verifier)
     counted = None
     if guessable and (
         is_locked(found.lockout, now)
@@ -313,13 +327,10 @@ def _decide(  # noqa: PLR0917 — private; called once, positionally
     ):
         return _deny("locked", known)
 
-    record = found.record
     if aliyun_id is not None:
         ok = aliyun_check.verify_signature(request, aliyun_id, record)
     else:
-        expected_kind = record is not None and record.kind in ("secret", "password")
-        ok = verify_password(password, record.verifier if record and expected_kind else None)
-        ok = ok and expected_kind
+        ok = verify_password(password, verifier) and verifier is not None
     if not ok or record is None:
         if found.invalid_record:
             return _deny("invalid-record", known)
@@ -374,4 +385,44 @@ def _decide(  # noqa: PLR0917 — private; called once, positionally
         policy_documents=tuple(documents),
         disconnect_after=clamp_duration(disconnect),
         refresh_after=clamp_duration(refresh),
+    )
+
+
+def _decide_token(  # noqa: PLR0917 — private; called once, positionally
+    request: ConnectRequest,
+    tokens: token_check.TokenAuth,
+    now: float,
+    settings: Settings,
+    arn: ArnContext,
+    time_left: Callable[[], float],
+) -> Decision:
+    """The token path (docs/design/tokens.md): no lockout (nothing to guess: a signature),
+    no negative cache (a disable or a key rotation must apply to the next attempt)."""
+    outcome = token_check.check_token(
+        request,
+        tokens,
+        now=now,
+        disconnect_after=settings.disconnect_after_seconds,
+        refresh_after=settings.refresh_after_seconds,
+        time_left=time_left,
+    )
+    if outcome.scope is None or outcome.username is None or outcome.reason != "allowed":
+        return _deny(outcome.reason, outcome.username)
+    scope = outcome.scope
+    try:
+        if request.client_id is not None:
+            scope = scope.with_client_id(request.client_id)
+        documents = policy_documents(scope, arn)
+    except PolicyTooLarge:
+        return _deny("policy-too-large", outcome.username)
+    except InvalidName:
+        return _deny("client-id-not-allowed", outcome.username)
+    return Decision(
+        allowed=True,
+        reason="allowed",
+        username=outcome.username,
+        principal_id=principal_id_for(outcome.username),
+        policy_documents=tuple(documents),
+        disconnect_after=clamp_duration(outcome.disconnect_after),
+        refresh_after=clamp_duration(outcome.refresh_after),
     )

@@ -12,7 +12,12 @@ TestInvokeAuthorizer API:
 - ``protocolData.mqtt.password`` is base64 of arbitrary bytes;
 - ``protocolData.mqtt.clientId``, ``protocolData.tls.serverName`` and
   ``protocolData.http`` (WebSocket upgrade headers and query string) appear only when the
-  connection has them.
+  connection has them;
+- the top-level ``token`` is there when the authorizer has a token key name and the client
+  sent it (a header or query parameter over HTTP, the MQTT username's query): a bearer
+  credential like the password, at most ``MAX_TOKEN_CHARS`` (longer: refused before any
+  decoding). A JWT may also arrive as the password of the username ``$jwt``, which may
+  then be that long too (:mod:`iotauth.connect.token_check`).
 
 :func:`parse_connect_event` never raises: any input that is not a well-formed event gives a
 request whose ``problem`` says why (a short, fixed string that is safe to log).
@@ -27,13 +32,25 @@ from collections.abc import Mapping
 from typing import Any
 
 from iotauth.wire.frozen import Frozen
+from iotauth.wire.jws import MAX_TOKEN_CHARS
 
-__all__ = ["MAX_PASSWORD_BYTES", "ConnectRequest", "parse_connect_event", "split_username"]
+__all__ = [
+    "JWT_USERNAME",
+    "MAX_PASSWORD_BYTES",
+    "MAX_TOKEN_CHARS",
+    "ConnectRequest",
+    "parse_connect_event",
+    "split_username",
+]
 
 #: Longest password accepted (decoded). MQTT allows 65,535 bytes; nothing legitimate here
 #: comes close, and scrypt over megabytes would be a cheap denial of service.
 MAX_PASSWORD_BYTES = 1024
-_MAX_USERNAME_CHARS = 1024  # with its query suffix
+#: The username whose password is a JWT (iotauth.connect.token_check): up to MAX_TOKEN_CHARS.
+JWT_USERNAME = "$jwt"
+_MAX_USERNAME_CHARS = 1024  # with its query suffix, not counting a token in it (below)
+# A JWT as one of the username's query parameters (the authorizer's token key name).
+_JWT_SHAPE = r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"  # compiled at first use
 _MAX_CLIENT_ID_CHARS = 256  # IoT Core caps client ids at 128 bytes; leave room to say no
 _MAX_HTTP_CHARS = 8 * 1024  # IoT forwards at most 8 KB of HTTP data
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
@@ -54,10 +71,12 @@ class ConnectRequest(Frozen):
         "query",
         "server_name",
         "signature_verified",
+        "token",
         "username",
         "username_params",
     )
-    _NOT_IN_REPR = frozenset({"password"})
+    # Bearer credentials, or places that may carry one (a token under its key name).
+    _NOT_IN_REPR = frozenset({"password", "token", "headers", "query", "username_params"})
     problem: str | None  # why the event is malformed; None when it is well-formed
     connection_id: str | None  # connectionMetadata.id, safe as a log correlation id
     protocols: frozenset[str]
@@ -69,6 +88,7 @@ class ConnectRequest(Frozen):
     headers: Mapping[str, str]
     query: Mapping[str, str]
     signature_verified: bool
+    token: str | None  # the event's top-level token: a bearer credential, never log it
 
     def __init__(
         self,
@@ -84,6 +104,7 @@ class ConnectRequest(Frozen):
         headers: Mapping[str, str] | None = None,
         query: Mapping[str, str] | None = None,
         signature_verified: bool = False,
+        token: str | None = None,
     ) -> None:
         self._init(
             problem=problem,
@@ -97,6 +118,7 @@ class ConnectRequest(Frozen):
             headers={} if headers is None else headers,
             query={} if query is None else query,
             signature_verified=signature_verified,
+            token=token,
         )
 
     @property
@@ -158,10 +180,10 @@ class _Malformed(Exception):
         self.problem = problem
 
 
-def _decode_password(encoded: str | None) -> bytes | None:
+def _decode_password(encoded: str | None, limit: int = MAX_PASSWORD_BYTES) -> bytes | None:
     if encoded is None:
         return None
-    if len(encoded) > (MAX_PASSWORD_BYTES * 4) // 3 + 4 or not _BASE64.fullmatch(encoded):
+    if len(encoded) > (limit * 4) // 3 + 4 or not _BASE64.fullmatch(encoded):
         raise _Malformed("password-invalid")
     try:
         return b64decode(encoded, validate=True)
@@ -209,24 +231,35 @@ def _parse(event: object) -> ConnectRequest:
     http = _section(data, "http")
     mqtt = _section(data, "mqtt")
 
-    raw_username = _optional_str(mqtt, "username", _MAX_USERNAME_CHARS)
+    raw_username = _optional_str(mqtt, "username", _MAX_USERNAME_CHARS + MAX_TOKEN_CHARS)
     username: str | None = None
     username_params: dict[str, str] = {}
     if raw_username is not None:
         username, username_params = split_username(raw_username)
+        if len(raw_username) > _MAX_USERNAME_CHARS:
+            # Longer only by one JWT-shaped parameter: a token beside the authorizer's name.
+            longest = max(username_params.values(), key=len, default="")
+            if len(raw_username) - len(longest) > _MAX_USERNAME_CHARS or not re.fullmatch(
+                _JWT_SHAPE, longest
+            ):
+                raise _Malformed("username-invalid")
     query_string = _optional_str(http, "queryString", _MAX_HTTP_CHARS) or ""
+    # A JWT password may be longer than a device's (bounded all the same).
+    password_limit = MAX_TOKEN_CHARS if username == JWT_USERNAME else MAX_PASSWORD_BYTES
+    encoded_password = _optional_str(mqtt, "password", (password_limit * 4) // 3 + 4)
     return ConnectRequest(
         problem=None,
         connection_id=connection_id,
         protocols=frozenset(protocols_raw),
         username=username or None,
         username_params=username_params,
-        password=_decode_password(_optional_str(mqtt, "password", _MAX_USERNAME_CHARS * 8)),
+        password=_decode_password(encoded_password, password_limit),
         client_id=_optional_str(mqtt, "clientId", _MAX_CLIENT_ID_CHARS),
         server_name=_optional_str(tls, "serverName", 253),
         headers=_headers(http),
         query=_query(query_string.removeprefix("?")),
         signature_verified=signature_verified,
+        token=_optional_str(event, "token", MAX_TOKEN_CHARS) or None,
     )
 
 

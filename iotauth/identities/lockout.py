@@ -3,11 +3,13 @@
 Contract: ``threshold`` failures within ``window_seconds`` of the first one (a fixed window)
 lock the username for ``lockout_seconds`` (:func:`after_failure`, :func:`is_locked`); an
 attempt counted before it was checked that then succeeds takes back only its own count
-(:func:`without_one_failure`). Which attempts are counted is decided by the presented
-credential, never by the record (:mod:`iotauth.connect.authenticate`).
+(:func:`without_one_failure`). Every attempt is counted but one: a generated-shaped password
+presented to a secret iotauth issued (:func:`iotauth.identities.credentials.lockout_exempt`,
+used by :mod:`iotauth.connect.authenticate`).
 
 The one reason that matters: a guesser sees the same lock behaviour for every name and
-kind, known or unknown, and nobody's success shows in it.
+kind, known or unknown — but for an issued secret's name, which cannot be guessed or locked
+out — and nobody's success shows in it.
 
 Design: docs/design/lockout.md
 """

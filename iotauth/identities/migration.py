@@ -25,12 +25,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from iotauth.access.names import InvalidName
+from iotauth.access.names import InvalidName, validate_username
 from iotauth.identities.credentials import (
+    GENERATED_PREFIX,
     InvalidPassword,
     hash_chosen_password,
     imported_verifier,
-    verifier_kind,
+    normalise_verifier,
 )
 from iotauth.identities.records import IdentityRecord, InvalidRecord
 
@@ -236,10 +237,18 @@ def _generic(entry: dict[str, Any]) -> tuple[str, str, str]:
     if hashed.startswith("$"):
         verifier, scheme = _mosquitto_verifier(hashed)
         return "password", verifier, scheme
-    kind = verifier_kind(hashed)
-    if kind is None:
+    if hashed.partition("$")[0] not in _VERIFIER_SCHEMES:
         raise ValueError("hash is neither a Mosquitto $6$/$7$ hash nor an iotauth verifier")
-    return kind, hashed, f"iotauth {hashed.split('$', 1)[0]}"
+    try:  # within the authorizer's bounds, spelled one way; never marked issued
+        kind, verifier = normalise_verifier(hashed)
+    except InvalidPassword as exc:
+        raise ValueError(f"hash: {exc}") from None
+    return kind, verifier, f"iotauth {verifier.split('$', 1)[0]}"
+
+
+_VERIFIER_SCHEMES = frozenset(
+    {"hmac-sha256", "scrypt", "salted-sha256", "salted-sha512", "pbkdf2-sha256", "pbkdf2-sha512"}
+)
 
 
 def _emqx(entry: dict[str, Any], algorithm: EmqxHash) -> tuple[str, str, str]:
@@ -299,19 +308,47 @@ def _convert(  # noqa: PLR0917 — private; one call site
     return Imported(record, where, scheme, tuple(notes), secret=plain)
 
 
-def _redact(message: str, name: str, entry: Mapping[str, Any]) -> str:
-    """``message`` without any value of the entry (a swapped column may hold a password
-    where a name or a grant belongs): each is replaced by its field's name."""
-    values: list[tuple[str, str]] = [("name", name)]
+def entry_values(name: str, entry: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(field, value) for every string of an entry, and every word of each: what an error
+    about it may never quote (a swapped column may hold a password where a name, a grant or
+    a client id belongs)."""
+    values: list[tuple[str, str]] = [("name", name)] if name else []
     for key, value in entry.items():
         items = value if isinstance(value, list) else [value]
-        values += [(str(key), v) for v in items if isinstance(v, str)]
+        values += [(str(key), v) for v in items if isinstance(v, str) and v]
         if isinstance(value, str):
             values += [(str(key), word) for word in value.split()]
-    for key, value in sorted(values, key=lambda kv: -len(kv[1])):
-        if len(value) >= 3:
-            message = message.replace(repr(value), f"<{key}>").replace(value, f"<{key}>")
+    return values
+
+
+def redact(message: str, values: Iterable[tuple[str, str]]) -> str:
+    """``message`` with every value replaced by ``<field>``: quoted (``'…'``, as the rules
+    quote them) or standing alone (``bob/…``), never inside a longer word (a name
+    ``plain`` leaves "plaintext" alone). Should one still be in it, the reason is withheld
+    and only the fields are named."""
+    values = sorted(values, key=lambda kv: -len(kv[1]))
+    for key, value in values:
+        message = message.replace(repr(value), f"<{key}>").replace(ascii(value), f"<{key}>")
+        message = _standing_alone(value).sub(f"<{key}>", message)
+    leaks = [key for key, value in values if _standing_alone(value).search(message)]
+    if leaks:
+        fields = ", ".join(dict.fromkeys(leaks))
+        return f"invalid entry (its reason would quote a value: check the field(s) {fields})"
     return message
+
+
+def _standing_alone(value: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![A-Za-z0-9_]){re.escape(value)}(?![A-Za-z0-9_])")
+
+
+def is_showable_name(name: str) -> bool:
+    """Whether ``name`` may be printed as a name: a valid identity name that is not shaped
+    like a generated secret (a listing of skipped entries; never in an error)."""
+    try:
+        validate_username(name)
+    except InvalidName:
+        return False
+    return not name.startswith(GENERATED_PREFIX)
 
 
 def parse_export(
@@ -380,8 +417,8 @@ def parse_export(
             else:
                 errors.append(f"{where}: {exc}")
         except (ValueError, InvalidRecord, InvalidName, InvalidPassword) as exc:
-            # By line and field only: no value of the entry (see _redact).
-            errors.append(f"{where}: {_redact(str(exc), name, entry)}")
+            # By line and field only: no value of the entry (see redact).
+            errors.append(f"{where}: {redact(str(exc), entry_values(name, entry))}")
     if errors:
         raise ImportProblem(errors)
     return imported

@@ -126,7 +126,9 @@ class IdentityRecord(Frozen):
         "kind",
         "publish",
         "refresh_after",
+        "retain",
         "rooms",
+        "shared",
         "status",
         "subscribe",
         "updated_at",
@@ -152,6 +154,8 @@ class IdentityRecord(Frozen):
     allow_broad: bool  # the operator accepted grants that reach beyond its own topics
     any_client_id: bool  # aliyun: any safe client id it signs (MAC/serial convention)
     client_id_form: str | None  # aliyun: the '|…|' parameters its SDK sends (aliyun.py)
+    retain: bool  # iot:RetainPublish on its own namespaces (scoping.Scope)
+    shared: bool  # shared subscriptions ($share/<group>/…) within its own namespaces
 
     def __init__(  # noqa: PLR0917 — the field order of the record, as a dataclass had it
         self,
@@ -172,6 +176,8 @@ class IdentityRecord(Frozen):
         allow_broad: bool = False,
         any_client_id: bool = False,
         client_id_form: str | None = None,
+        retain: bool = False,
+        shared: bool = False,
     ) -> None:
         self._init(
             username=username,
@@ -191,6 +197,8 @@ class IdentityRecord(Frozen):
             allow_broad=allow_broad,
             any_client_id=any_client_id,
             client_id_form=client_id_form,
+            retain=retain,
+            shared=shared,
         )
 
     # -- what the identity may use --------------------------------------------------------
@@ -242,6 +250,8 @@ class IdentityRecord(Frozen):
             subscribe=self.subscribe,
             rooms=self.rooms,
             senders=(sender or self.room_sender(connect_client_id),) if self.rooms else (),
+            retain=self.retain,
+            shared=self.shared,
         )
 
     # -- topic rules (write time and run time) ------------------------------------------
@@ -380,6 +390,10 @@ class IdentityRecord(Frozen):
             item["anyClientId"] = {"BOOL": True}
         if self.client_id_form is not None:
             item["clientIdForm"] = {"S": self.client_id_form}
+        if self.retain:
+            item["retain"] = {"BOOL": True}
+        if self.shared:
+            item["shared"] = {"BOOL": True}
         return item
 
     @classmethod
@@ -411,6 +425,8 @@ class IdentityRecord(Frozen):
                 allow_broad=item.get("allowBroad", {}).get("BOOL") is True,
                 any_client_id=item.get("anyClientId", {}).get("BOOL") is True,
                 client_id_form=_s(item["clientIdForm"]) if "clientIdForm" in item else None,
+                retain=item.get("retain", {}).get("BOOL") is True,
+                shared=item.get("shared", {}).get("BOOL") is True,
             )
         except InvalidRecord:
             raise
@@ -428,6 +444,8 @@ class IdentityRecord(Frozen):
             "subscribe": list(self.subscribe),
             "rooms": list(self.rooms),
             "allowBroad": self.allow_broad,
+            "retain": self.retain,
+            "shared": self.shared,
         }
         if self.disconnect_after is not None:
             view["disconnectAfterInSeconds"] = self.disconnect_after

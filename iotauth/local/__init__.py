@@ -25,9 +25,10 @@ class LocalPorts:
     mqtt: int = 1883
     mqtts: int = 8883
     ws: int = 8083
+    issuer: int = 8002  # the local OIDC issuer (iotauth.local.oidc)
     #: IoT Core's own port: None = 443 when this process may bind it, else 8443.
     iot: int | None = None
 
     @classmethod
     def any_free(cls) -> LocalPorts:
-        return cls(web=0, signer=0, aws=0, mqtt=0, mqtts=0, ws=0, iot=0)
+        return cls(web=0, signer=0, aws=0, mqtt=0, mqtts=0, ws=0, iot=0, issuer=0)

@@ -1,8 +1,9 @@
 """What ``iotauth local`` prints once everything is up: :func:`banner` of a :class:`StackInfo`.
 
-Every listener with its port, where the logs go, the demo devices' secrets and the browser
-users' dev tokens (shown once: they live only as long as the stack), and the one ``export``
-line that points the CLI at the stand-in (``iotauth local env`` prints it again).
+Every listener with its port (the TLS ones by host name: IoT Core requires SNI), where the
+logs go, the demo devices' secrets and the browser users' dev tokens (shown once: they live
+only as long as the stack), and the one ``export`` line that points the CLI at the stand-in
+(``iotauth local env`` prints it again).
 """
 
 from __future__ import annotations
@@ -50,12 +51,14 @@ def banner(info: StackInfo, log_file: Path | None = None) -> str:
         "",
         f"  Chat page       {info.page_url}",
         f"  Signer          GET {info.signer_url}  (Authorization: Bearer <dev token>)",
+        *([f"  OIDC issuer     {info.issuer_url}  (JWTs: POST /token)"] if info.issuer_url else []),
         f'  IoT endpoint    localhost:{info.iot_port}  (iot:Data-ATS: ALPN "mqtt" → MQTT, '
         f"else wss://localhost:{info.iot_port}/mqtt){iot_note}",
         f"  MQTT over WS    {info.gateway_ws_url}  (iot:Data-ATS without TLS)",
-        f"  MQTT over TLS   127.0.0.1:{info.mqtts_port}  ({tls_note})",
+        f"  MQTT over TLS   localhost:{info.mqtts_port}  ({tls_note})",
         f"  MQTT over TCP   127.0.0.1:{info.mqtt_port}  (device endpoint without TLS)",
         f"  CA certificate  {info.ca_cert_path}  (localhost, 127.0.0.1)",
+        "                  TLS needs SNI, as IoT Core does: connect to localhost, not an IP",
         f"  AWS (moto)      {info.aws_endpoint_url}  (table {info.table_name})",
         f"  Logs            {logs}",
         "",

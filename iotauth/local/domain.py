@@ -7,15 +7,24 @@ authorizer and port + ALPN decide the protocol (custom auth over MQTT/TLS needs 
 ``mqtt``). With ``CUSTOM_AUTH`` (or ``CUSTOM_AUTH_X509``) and ``SECURE_MQTT``, MQTT with
 custom authentication works without ALPN (iot-custom-endpoints-configurable.html): that is
 what unmodified fleets such as Aliyun LinkKit devices, which send no ALPN, need.
+
+:class:`TokenSigning` is the authorizer's side (``AWS::IoT::Authorizer`` with
+``SigningDisabled: false``, its ``TokenKeyName`` and ``TokenSigningPublicKeys``): IoT then
+checks ``x-amz-customauthorizer-signature`` over the token before it calls the function
+(custom-auth.html, config-custom-auth.html; :mod:`iotauth.local.token_signing`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-__all__ = ["NO_DOMAIN", "DomainConfiguration"]
+__all__ = ["NO_DOMAIN", "DomainConfiguration", "TokenSigning"]
 
 _CUSTOM_AUTH_TYPES = frozenset({"CUSTOM_AUTH", "CUSTOM_AUTH_X509"})
+_TOKEN_KEY_NAME = re.compile(r"[a-zA-Z0-9_-]{1,128}")  # AuthorizerDescription.tokenKeyName
+_PUBLIC_KEY_NAME = re.compile(r"[a-zA-Z0-9:_-]{1,128}")  # tokenSigningPublicKeys' keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,3 +59,26 @@ class DomainConfiguration:
 
 
 NO_DOMAIN = DomainConfiguration()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSigning:
+    """An authorizer with token signing enabled (``SigningDisabled: false``).
+
+    ``token_key_name``: the header, query parameter or MQTT-username query parameter that
+    holds the token; ``public_keys``: ``TokenSigningPublicKeys``, name → PEM public key (RSA,
+    2,048 bits or more). A caller whose ``x-amz-customauthorizer-signature`` does not verify
+    under one of them is refused without invoking the authorizer.
+    """
+
+    token_key_name: str
+    public_keys: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not _TOKEN_KEY_NAME.fullmatch(self.token_key_name):
+            raise ValueError("TokenKeyName is 1-128 of letters, digits, '_' and '-'")
+        if not self.public_keys:
+            raise ValueError("token signing needs at least one TokenSigningPublicKeys entry")
+        for name, pem in self.public_keys.items():
+            if not _PUBLIC_KEY_NAME.fullmatch(name) or len(pem) > 5120:
+                raise ValueError(f"TokenSigningPublicKeys: a bad key name or value ({name!r})")

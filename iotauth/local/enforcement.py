@@ -10,13 +10,13 @@ Design: docs/design/standin-rules.md
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
 from iotauth.access.scoping import ArnContext
-from iotauth.local.mqtt.codec import Connect, Properties
+from iotauth.local.mqtt.codec import Connect, DecodeBudget, Properties
 from iotauth.local.mqtt.reasons import Reason
 
 __all__ = [
@@ -30,8 +30,11 @@ __all__ = [
     "connect_problem",
     "effective_keep_alive",
     "effective_session_expiry",
+    "engine_subscription_options",
+    "is_exact_filter",
     "publish_verdict",
     "receive_allowed",
+    "retained_delivery_allowed",
     "subscribe_verdicts",
     "topic_filter_problem",
     "topic_name_problem",
@@ -58,8 +61,18 @@ class Limits:
     topic_alias_maximum: int = 8
     receive_maximum: int = 100
     maximum_packet_size: int = 149_504
+    # 8 KB of User Properties per property section, counted on the wire: each pair's
+    # identifier and length prefixes too (an empty pair is 5 bytes), so the number of pairs
+    # is bounded as well as their content (at most 1,638 pairs).
     user_properties_bytes: int = 8 * 1024
     session_expiry_seconds: int = 3600  # persistent sessions: 1 hour (adjustable to 7 days)
+
+    @property
+    def decode_budget(self) -> DecodeBudget:
+        """What the gateway's decoder may read of a client's packet before refusing it:
+        User Properties past :attr:`user_properties_bytes` (0x95), topic filters past
+        :attr:`filters_per_subscribe` (0x97), a second Subscription Identifier (0x82)."""
+        return DecodeBudget(self.user_properties_bytes, self.filters_per_subscribe, 1)
 
 
 LIMITS = Limits()
@@ -180,7 +193,8 @@ def effective_keep_alive(requested: int, limits: Limits = LIMITS) -> int:
 
 
 def _too_many_user_properties(properties: Properties, limits: Limits) -> bool:
-    return properties.user_properties_size() > limits.user_properties_bytes
+    """Over IoT's 8 KB, counted on the wire: an empty pair costs its 5 bytes of framing."""
+    return properties.user_properties_wire_size() > limits.user_properties_bytes
 
 
 # --- PUBLISH ----------------------------------------------------------------------------------
@@ -279,6 +293,54 @@ def subscribe_verdicts(
 def receive_allowed(grant: Grant, topic: str) -> bool:
     """``iot:Receive`` on ``topic/<topic>``: checked on every delivery, retained included."""
     return bool(topic) and grant.allows("iot:Receive", "topic", topic)
+
+
+# --- retained messages on subscribe ---------------------------------------------------------
+# IoT Core delivers a retained message on subscribe only to a filter that is exactly its
+# topic: "To receive a retained message upon subscription, the topic filter in the
+# subscription request must match the retained message topic exactly"; a wildcard filter
+# gets later messages on that topic, not the retained one (developer guide, "MQTT retained
+# messages": https://docs.aws.amazon.com/iot/latest/developerguide/mqtt.html#mqtt-retain).
+# mosquitto sends them to every matching filter, so the gateway narrows it.
+
+_RETAIN_HANDLING = 0x30  # MQTT 5 subscription options, bits 4-5
+_NO_RETAINED_ON_SUBSCRIBE = 0x20  # Retain Handling 2
+
+
+def is_exact_filter(topic_filter: str) -> bool:
+    """A filter that names one topic: no ``+``/``#``, not a shared subscription."""
+    return not (
+        topic_filter.startswith(SHARED_SUBSCRIPTION_PREFIX)
+        or "+" in topic_filter
+        or "#" in topic_filter
+    )
+
+
+def engine_subscription_options(topic_filter: str, options: int, version: int) -> int:
+    """The options the engine gets for a granted filter: an MQTT 5 filter that is not exact
+    asks for no retained messages at subscribe (Retain Handling 2), so the engine sends
+    them only where IoT would. MQTT 3.1.1 has no such option: see
+    :func:`retained_delivery_allowed`."""
+    if version == 5 and not is_exact_filter(topic_filter):
+        return (options & ~_RETAIN_HANDLING) | _NO_RETAINED_ON_SUBSCRIBE
+    return options
+
+
+def retained_delivery_allowed(
+    *, version: int, topic: str, retain: bool, exact_filters: Set[str]
+) -> bool:
+    """Whether a delivery may reach the client as far as retained messages go (its
+    ``iot:Receive`` is checked apart).
+
+    MQTT 3.1.1: the engine sets RETAIN only on a message sent because of a new subscription
+    [MQTT-3.3.1-8, -9], so one is passed on only when the client subscribed to exactly its
+    topic. MQTT 5: the engine was asked for none on other filters
+    (:func:`engine_subscription_options`), and RETAIN may be a Retain-As-Published flag on a
+    live message, so every delivery passes.
+    """
+    if version == 5 or not retain:
+        return True
+    return topic in exact_filters
 
 
 def effective_session_expiry(requested: int, limits: Limits = LIMITS) -> int:

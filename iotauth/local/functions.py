@@ -4,6 +4,8 @@ context of the stand-in account, its Powertools logs optionally sent to a stream
 :class:`DelayedFunction` answers later, by a random uniform delay in a range: Lambda-like
 latency (``LocalStack(authorizer_latency=…)``, ``iotauth local --authorizer-latency``) to make
 revocation races as likely as on Lambda (docs/design/revocation.md).
+:func:`token_environment` is what points the authorizer's token check (issue 17) at the
+local OIDC issuer (:mod:`iotauth.local.oidc`) instead of the deployment's identity provider.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any, TextIO
 
@@ -22,17 +24,42 @@ from iotauth.local.lambda_host import LambdaContext, function_arn, load_handler_
 
 __all__ = [
     "AUTHORIZER_FUNCTION",
+    "DEFAULT_TOKEN_KEY_NAME",
     "MAX_LATENCY_SECONDS",
     "SIGNER_FUNCTION",
     "DelayedFunction",
     "LocalFunction",
     "parse_latency",
     "redirect_logs",
+    "token_environment",
 ]
 
 AUTHORIZER_FUNCTION = "iotauth-authorizer"
 SIGNER_FUNCTION = "iotauth-signer"
 MAX_LATENCY_SECONDS = 4.0  # below IoT's 5 s for an authorizer: a delay, not a timeout
+DEFAULT_TOKEN_KEY_NAME = "iotauth-token"  # noqa: S105 - a parameter name, not a secret
+
+
+def token_environment(
+    issuer_url: str,
+    jwks_url: str,
+    audience: str,
+    algorithms: Sequence[str],
+    token_key_name: str | None,
+) -> dict[str, str]:
+    """The authorizer's token settings for the local issuer (the rest, e.g. the group
+    grants, stays the template's): its exact ``iss``, audience, JWKS, both algorithms, the
+    ``groups`` claim it issues, and the authorizer's TokenKeyName when the stand-in has one."""
+    environment = {
+        "IOTAUTH_TOKEN_ISSUER": issuer_url,
+        "IOTAUTH_TOKEN_AUDIENCE": audience,
+        "IOTAUTH_TOKEN_JWKS_URL": jwks_url,
+        "IOTAUTH_TOKEN_ALGORITHMS": ",".join(algorithms),
+        "IOTAUTH_TOKEN_GROUPS_CLAIM": "groups",
+    }
+    if token_key_name:
+        environment["IOTAUTH_TOKEN_KEY_NAME"] = token_key_name
+    return environment
 
 
 def redirect_logs(module: ModuleType, stream: TextIO) -> Callable[[], None]:

@@ -4,7 +4,11 @@
 transport (REFERENCE §1): the MQTT username *with* its ``?x-amz-customauthorizer-name=…``
 suffix, the password as base64 of its bytes, the client id only when one was sent, the TLS
 server name (SNI) for TLS transports, the HTTP headers and query string (leading ``?``) of
-a WebSocket upgrade, a fresh ``connectionMetadata.id`` and the ``protocols`` list.
+a WebSocket upgrade, a fresh ``connectionMetadata.id`` and the ``protocols`` list; with
+token signing on, ``token`` and ``signatureVerified: true`` once the gateway has checked
+the signature (:func:`token_and_signature` finds both where IoT looks: the HTTP headers, the
+query string, the MQTT username's query parameters). :func:`http_publish_event` is the
+event of an HTTPS publish (``POST /topics/…``): ``protocols`` ``["tls", "http"]``, no MQTT.
 
 :func:`parse_authorizer_response` checks an answer the way IoT Core does (REFERENCE §2) and
 turns it into an :class:`AuthorizerGrant`, or ``None`` when the connection must be refused.
@@ -23,22 +27,26 @@ from urllib.parse import parse_qsl
 
 __all__ = [
     "AUTHORIZER_NAME_PARAMETER",
+    "SIGNATURE_PARAMETER",
     "AuthorizerGrant",
     "ConnectionInfo",
     "Transport",
     "authorizer_event",
+    "http_publish_event",
     "parse_authorizer_response",
     "requested_authorizer",
+    "token_and_signature",
 ]
 
 AUTHORIZER_NAME_PARAMETER = "x-amz-customauthorizer-name"
+SIGNATURE_PARAMETER = "x-amz-customauthorizer-signature"
 _PRINCIPAL = re.compile(r"[a-zA-Z0-9]{1,128}")
 MAX_DOCUMENTS = 10
 MAX_DOCUMENT_CHARS = 2048
 MIN_SECONDS = 300
 MAX_SECONDS = 86_400
 
-Transport = Literal["tcp", "tls", "ws", "wss"]
+Transport = Literal["tcp", "tls", "ws", "wss", "https"]  # https: HTTPS publish
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,16 +55,21 @@ class ConnectionInfo:
 
     transport: Transport
     server_name: str | None = None  # TLS SNI
-    http_headers: Mapping[str, str] = field(default_factory=dict)  # WebSocket upgrade
-    query_string: str = ""  # WebSocket upgrade, leading '?' included when not empty
+    http_headers: Mapping[str, str] = field(default_factory=dict)  # WebSocket upgrade, HTTPS
+    query_string: str = ""  # WebSocket upgrade, HTTPS: leading '?' included when not empty
 
     @property
     def is_tls(self) -> bool:
-        return self.transport in ("tls", "wss")
+        return self.transport in ("tls", "wss", "https")
 
     @property
     def is_http(self) -> bool:
-        return self.transport in ("ws", "wss")
+        return self.transport in ("ws", "wss", "https")
+
+    def header(self, name: str) -> str | None:
+        """An HTTP header's value by its case-insensitive name (the first one sent)."""
+        wanted = name.lower()
+        return next((v for k, v in self.http_headers.items() if k.lower() == wanted), None)
 
 
 def requested_authorizer(username: str | None, conn: ConnectionInfo) -> str | None:
@@ -72,15 +85,45 @@ def requested_authorizer(username: str | None, conn: ConnectionInfo) -> str | No
     return None
 
 
-def authorizer_event(
-    conn: ConnectionInfo,
-    *,
-    username: str | None,
-    password: bytes | None,
-    client_id: str | None,
-    connection_id: str | None = None,
-) -> dict[str, Any]:
-    """The custom-authorizer Lambda event IoT Core would send for this CONNECT."""
+def _query_value(query: str, key: str) -> str | None:
+    for name, value in parse_qsl(query.lstrip("?"), keep_blank_values=True):
+        if name == key:
+            return value
+    return None
+
+
+def token_and_signature(
+    username: str | None, conn: ConnectionInfo, token_key_name: str
+) -> tuple[str | None, str | None]:
+    """The token (under ``token_key_name``) and its ``x-amz-customauthorizer-signature``,
+    each from the first place that has it: the HTTP headers, the query string, then the MQTT
+    username's query parameters (custom-auth.html). ``None`` where absent.
+
+    A signature is base64: a ``+`` a client left unencoded in a query reads as a space,
+    which base64 never holds, so it is read back as ``+``.
+    """
+    places: list[tuple[str | None, str | None]] = []
+    if conn.is_http:
+        places.append((conn.header(token_key_name), conn.header(SIGNATURE_PARAMETER)))
+        places.append(
+            (
+                _query_value(conn.query_string, token_key_name),
+                _query_value(conn.query_string, SIGNATURE_PARAMETER),
+            )
+        )
+    if username and "?" in username:
+        suffix = username.split("?", 1)[1]
+        places.append(
+            (_query_value(suffix, token_key_name), _query_value(suffix, SIGNATURE_PARAMETER))
+        )
+    token = next((t for t, _ in places if t), None)
+    signature = next((s for _, s in places if s), None)
+    if signature is not None:
+        signature = signature.replace(" ", "+")
+    return token, signature
+
+
+def _transport_data(conn: ConnectionInfo) -> tuple[list[str], dict[str, Any]]:
     protocols: list[str] = []
     protocol_data: dict[str, Any] = {}
     if conn.is_tls:
@@ -93,6 +136,58 @@ def authorizer_event(
             "headers": dict(conn.http_headers),
             "queryString": conn.query_string,
         }
+    return protocols, protocol_data
+
+
+def _event(
+    protocols: list[str],
+    protocol_data: dict[str, Any],
+    token: str | None,
+    signature_verified: bool,
+    connection_id: str | None,
+) -> dict[str, Any]:
+    event: dict[str, Any] = {}
+    if token is not None:
+        event["token"] = token
+    event.update(
+        {
+            "signatureVerified": signature_verified,
+            "protocols": protocols,
+            "protocolData": protocol_data,
+            "connectionMetadata": {"id": connection_id or str(uuid.uuid4())},
+        }
+    )
+    return event
+
+
+def http_publish_event(
+    conn: ConnectionInfo,
+    *,
+    token: str | None = None,
+    signature_verified: bool = False,
+    connection_id: str | None = None,
+) -> dict[str, Any]:
+    """The event of an HTTPS publish (``POST /topics/…``): TLS and HTTP, no MQTT part."""
+    protocols, protocol_data = _transport_data(conn)
+    return _event(protocols, protocol_data, token, signature_verified, connection_id)
+
+
+def authorizer_event(
+    conn: ConnectionInfo,
+    *,
+    username: str | None,
+    password: bytes | None,
+    client_id: str | None,
+    connection_id: str | None = None,
+    token: str | None = None,
+    signature_verified: bool = False,
+) -> dict[str, Any]:
+    """The custom-authorizer Lambda event IoT Core would send for this CONNECT.
+
+    ``token`` / ``signature_verified``: only from an authorizer with signing enabled, once
+    the gateway verified the token's signature (it never calls the authorizer otherwise).
+    """
+    protocols, protocol_data = _transport_data(conn)
     protocols.append("mqtt")
     mqtt: dict[str, str] = {}
     if username is not None:
@@ -102,12 +197,7 @@ def authorizer_event(
     if client_id:
         mqtt["clientId"] = client_id
     protocol_data["mqtt"] = mqtt
-    return {
-        "signatureVerified": False,
-        "protocols": protocols,
-        "protocolData": protocol_data,
-        "connectionMetadata": {"id": connection_id or str(uuid.uuid4())},
-    }
+    return _event(protocols, protocol_data, token, signature_verified, connection_id)
 
 
 @dataclass(frozen=True, slots=True)

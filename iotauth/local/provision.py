@@ -57,7 +57,7 @@ def provision(aws_url: str, template: Template, room: str) -> Provisioned:
     """The credential table, the demo devices and the IoT client role, in moto."""
     import boto3  # noqa: PLC0415
 
-    from iotauth.identities.credentials import generate_secret, hash_generated_secret  # noqa: PLC0415
+    from iotauth.identities.credentials import hash_generated_secret, issue_secret  # noqa: PLC0415
     from iotauth.identities.records import IdentityRecord  # noqa: PLC0415
     from iotauth.identities.store import DynamoDBStore  # noqa: PLC0415
 
@@ -71,12 +71,12 @@ def provision(aws_url: str, template: Template, room: str) -> Provisioned:
     devices: dict[str, str] = {}
     now = int(time.time())
     for name in DEMO_DEVICES:
-        secret = generate_secret()
+        secret, verifier = issue_secret()  # generated here: lockout-exempt
         store.add_identity(
             IdentityRecord(
                 username=name,
                 kind="secret",
-                verifier=hash_generated_secret(secret),
+                verifier=verifier,
                 rooms=(room,),
                 created_at=now,
                 updated_at=now,

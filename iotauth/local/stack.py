@@ -29,27 +29,26 @@ from typing import Any, TextIO
 
 from iotauth.access.scoping import ArnContext
 from iotauth.local import LocalPorts, PortInUse
-from iotauth.local.aws_standin import (
-    ACCOUNT,
-    FAKE_CREDENTIALS,
-    REGION,
-    IssuedCredentials,
-    MotoServer,
-)
+from iotauth.local.aws_standin import ACCOUNT, FAKE_CREDENTIALS, REGION, MotoServer
 from iotauth.local.banner import banner
 from iotauth.local.certs import generate_certificates
+from iotauth.local.domain import TokenSigning
 from iotauth.local.functions import (
     AUTHORIZER_FUNCTION,
+    DEFAULT_TOKEN_KEY_NAME,
     SIGNER_FUNCTION,
     DelayedFunction,
     LocalFunction,
     check_latency,
+    token_environment,
 )
 from iotauth.local.gateway import GatewayConfig, LocalGateway
 from iotauth.local.gateway_thread import GatewayThread
 from iotauth.local.http_servers import close_http
+from iotauth.local.iam_principals import IamPrincipals
 from iotauth.local.janitor import start_janitor
 from iotauth.local.lambda_host import REPO_ROOT
+from iotauth.local.oidc import ALGORITHMS, LocalIssuer, serve_issuer
 from iotauth.local.provision import TABLE_NAME, Provisioned, chat_room, provision
 from iotauth.local.signer_api import DevTokens, serve_signer_api
 from iotauth.local.stack_info import StackInfo
@@ -62,6 +61,9 @@ log = logging.getLogger("iotauth.local")
 
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 DEMO_USERS = ("alice", "bob")
+#: The groups claim of the demo users' tokens (the local issuer's; the template's
+#: TokenGroupGrants, when set, maps groups to extra grants).
+DEMO_GROUPS = {"alice": ("chat-users", "staff"), "bob": ("chat-users",)}
 
 
 # --- ports ------------------------------------------------------------------------------
@@ -87,6 +89,7 @@ def _check_all_free(ports: LocalPorts) -> None:
         (ports.mqtt, "--mqtt-port"),
         (ports.mqtts, "--mqtts-port"),
         (ports.ws, "--ws-port"),
+        (ports.issuer, "--issuer-port"),
         (ports.iot or 0, "--iot-port"),
     ):
         _check_free(port, flag)
@@ -163,8 +166,14 @@ class LocalStack:
         authorizer_latency: tuple[float, float] | None = None,
         latency_seed: int | None = None,
         authorizer_timeout: float = 5.0,
+        token_signing: TokenSigning | None = None,
     ) -> None:
         self.ports = ports or LocalPorts()
+        # The authorizer's SigningDisabled: false (with its TokenKeyName and public keys):
+        # the gateway then checks x-amz-customauthorizer-signature before calling it. None:
+        # as the template's IotAuthorizer says (SigningDisabled: true).
+        self.token_signing = token_signing
+        self._issuer: LocalIssuer | None = None
         # (low, high) seconds added to every authorizer answer (uniform, from a Random seeded
         # with latency_seed): to make revocation races as likely as on Lambda.
         self.authorizer_latency = (
@@ -236,8 +245,16 @@ class LocalStack:
         aws_url, demo = self._start_aws(template, room)
 
         certificates = generate_certificates(workdir / "tls")
+        issuer = self._start_issuer()
+        token_key_name = self._token_key_name(template)
         self._env.set(
             template.function_environment("AuthorizerFunction", {"CredentialsTable": TABLE_NAME})
+        )
+        # The authorizer checks tokens from the local issuer (primed at its init: it is up).
+        self._env.set(
+            token_environment(
+                issuer.url, issuer.jwks_url, issuer.audience, ALGORITHMS, token_key_name
+            )
         )
         _check_settings("the authorizer", "iotauth.connect.authenticate", "Settings")
         self._authorizer = self._function(AUTHORIZER_FUNCTION, "authorizer")
@@ -253,13 +270,14 @@ class LocalStack:
                 authorizer_name=authorizer_name,
                 arn=arn,
                 certificates=certificates,
-                presigned=IssuedCredentials(demo.role_arn, REGION).verify,
+                presigned=IamPrincipals(REGION).verify,  # any principal in moto's IAM
                 tcp_port=self.ports.mqtt,
                 tls_port=self.ports.mqtts,
                 ws_port=self.ports.ws,
                 iot_port=iot_port,
                 domain=domain,
                 authorizer_timeout=self.authorizer_timeout,
+                token_signing=self.token_signing,
             )
         )
         running = GatewayThread(gateway)
@@ -270,7 +288,6 @@ class LocalStack:
         certificates.server_key.unlink(missing_ok=True)
         web_port, signer_port = self._start_http()
         self._start_signer(template, demo.role_arn, gateway_ports.ws)
-        self._dev_tokens = DevTokens(DEMO_USERS)
         self._info = StackInfo(
             page_url=f"http://127.0.0.1:{web_port}/",
             signer_url=f"http://127.0.0.1:{signer_port}/mqtt-url",
@@ -292,6 +309,11 @@ class LocalStack:
             iot_port=gateway_ports.iot,
             iot_port_note=iot_note,
             domain=domain,
+            issuer_url=issuer.url,
+            token_endpoint=issuer.token_endpoint,
+            token_audience=issuer.audience,
+            token_key_name=os.environ.get("IOTAUTH_TOKEN_KEY_NAME") or DEFAULT_TOKEN_KEY_NAME,
+            token_signing=self.token_signing is not None,
         )
         return self._info
 
@@ -334,6 +356,29 @@ class LocalStack:
         # The deployment's shared roots, for the demo records' rooms (the CLI reads it too).
         self._env.set({"IOTAUTH_SHARED_TOPIC_ROOTS": template.text_parameter("WebSharedTopicRoot")})
         return aws_url, provision(aws_url, template, room)
+
+    @property
+    def issuer(self) -> LocalIssuer:
+        if self._issuer is None:
+            raise RuntimeError("the local issuer is not running")
+        return self._issuer
+
+    def _start_issuer(self) -> LocalIssuer:
+        """The local OIDC issuer, for the dev users (their dev tokens are its passwords)."""
+        self._dev_tokens = DevTokens(DEMO_USERS)
+        self._issuer = LocalIssuer({user: DEMO_GROUPS.get(user, ()) for user in DEMO_USERS})
+        server = serve_issuer(self, self.ports.issuer)
+        self._cleanup.append(lambda: close_http(server))
+        return self._issuer
+
+    def _token_key_name(self, template: Template) -> str | None:
+        """The authorizer's TokenKeyName: the stand-in's signing setting, else the
+        template's IotAuthorizer (None: the authorizer's own default)."""
+        if self.token_signing is not None:
+            return self.token_signing.token_key_name
+        properties = template.resource("IotAuthorizer").get("Properties") or {}
+        name = template.resolve(properties.get("TokenKeyName"))
+        return name if isinstance(name, str) and name else None
 
     def _start_http(self) -> tuple[int, int]:
         """The page and the signer's API; returns their ports (the page's are its origins)."""

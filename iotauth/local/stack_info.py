@@ -42,6 +42,13 @@ class StackInfo:
     #: The identities ``events/authorizer/*.json`` name (test-only secrets, published there).
     fixtures: tuple[str, ...] = ()
     shared_topic_roots: str = ""  # the template's WebSharedTopicRoot (the CLI reads it)
+    # The local OIDC issuer (iotauth.local.oidc): its exact iss, token endpoint, the aud of
+    # its tokens, and the authorizer's TokenKeyName (header / query / username parameter).
+    issuer_url: str = ""
+    token_endpoint: str = ""
+    token_audience: str = ""
+    token_key_name: str = ""
+    token_signing: bool = False  # the authorizer's SigningDisabled is false
 
     @property
     def state(self) -> dict[str, Any]:
@@ -81,4 +88,8 @@ class StackInfo:
             "authorizerName": self.authorizer_name,
             "room": self.chat_room,
             "devTokens": dict(self.dev_tokens),
+            "issuerUrl": self.issuer_url,
+            "tokenEndpoint": self.token_endpoint,
+            "tokenAudience": self.token_audience,
+            "tokenKeyName": self.token_key_name,
         }

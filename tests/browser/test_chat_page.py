@@ -1,8 +1,9 @@
 """The chat page (web/) in Chromium against the local stack, as a user would use it.
 
-Two sign-in modes: a signed-in user gets a presigned URL from the signer (development bearer
-tokens stand in for JWTs locally); a device signs in with username/password through the
-custom authorizer. What the tests assert is what the page shows.
+Three sign-in modes: a signed-in user gets a presigned URL from the signer (development
+bearer tokens stand in for JWTs locally), or takes a JWT from the local OIDC issuer straight
+to the custom authorizer; a device signs in with username/password through the custom
+authorizer. What the tests assert is what the page shows.
 """
 
 from __future__ import annotations
@@ -180,6 +181,65 @@ def test_wrong_bearer_token_is_refused_by_the_signer(open_page: Any) -> None:
     page.get_by_label("Bearer token").fill("not-a-valid-token")
     page.get_by_role("button", name="Connect", exact=True).click()
     expect(page.get_by_role("alert")).to_contain_text("The signer refused the bearer token")
+    expect(page.locator("#status")).to_have_text("Not connected.")
+
+
+def token_sign_in(page: Any, user: str) -> None:
+    """Token sign-in: a JWT from the local issuer, straight to the authorizer (no signer)."""
+    page.get_by_label("Signed-in user (token at the authorizer)").check()
+    expect(page.get_by_label("Token endpoint")).to_be_visible()
+    expect(page.get_by_label("Signer URL")).to_be_hidden()
+    page.get_by_label("Development user").select_option(user)
+    page.get_by_role("button", name="Connect", exact=True).click()
+
+
+def test_user_signs_in_with_a_token_checked_by_the_authorizer(
+    open_page: Any, stack: StackInfo
+) -> None:
+    page = open_page()
+    token_calls: list[str] = []
+    signer_calls: list[str] = []
+    sockets: list[str] = []
+
+    def on_request(request: Any) -> None:
+        if request.url.startswith(stack.token_endpoint):
+            token_calls.append(request.method)
+        elif request.url.startswith(stack.signer_url):
+            signer_calls.append(request.url)
+
+    page.on("request", on_request)
+    page.on("websocket", lambda socket: sockets.append(socket.url))
+    expect(page.get_by_label("Token endpoint")).to_be_hidden()
+    token_sign_in(page, "alice")
+    expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+    expect(page.locator("#identity-client-id")).to_have_text("web-alice")
+    assert token_calls == ["POST"] and signer_calls == []
+    # The JWT travels in the WebSocket URL under the authorizer's token key name.
+    (url,) = sockets
+    assert url.startswith(stack.gateway_ws_url.split("?")[0] + "?")
+    assert f"x-amz-customauthorizer-name={stack.authorizer_name}" in url
+    assert f"{stack.token_key_name}=ey" in url
+    expect(subscription(page, "web-alice/inbox")).to_have_attribute("data-state", "active")
+    send(page, "a note by token", target="inbox")
+    expect(message(page, "a note by token").locator(".topic")).to_have_text("web-alice/inbox")
+
+    # The room, shared with a presigned-URL user: the sender is proven by the topic.
+    expect(subscription(page, room_filter(stack))).to_have_attribute("data-state", "active")
+    bob = open_page()
+    sign_in_as(bob, "bob")
+    send(page, "hello bob, by token")
+    received = message(bob, "hello bob, by token")
+    expect(received.locator(".sender")).to_have_text("web-alice")
+
+
+def test_a_token_the_authorizer_refuses_says_so(open_page: Any, stack: StackInfo) -> None:
+    page = open_page()
+    page.get_by_label("Signed-in user (token at the authorizer)").check()
+    page.get_by_label("Development user").select_option("")
+    page.get_by_label("Token endpoint").fill("")  # the bearer token field is the JWT itself
+    page.get_by_label("Bearer token").fill("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.AAAA")
+    page.get_by_role("button", name="Connect", exact=True).click()
+    expect(page.get_by_role("alert")).to_contain_text("Connection refused")
     expect(page.locator("#status")).to_have_text("Not connected.")
 
 

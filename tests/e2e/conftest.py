@@ -121,7 +121,8 @@ class Mqtt:
             if alpn and self.transport != "wss":
                 context.set_alpn_protocols(["mqtt"])
             self.client.tls_set_context(context)
-        host = "localhost" if self.transport in ("iot", "wss") else "127.0.0.1"
+        # Over TLS a host name, so that the client sends SNI (IoT Core requires it).
+        host = "localhost" if self.transport in ("tls", "iot", "wss") else "127.0.0.1"
         self.client.connect(host, port, keepalive=keepalive)
         self.client.loop_start()
         assert self.answered.wait(WAIT), "no CONNACK"

@@ -23,7 +23,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 IOTAUTH = str(Path(sys.executable).with_name("iotauth"))
-PORTS = [f"--{n}-port=0" for n in ("web", "signer", "aws", "mqtt", "mqtts", "ws", "iot")]
+PORTS = [f"--{n}-port=0" for n in ("web", "signer", "aws", "mqtt", "mqtts", "ws", "iot", "issuer")]
 START = 90.0  # seconds: the longest a start may take on a loaded machine
 
 

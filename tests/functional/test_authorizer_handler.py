@@ -44,11 +44,10 @@ def authorizer(dynamodb_table: str, monkeypatch: pytest.MonkeyPatch) -> Iterator
     import authorizer.app as app_module
 
     store = DynamoDBStore(dynamodb_table)
-    store.add_identity(
-        IdentityRecord(
-            username="demo-device", kind="secret", verifier=hash_generated_secret(DEMO_SECRET)
-        )
-    )
+    # The fixture's secret stands for one iotauth issued (`devices add`): marked g1, which
+    # only issue_secret() makes for a fresh secret (issue 16, item 9).
+    issued = hash_generated_secret(DEMO_SECRET).replace("$v1$", "$g1$", 1)
+    store.add_identity(IdentityRecord(username="demo-device", kind="secret", verifier=issued))
     store.add_identity(
         IdentityRecord(username="demo-sensor&a1DemoPK", kind="aliyun", device_secret=ALIYUN_SECRET)
     )

@@ -1,10 +1,12 @@
 """Interoperability fixtures: the local stand-in, devices, and the clients' own tools.
 
 Every client library here is used the way its documentation says, through its public
-builders and options; only the endpoint (127.0.0.1), the port and the CA differ from what a
-user points at AWS IoT Core. One :class:`~iotauth.local.stack.LocalStack` per test module
-(moto's state is per process, so never two at once), on free ports; the one client that
-always dials 443 gets a stack whose IoT port is 443, behind a lock across processes.
+builders and options; only the endpoint (``localhost`` over TLS, a host name, so that every
+client sends SNI as IoT Core requires; 127.0.0.1 without TLS), the port and the CA differ
+from what a user points at AWS IoT Core. One :class:`~iotauth.local.stack.LocalStack` per
+test module (moto's state is per process, so never two at once), on free ports; the one
+client that always dials 443 gets a stack whose IoT port is 443, behind a lock across
+processes.
 """
 
 from __future__ import annotations

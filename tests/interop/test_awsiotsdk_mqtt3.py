@@ -37,7 +37,7 @@ def crt3() -> Iterator[Callable[[], Crt3]]:
 
 def custom_auth_connection(info: StackInfo, device: Device, events: Crt3, password: str) -> Any:
     return mqtt_connection_builder.websockets_with_custom_authorizer(
-        endpoint="127.0.0.1",
+        endpoint="localhost",  # a host name: the SDK sends SNI
         port=iot_port(info),
         ca_filepath=str(info.ca_cert_path),
         client_id=device.name,
@@ -79,7 +79,7 @@ def test_websockets_with_default_aws_signing(stack: StackInfo, crt3: Callable[[]
         credentials_provider=auth.AwsCredentialsProvider.new_static(
             user.access_key, user.secret_key, user.session_token
         ),
-        endpoint="127.0.0.1",
+        endpoint="localhost",  # a host name: the SDK sends SNI
         port=iot_port(stack),
         ca_filepath=str(stack.ca_cert_path),
         client_id=user.client_id,

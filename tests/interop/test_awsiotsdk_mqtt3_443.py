@@ -28,7 +28,7 @@ def events() -> Iterator[Crt3]:
 
 def connection(info: StackInfo, device: Device, events: Crt3, password: str) -> object:
     return mqtt_connection_builder.direct_with_custom_authorizer(
-        endpoint="127.0.0.1",
+        endpoint="localhost",  # a host name: the SDK sends SNI
         ca_filepath=str(info.ca_cert_path),
         client_id=device.name,
         clean_session=True,

@@ -106,7 +106,7 @@ def custom_auth_client(
         "wss": mqtt5_client_builder.websockets_with_custom_authorizer,
     }[transport]
     return builder(
-        endpoint="127.0.0.1",
+        endpoint="localhost",  # a host name: the SDK sends SNI
         port=iot_port(info),
         ca_filepath=str(info.ca_cert_path),
         client_id=device.name,
@@ -125,7 +125,7 @@ def sigv4_client(info: StackInfo, user: WebUser, events: Crt5) -> Any:
     return mqtt5_client_builder.websockets_with_default_aws_signing(
         region=info.region,
         credentials_provider=credentials,
-        endpoint="127.0.0.1",
+        endpoint="localhost",  # a host name: the SDK sends SNI
         port=iot_port(info),
         ca_filepath=str(info.ca_cert_path),
         client_id=user.client_id,

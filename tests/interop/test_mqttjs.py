@@ -38,12 +38,12 @@ def connect_args(info: StackInfo, device: Device, transport: str, version: int) 
     if transport == "tcp":
         scenario["url"] = f"mqtt://127.0.0.1:{mqtt_port(info)}"
     elif transport == "tls":
-        scenario["url"] = f"mqtts://127.0.0.1:{iot_port(info)}"
+        scenario["url"] = f"mqtts://localhost:{iot_port(info)}"  # SNI: a host name
         options["ALPNProtocols"] = ["mqtt"]
         scenario["caFile"] = str(info.ca_cert_path)
     else:
         scenario["url"] = (
-            f"wss://127.0.0.1:{iot_port(info)}/mqtt"
+            f"wss://localhost:{iot_port(info)}/mqtt"
             f"?x-amz-customauthorizer-name={info.authorizer_name}"
         )
         options["username"] = device.name

@@ -81,7 +81,9 @@ class Paho:
             context = ssl.create_default_context(cafile=str(info.ca_cert_path))
             context.set_alpn_protocols(["mqtt"])
             self.client.tls_set_context(context)
-        self.client.connect("127.0.0.1", port, keepalive=30)
+        # Over TLS a host name, so that paho sends SNI (IoT Core requires it).
+        host = "localhost" if self.transport == "tls" else "127.0.0.1"
+        self.client.connect(host, port, keepalive=30)
         self.client.loop_start()
         assert self.answered.wait(WAIT), "no CONNACK and no close"
         return self.connack

@@ -246,7 +246,8 @@ def secret_args(parser: argparse.ArgumentParser) -> Any:
 
 
 def grant_args(parser: argparse.ArgumentParser, *, client_id_help: str) -> None:
-    """What an identity may do: client ids, grants, rooms, --allow-broad, session limits."""
+    """What an identity may do: client ids, grants, rooms, --allow-broad, --retain,
+    --shared, session limits."""
     parser.add_argument(
         "--client-id", action="append", default=[], metavar="ID", help=client_id_help
     )
@@ -274,6 +275,17 @@ def grant_args(parser: argparse.ArgumentParser, *, client_id_help: str) -> None:
         help="DANGER: accept grants that can reach beyond its own topics (a wildcard first "
         "level, $aws/…, a shared root, another identity's namespace); the record keeps it "
         "and `devices list` shows it",
+    )
+    parser.add_argument(
+        "--retain",
+        action="store_true",
+        help="allow retained messages (iot:RetainPublish) on its own topics only",
+    )
+    parser.add_argument(
+        "--shared",
+        action="store_true",
+        help="allow shared subscriptions ($share/<group>/<filter>) to filters within its "
+        "own topics only",
     )
     parser.add_argument("--disconnect-after", type=int, metavar="SECONDS", help="300-86400")
     parser.add_argument(

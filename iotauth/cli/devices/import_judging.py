@@ -15,6 +15,7 @@ Design: docs/design/import.md
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -134,6 +135,30 @@ def _table_candidates(store: DynamoDBStore, records: list[IdentityRecord]) -> Ca
     return found[0]
 
 
+# Anything spelled like a name: the message's words that may be another entry's name.
+_NAME_LIKE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@:&-]*")
+
+
+def _unquoted(item: Imported, message: str, where: dict[str, str]) -> str:
+    """``message`` about ``item`` by its line and fields only: its own name, grants and
+    client ids become ``<name>``, ``<publish>`` … and another entry's name becomes that
+    entry's line, so no value of the export is printed (a swapped column may hold a
+    password where a name belongs). Stored identities' names stay: they are the table's."""
+    from iotauth.identities.migration import redact  # noqa: PLC0415
+
+    record = item.record
+    values = [("name", record.username)]
+    values += [("publish", g) for g in record.publish]
+    values += [("subscribe", g) for g in record.subscribe]
+    values += [("client_ids", c) for c in record.client_ids]
+    words = _NAME_LIKE.findall(message)
+    for word in dict.fromkeys([*words, *(w.rstrip(".:@&-") for w in words)]):
+        other = where.get(word)
+        if other is not None and word != record.username:
+            values.append((f"the name at {other}", word))
+    return f"{item.where}: {redact(message, values)}"
+
+
 def judge_import(
     store: DynamoDBStore, todo: list[Imported], stored: dict[str, dict[str, Any]]
 ) -> list[str]:
@@ -150,6 +175,7 @@ def judge_import(
     index = _Index([*current, *(item.record for item in todo)])
     errors: list[str] = []
     warnings: list[str] = []
+    where = {item.record.username: item.where for item in todo}
     with progress(len(todo), "checking", every=progress_every(len(todo))) as bar:
         for item in todo:
             bar.advance()
@@ -157,9 +183,9 @@ def judge_import(
             try:
                 others = Candidates(index.candidates(record), table.unnamed)
                 found = judge_record(record, others, roots)
-                warnings += [f"{record.username!r}: {p}" for p in found]
+                warnings += [_unquoted(item, p, where) for p in found]
             except CommandError as exc:
-                errors.append(f"{item.where} ({record.username!r}): {exc}")
+                errors.append(_unquoted(item, str(exc), where))
                 continue
             for client_id in record.allowed_client_ids():  # registry items without a record
                 owner_item = stored.get(client_id_key(client_id))
@@ -167,9 +193,9 @@ def judge_import(
                     continue
                 owner = owner_item.get("owner", {}).get("S")
                 if owner != record.username:
-                    errors.append(
-                        f"{item.where} ({record.username!r}): client id {client_id!r} is "
-                        f"already registered to identity {owner!r}"
+                    errors.append(  # the owner is a stored identity's name, not the file's
+                        f"{item.where}: one of its client ids (its name, or one in "
+                        f"client_ids) is already registered to identity {owner!r}"
                     )
     if errors:
         for line in errors[:50]:

@@ -66,7 +66,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         "schemes": schemes,
         "alreadyImported": sorted(same),
         "skippedUnsupported": [
-            {"where": s.where, "name": s.name, "scheme": s.scheme} for s in skipped
+            {"where": s.where, "name": _shown(s.name), "scheme": s.scheme} for s in skipped
         ],
         "warnings": warnings,
     }
@@ -106,7 +106,17 @@ def _print_left_out(same: set[str], skipped: list[Skipped]) -> None:
         note(f"{len(skipped)} entries skipped (--skip-unsupported: their hashes cannot be "
              "verified here; give these users a new password or secret):")  # fmt: skip
         for s in skipped:
-            note(f"  {s.where}: {s.name} ({s.scheme})")
+            name = _shown(s.name)
+            note(f"  {s.where}: {name or '(its name field is not a valid name: not shown)'} "
+                 f"({s.scheme})")  # fmt: skip
+
+
+def _shown(name: str) -> str | None:
+    """A skipped entry's name if it can be one (valid, not secret-shaped), else None: its
+    hash was never checked against it, and a swapped column may put a password there."""
+    from iotauth.identities.migration import is_showable_name  # noqa: PLC0415
+
+    return name if is_showable_name(name) else None
 
 
 def _open_import_store(args: argparse.Namespace) -> DynamoDBStore:

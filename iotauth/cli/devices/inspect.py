@@ -3,7 +3,8 @@
 Read by key only, never a Scan: the identity and its ``lockout#`` counter in one consistent
 ``BatchGetItem`` (the authorizer's own read), then its client ids' ``clientid#`` registry
 items, to say whether each points back to it. Printed: status, lock state (locked until a
-UTC time, failures in the current window, or none), grants, rooms, client ids, times (UTC)
+UTC time, failures in the current window, or none), grants, rooms, whether it may retain
+messages and use shared subscriptions (on its own topics), client ids, times (UTC)
 and the effective session times with the deployment's defaults
 (``IOTAUTH_DISCONNECT_AFTER_SECONDS``/``IOTAUTH_REFRESH_AFTER_SECONDS``, else 86400, as the
 template). ``--json`` prints the same as one object. Never a verifier or a device secret:
@@ -152,6 +153,8 @@ def _print_human(record: IdentityRecord, view: dict[str, Any]) -> None:
         ("subscribe", ", ".join(record.subscribe) or "-"),
         ("rooms", ", ".join(record.rooms) or "-"),
         ("allow broad", "YES (grants beyond its own topics)" if record.allow_broad else "no"),
+        ("retain", "yes (retained messages on its own topics)" if record.retain else "no"),
+        ("shared", "yes (shared subscriptions within its own topics)" if record.shared else "no"),
     ]
     if record.kind == "aliyun":
         lines += [

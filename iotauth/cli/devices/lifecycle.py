@@ -40,7 +40,7 @@ from iotauth.cli.devices.common import (
     verifier_from_stdin,
 )
 from iotauth.cli.output import Progress, add_json_flag, emit, note, progress, wants_json
-from iotauth.identities.credentials import generate_secret, hash_generated_secret
+from iotauth.identities.credentials import issue_secret
 from iotauth.identities.records import IdentityRecord
 from iotauth.identities.revocation import (
     SETTLE_SECONDS,
@@ -261,10 +261,8 @@ def cmd_rotate(args: argparse.Namespace) -> int:
         kind, verifier = verifier_from_stdin(generated=args.secret_stdin)
         updated = record.replace(kind=kind, verifier=verifier, updated_at=now)
     else:
-        secret = generate_secret()
-        updated = record.replace(
-            kind="secret", verifier=hash_generated_secret(secret), updated_at=now
-        )
+        secret, verifier = issue_secret()  # generated here: marked issued (lockout-exempt)
+        updated = record.replace(kind="secret", verifier=verifier, updated_at=now)
     run_checked(lambda: store.replace_identity(updated, expected=record))  # no lost update
     note(f"rotated the credentials of {args.name!r}")
     result: dict[str, Any] = {"username": args.name, "rotated": updated.kind}

@@ -27,7 +27,7 @@ from iotauth.cli.devices.common import (
     secret_args,
     verifier_from_stdin,
 )
-from iotauth.identities.credentials import generate_secret, hash_generated_secret
+from iotauth.identities.credentials import issue_secret
 from iotauth.identities.pairing import client_id_clashes, pairing_problems
 from iotauth.identities.reach import Candidates, open_reach_problems
 from iotauth.identities.records import IdentityRecord
@@ -89,8 +89,8 @@ def cmd_add(args: argparse.Namespace) -> int:
     if args.password_stdin or args.secret_stdin:
         kind, verifier = verifier_from_stdin(generated=args.secret_stdin)
     else:
-        secret = generate_secret()
-        kind, verifier = "secret", hash_generated_secret(secret)
+        secret, verifier = issue_secret()  # generated here: marked issued (lockout-exempt)
+        kind = "secret"
     now = int(time.time())
     record = IdentityRecord(
         username=args.name,
@@ -101,6 +101,8 @@ def cmd_add(args: argparse.Namespace) -> int:
         subscribe=tuple(args.subscribe),
         rooms=tuple(args.room),
         allow_broad=args.allow_broad,
+        retain=args.retain,
+        shared=args.shared,
         disconnect_after=args.disconnect_after,
         refresh_after=args.refresh_after,
         created_at=now,
@@ -129,6 +131,8 @@ def cmd_add_aliyun(args: argparse.Namespace) -> int:
         subscribe=tuple(args.subscribe),
         rooms=tuple(args.room),
         allow_broad=args.allow_broad,
+        retain=args.retain,
+        shared=args.shared,
         disconnect_after=args.disconnect_after,
         refresh_after=args.refresh_after,
         allow_no_timestamp=args.allow_no_timestamp,

@@ -7,9 +7,10 @@ which also moves the ``clientid#`` registry in the same transaction): a refused 
 update changes nothing. The diff (``field: old → new``) goes to stderr, or with ``--json``
 ``{"username", "changed": {field: [old, new]}, "closed": […]}`` to stdout; ``--dry-run``
 stops after the diff. Then, when access shrank in any way (a client id, grant or room
-removed, a flag withdrawn, a shorter session), it closes the identity's live sessions as
-``disable`` does (``--no-disconnect`` skips it); access that only grew reaches live
-sessions at their next refresh. Secrets are never changed here: that is ``rotate``.
+removed, a flag withdrawn such as ``--no-retain`` or ``--no-shared``, a shorter session),
+it closes the identity's live sessions as ``disable`` does (``--no-disconnect`` skips
+it); access that only grew reaches live sessions at their next refresh. Secrets are never
+changed here: that is ``rotate``.
 
 Flags, one scheme for every list (client ids, publish, subscribe, rooms): ``--X V``
 (repeatable) replaces the list, ``--add-X V``/``--remove-X V`` edit it, ``--clear-X``
@@ -52,6 +53,8 @@ _FIELDS: tuple[tuple[str, Any], ...] = (
     ("subscribe", lambda r: list(r.subscribe)),
     ("rooms", lambda r: list(r.rooms)),
     ("allowBroad", lambda r: r.allow_broad),
+    ("retain", lambda r: r.retain),
+    ("shared", lambda r: r.shared),
     ("disconnectAfterInSeconds", lambda r: r.disconnect_after),
     ("refreshAfterInSeconds", lambda r: r.refresh_after),
     ("clientIdForm", lambda r: r.client_id_form),
@@ -107,7 +110,7 @@ def _edited(args: argparse.Namespace, old: IdentityRecord) -> IdentityRecord:
         changes["client_id_form"] = None
     elif args.client_id_form is not None:
         changes["client_id_form"] = args.client_id_form
-    for key in ("any_client_id", "allow_no_timestamp", "allow_broad"):
+    for key in ("any_client_id", "allow_no_timestamp", "allow_broad", "retain", "shared"):
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)
     if old.kind != "aliyun":
@@ -152,6 +155,8 @@ def access_shrank(old: IdentityRecord, new: IdentityRecord) -> list[str]:
             why.append(f"{label} removed: " + ", ".join(gone))
     for label, had, has in (
         ("allow-broad", old.allow_broad, new.allow_broad),
+        ("retain", old.retain, new.retain),
+        ("shared", old.shared, new.shared),
         ("any-client-id", old.any_client_id, new.any_client_id),
         ("allow-no-timestamp", old.allow_no_timestamp, new.allow_no_timestamp),
     ):
@@ -294,6 +299,19 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         default=None,
         help="DANGER: accept (or, with --no-allow-broad, stop accepting) grants that reach "
         "beyond its own topics",
+    )
+    p.add_argument(
+        "--retain",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="allow (or, with --no-retain, stop allowing) retained messages on its own topics",
+    )
+    p.add_argument(
+        "--shared",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="allow (or, with --no-shared, stop allowing) shared subscriptions within its "
+        "own topics",
     )
     aliyun = p.add_argument_group("Aliyun identities")
     aliyun.add_argument("--client-id-form", metavar="FORM", help="as add-aliyun")

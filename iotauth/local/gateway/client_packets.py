@@ -4,8 +4,10 @@
   it none and mosquitto accepts none); the resolved topic is checked; a refused PUBLISH is
   never acknowledged as accepted (MQTT 5 QoS 1: PUBACK 0x87; otherwise the connection ends,
   MQTT 5 with a DISCONNECT naming the reason);
-- SUBSCRIBE: per filter, refused ones get their SUBACK code and are not forwarded;
-- PINGREQ is answered here; a client silent for 1.5x its keep-alive is disconnected.
+- SUBSCRIBE: per filter, refused ones get their SUBACK code and are not forwarded; one
+  with more than IoT's 8 filters ends the connection (MQTT 5: DISCONNECT 0x97), as IoT does;
+- PINGREQ is answered here; a client that completes no packet for 1.5x its keep-alive is
+  disconnected (bytes of a partial packet do not count).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 
 from iotauth.local import enforcement
 from iotauth.local.enforcement import Outcome
-from iotauth.local.gateway.connection import Connection
+from iotauth.local.gateway.connection import Connection, decode_from_client
 from iotauth.local.gateway.streams import raw_packet
 from iotauth.local.mqtt.codec import (
     PINGREQ,
@@ -31,59 +33,77 @@ from iotauth.local.mqtt.codec import (
     Ping,
     ProtocolError,
     Publish,
+    QuotaExceeded,
     Suback,
     Subscribe,
-    decode_packet,
+    Unsubscribe,
     encode_packet,
 )
 from iotauth.local.mqtt.reasons import Reason
 
-__all__ = ["ClientPackets"]
+__all__ = ["TURN_SECONDS", "ClientPackets"]
 
 log = logging.getLogger("iotauth.local.gateway")
+
+# How long one connection's packets may hold the event loop before it serves the others.
+TURN_SECONDS = 0.005
 
 
 class ClientPackets(Connection):
     """Client → engine: each packet the client sends, forwarded only as its grant allows."""
 
     async def _client_loop(self) -> None:
+        """Serve the client's packets until the connection ends.
+
+        Keep-alive counts whole packets only: a client that completes no Control Packet
+        within 1.5x its keep-alive is disconnected, however many bytes of a partial one
+        trickle in (MQTT 3.1.1 §3.1.2.10, MQTT 5.0 §3.1.2.10); the timer starts at the
+        CONNACK, as IoT's does. Work per turn is bounded: once the packets of one read have
+        taken :data:`TURN_SECONDS`, other connections are served before the next packet.
+        """
         reader = self._client_packets
+        loop = asyncio.get_running_loop()
+        last_packet = loop.time()
         try:
             for first, body in self._early:
                 await self._client_packet(first, body)
-        except (MalformedPacket, ProtocolError):
-            await self.end(Reason.PROTOCOL_ERROR, "malformed packet")
-            return
-        while not self._closing:
-            deadline = 1.5 * self._keep_alive
-            try:
-                data = await asyncio.wait_for(self.stream.read(), deadline)
-            except TimeoutError:
-                await self.end(Reason.KEEP_ALIVE_TIMEOUT, "keep-alive timeout")
-                return
-            if not data:
-                await self.end(None, "client closed the connection")
-                return
-            reader.feed(data)
-            try:
+                if self._closing:
+                    return
+            while not self._closing:
+                left = last_packet + 1.5 * self._keep_alive - loop.time()
+                try:
+                    data = await asyncio.wait_for(self.stream.read(), max(0.0, left))
+                except TimeoutError:
+                    await self.end(Reason.KEEP_ALIVE_TIMEOUT, "keep-alive timeout")
+                    return
+                if not data:
+                    await self.end(None, "client closed the connection")
+                    return
+                reader.feed(data)
+                turn = loop.time()
                 for first, body in reader.packets():
+                    last_packet = loop.time()
                     await self._client_packet(first, body)
                     if self._closing:
                         return
-            except PacketTooLarge:
-                await self.end(Reason.PACKET_TOO_LARGE, "packet over the maximum packet size")
-                return
-            except MalformedPacket:
-                await self.end(Reason.MALFORMED_PACKET, "malformed packet")
-                return
-            except ProtocolError:
-                await self.end(Reason.PROTOCOL_ERROR, "protocol error")
-                return
-            with contextlib.suppress(Exception):
-                await self.stream.drain()
+                    if loop.time() - turn > TURN_SECONDS:
+                        await asyncio.sleep(0)  # let the other connections run
+                        turn = loop.time()
+                with contextlib.suppress(Exception):
+                    await self.stream.drain()
+        except PacketTooLarge:
+            await self.end(Reason.PACKET_TOO_LARGE, "packet over the maximum packet size")
+        except QuotaExceeded as exc:
+            # IoT ends the connection (MQTT 3.1.1: no SUBACK); one line, not one per filter.
+            log.info("%s from client %r: disconnecting", exc, self.client_id)
+            await self.end(Reason.QUOTA_EXCEEDED, "quota exceeded")
+        except MalformedPacket:
+            await self.end(Reason.MALFORMED_PACKET, "malformed packet")
+        except ProtocolError:
+            await self.end(Reason.PROTOCOL_ERROR, "protocol error")
 
     async def _client_packet(self, first: int, body: bytes) -> None:
-        packet = decode_packet(first, body, self.version)
+        packet = await decode_from_client(first, body, self.version, self.limits)
         if isinstance(packet, Publish):
             await self._client_publish(packet, first, body)
         elif isinstance(packet, Ack):
@@ -110,6 +130,8 @@ class ClientPackets(Connection):
         elif first >> 4 == 10:  # UNSUBSCRIBE: no policy check in IoT
             if await self._current() is None:
                 return
+            if isinstance(packet, Unsubscribe):
+                self._exact_filters.difference_update(packet.filters)
             self.to_engine(raw_packet(first, body))
         else:
             raise ProtocolError("a packet only a server sends")
@@ -200,9 +222,14 @@ class ClientPackets(Connection):
             self.send(Suback(packet.packet_id, codes))
             return
         self._pending_subacks[packet.packet_id] = verdict.refused
+        granted = [packet.filters[i] for i in forwarded]
+        self._exact_filters.update(f for f, _ in granted if enforcement.is_exact_filter(f))
         upstream = Subscribe(
             packet.packet_id,
-            tuple(packet.filters[i] for i in forwarded),
+            tuple(
+                (f, enforcement.engine_subscription_options(f, options, self.version))
+                for f, options in granted
+            ),
             packet.properties,
         )
         self.to_engine(encode_packet(upstream, self.version))

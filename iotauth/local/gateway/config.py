@@ -14,7 +14,7 @@ from typing import Any
 
 from iotauth.access.scoping import ArnContext
 from iotauth.local.certs import CertificateFiles
-from iotauth.local.domain import NO_DOMAIN, DomainConfiguration
+from iotauth.local.domain import NO_DOMAIN, DomainConfiguration, TokenSigning
 from iotauth.local.enforcement import LIMITS, Limits
 
 __all__ = ["AuthorizerFunction", "GatewayConfig", "GatewayPorts", "PresignedVerifier"]
@@ -45,6 +45,7 @@ class GatewayConfig:
     iot_port: int = 0
     domain: DomainConfiguration = NO_DOMAIN  # the device endpoint (tcp, tls listeners)
     data_endpoint: DomainConfiguration = NO_DOMAIN  # iot:Data-ATS (iot, ws listeners)
+    token_signing: TokenSigning | None = None  # the authorizer's SigningDisabled: false
     limits: Limits = LIMITS
     engine_socket: Path | None = None  # None: the gateway starts its own mosquitto
     authorizer_timeout: float = 5.0

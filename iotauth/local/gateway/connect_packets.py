@@ -1,9 +1,13 @@
 """Opening a connection: the client's first CONNECT, the engine's CONNECT, the CONNACKs.
 
 The first packet must be a well-formed CONNECT within ``connect_timeout`` (otherwise the
-connection closes without a CONNACK [MQTT-1.5.4-1]). The engine's CONNECT is the client's
-without what the gateway keeps to itself (topic aliases, enhanced auth, keep-alive), and the
-client's CONNACK states IoT Core's limits rather than mosquitto's.
+connection closes without a CONNACK [MQTT-1.5.4-1]). Before anyone authenticates it, it is
+held to IoT's limits as it is read: a CONNECT announcing more than the Maximum Packet Size
+is refused from its fixed header, before its body is read, and one whose User Properties
+pass 8 KB (on the wire) is refused (CONNACK 0x95) where they pass it, the rest undecoded.
+The engine's CONNECT is the client's without what the gateway keeps to itself (topic
+aliases, enhanced auth, keep-alive), and the client's CONNACK states IoT Core's limits
+rather than mosquitto's.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 
 from iotauth.local import enforcement
 from iotauth.local.enforcement import Limits
+from iotauth.local.gateway.connection import decode_from_client
 from iotauth.local.gateway.streams import Stream
 from iotauth.local.mqtt.codec import (
     CONNECT,
@@ -23,7 +28,8 @@ from iotauth.local.mqtt.codec import (
     PacketReader,
     PacketTooLarge,
     ProtocolError,
-    decode_packet,
+    QuotaExceeded,
+    encode_packet,
 )
 from iotauth.local.mqtt.reasons import Reason, v3_connack_code
 
@@ -71,8 +77,13 @@ async def read_connect(
             log.info("connection closed: the first packet is not a CONNECT")
             return None
         try:
-            packet = decode_packet(first, body, 5)
-        except (MalformedPacket, ProtocolError) as exc:
+            packet = await decode_from_client(first, body, 5, limits)
+        except PacketTooLarge as exc:
+            # Only MQTT 5 has properties: its CONNACK names the reason.
+            log.info("CONNECT refused: packet too large (%s), via %s", exc, transport)
+            stream.write(encode_packet(refusal(Reason.PACKET_TOO_LARGE, 5), 5))
+            return None
+        except (MalformedPacket, ProtocolError, QuotaExceeded) as exc:
             # Not UTF-8 where MQTT requires text, bad flags…: no CONNACK [MQTT-1.5.4-1].
             log.info("CONNECT refused: malformed (%s)", exc)
             return None

@@ -2,6 +2,8 @@
 
 Every delivery is checked for ``iot:Receive``; a refused one is acknowledged to the engine
 by the gateway (QoS 1: PUBACK; QoS 2: PUBREC, then PUBCOMP) and never reaches the client.
+So is a retained message sent on subscribe to a filter that is not exactly its topic, which
+IoT Core never delivers (:func:`~iotauth.local.enforcement.retained_delivery_allowed`).
 SUBACKs merge the engine's codes with the filters the gateway refused itself.
 """
 
@@ -103,15 +105,24 @@ class EnginePackets(Connection):
         grant = await self._current()
         if grant is None:
             return
-        if enforcement.receive_allowed(grant.enforcement(self.config.arn), packet.topic):
+        if not enforcement.retained_delivery_allowed(
+            version=self.version,
+            topic=packet.topic,
+            retain=packet.retain,
+            exact_filters=self._exact_filters,
+        ):
+            # Not an error: IoT sends retained messages only to exact-topic subscriptions.
+            log.debug("retained %r not sent to a wildcard subscription", packet.topic)
+        elif enforcement.receive_allowed(grant.enforcement(self.config.arn), packet.topic):
             self.stream.write(raw_packet(first, body))
             return
-        log.info(
-            "iot:Receive refused on %r for client %r (connection %s): not delivered",
-            packet.topic,
-            grant.client_id,
-            grant.connection_id,
-        )
+        else:
+            log.info(
+                "iot:Receive refused on %r for client %r (connection %s): not delivered",
+                packet.topic,
+                grant.client_id,
+                grant.connection_id,
+            )
         if packet.qos == 1 and packet.packet_id is not None:
             self.to_engine(encode_packet(Ack(PUBACK, packet.packet_id), self.version))
         elif packet.qos == 2 and packet.packet_id is not None:

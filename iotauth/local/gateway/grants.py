@@ -31,6 +31,7 @@ from iotauth.local.iot_events import (
     requested_authorizer,
 )
 from iotauth.local.mqtt.codec import Connect
+from iotauth.local.token_signing import TokenVerifier, signed_token
 
 __all__ = ["AllOf", "Authorization", "ConnectionGrant", "HoldsGrant"]
 
@@ -75,6 +76,8 @@ class Authorization:
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
+        signing = config.token_signing
+        self.token_verifier = None if signing is None else TokenVerifier(signing)
 
     async def call_authorizer(self, event: dict[str, Any]) -> AuthorizerGrant | None:
         loop = asyncio.get_running_loop()
@@ -125,12 +128,17 @@ class Authorization:
             if chosen is None:
                 log.info("CONNECT refused: no such custom authorizer, %s", what)
                 return None
+            signed = signed_token(self.token_verifier, username, info, what)
+            if not signed.allowed:  # IoT checks the token signature before the authorizer
+                return None
             event = authorizer_event(
                 info,
                 username=username,
                 password=connect.password,
                 client_id=client_id,
                 connection_id=connection_id,
+                token=signed.token,
+                signature_verified=signed.signature_verified,
             )
             answer = await self.call_authorizer(event)
             if answer is None:

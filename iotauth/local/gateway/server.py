@@ -18,7 +18,7 @@ from typing import Any
 
 from iotauth.local.domain import NO_DOMAIN, DomainConfiguration
 from iotauth.local.engine import MosquittoEngine, open_engine
-from iotauth.local.gateway import websocket
+from iotauth.local.gateway import https_publish, websocket
 from iotauth.local.gateway.config import READ_SIZE, GatewayConfig, GatewayPorts
 from iotauth.local.gateway.grants import AllOf, Authorization, ConnectionGrant, HoldsGrant
 from iotauth.local.gateway.session import Session
@@ -218,7 +218,9 @@ class LocalGateway:
             info = ConnectionInfo("tls", server_name=server_name)
             await self._run_session(stream, info, None, endpoint)
             return
-        await self._websocket(stream, "wss", server_name)
+        request = await https_publish.serve_or_pass(self, reader, writer, server_name)
+        if request is not None:  # not an HTTPS publish: the WebSocket upgrade
+            await self._websocket(request, "wss", server_name)
 
     async def _on_ws(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await self._websocket(SocketStream(reader, writer), "ws", None)

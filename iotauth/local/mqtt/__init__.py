@@ -5,7 +5,8 @@ sends into typed packets and encodes them back, byte for byte; anything malforme
 :class:`~.codec.MalformedPacket` (or :class:`~.codec.ProtocolError`) and the caller closes
 the connection. The gateway never has to trust a packet it could not fully decode.
 Modules: :mod:`.codec` (decode/encode), :mod:`.packets`, :mod:`.properties`,
-:mod:`.primitives` (varints, strings, packet types), :mod:`.reader` (framing), :mod:`.reasons`.
+:mod:`.primitives` (varints, strings, packet types), :mod:`.reader` (framing), :mod:`.reasons`,
+:mod:`.budget` (what the decoder may read of a packet before refusing it).
 """
 
 from iotauth.local.mqtt.codec import (
@@ -28,6 +29,7 @@ from iotauth.local.mqtt.codec import (
     Auth,
     Connack,
     Connect,
+    DecodeBudget,
     Disconnect,
     MalformedPacket,
     Packet,
@@ -37,6 +39,7 @@ from iotauth.local.mqtt.codec import (
     Properties,
     ProtocolError,
     Publish,
+    QuotaExceeded,
     Suback,
     Subscribe,
     Unsuback,
@@ -68,6 +71,7 @@ __all__ = [
     "Auth",
     "Connack",
     "Connect",
+    "DecodeBudget",
     "Disconnect",
     "MalformedPacket",
     "Packet",
@@ -77,6 +81,7 @@ __all__ = [
     "Properties",
     "ProtocolError",
     "Publish",
+    "QuotaExceeded",
     "Suback",
     "Subscribe",
     "Unsuback",

@@ -2,7 +2,9 @@
 
 Contract: :func:`decode_packet` turns one complete packet (as framed by
 :class:`PacketReader`) into a typed packet or raises :class:`MalformedPacket` /
-:class:`ProtocolError`; it never raises anything else on any input. :func:`encode_packet`
+:class:`ProtocolError`, or, within a :class:`~.budget.DecodeBudget`, :class:`PacketTooLarge`
+/ :class:`QuotaExceeded` as soon as the packet goes past it (the rest is never decoded); it
+never raises anything else on any input. :func:`encode_packet`
 is its inverse: ``encode_packet(decode_packet(x)) == x`` for every packet this module
 accepts, so the gateway can check a packet and forward it unchanged. Strings must be
 well-formed UTF-8 without U+0000 [MQTT-1.5.4-1, -2]; MQTT 5 properties must be allowed in
@@ -11,13 +13,15 @@ their packet and, except User Property and Subscription Identifier, appear at mo
 refuse it with the right return code.
 
 The parts: packet values in :mod:`.packets`, properties in :mod:`.properties`, integers and
-strings in :mod:`.primitives`, framing in :mod:`.reader`; every name is importable from here.
+strings in :mod:`.primitives`, framing in :mod:`.reader`, decoding limits in :mod:`.budget`;
+every name is importable from here.
 """
 
 from __future__ import annotations
 
 import struct
 
+from iotauth.local.mqtt.budget import UNLIMITED, DecodeBudget
 from iotauth.local.mqtt.packets import (
     Ack,
     Auth,
@@ -54,6 +58,7 @@ from iotauth.local.mqtt.primitives import (
     MalformedPacket,
     PacketTooLarge,
     ProtocolError,
+    QuotaExceeded,
     decode_varint,
     encode_binary,
     encode_string,
@@ -83,12 +88,14 @@ __all__ = [
     "PUBREL",
     "SUBACK",
     "SUBSCRIBE",
+    "UNLIMITED",
     "UNSUBACK",
     "UNSUBSCRIBE",
     "Ack",
     "Auth",
     "Connack",
     "Connect",
+    "DecodeBudget",
     "Disconnect",
     "MalformedPacket",
     "Packet",
@@ -98,6 +105,7 @@ __all__ = [
     "Properties",
     "ProtocolError",
     "Publish",
+    "QuotaExceeded",
     "Suback",
     "Subscribe",
     "Unsuback",
@@ -129,7 +137,7 @@ _FLAGS = {
 }
 
 
-def _decode_connect(c: Cursor) -> Connect:
+def _decode_connect(c: Cursor, budget: DecodeBudget) -> Connect:
     name = c.text()
     version = c.byte()
     if name == "MQIsdp" and version == 3:
@@ -143,7 +151,7 @@ def _decode_connect(c: Cursor) -> Connect:
     if flags & 0x01:
         raise MalformedPacket("CONNECT reserved flag set")  # [MQTT-3.1.2-3]
     keep_alive = c.u16()
-    properties = read_properties(c, CONNECT) if version == 5 else Properties()
+    properties = read_properties(c, CONNECT, budget) if version == 5 else Properties()
     client_id = c.text()
     will = None
     will_qos = (flags >> 3) & 0x03
@@ -151,7 +159,9 @@ def _decode_connect(c: Cursor) -> Connect:
     if flags & 0x04:
         if will_qos == 3:
             raise MalformedPacket("will QoS 3")
-        will_properties = read_properties(c, WILL_PROPERTIES) if version == 5 else Properties()
+        will_properties = (
+            read_properties(c, WILL_PROPERTIES, budget) if version == 5 else Properties()
+        )
         will = Will(c.text(), c.binary(), will_qos, will_retain, will_properties)
     elif will_qos or will_retain:
         raise MalformedPacket("will QoS or retain without a will")  # [MQTT-3.1.2-11..13]
@@ -203,7 +213,7 @@ def _encode_connect(p: Connect) -> bytes:
     return bytes(body)
 
 
-def _decode_publish(flags: int, c: Cursor, version: int) -> Publish:
+def _decode_publish(flags: int, c: Cursor, version: int, budget: DecodeBudget) -> Publish:
     qos = (flags >> 1) & 0x03
     if qos == 3:
         raise MalformedPacket("PUBLISH QoS 3")  # [MQTT-3.3.1-4]
@@ -216,18 +226,18 @@ def _decode_publish(flags: int, c: Cursor, version: int) -> Publish:
         packet_id = c.u16()
         if packet_id == 0:
             raise MalformedPacket("packet identifier 0")
-    properties = read_properties(c, PUBLISH) if version == 5 else Properties()
+    properties = read_properties(c, PUBLISH, budget) if version == 5 else Properties()
     payload = c.take(c.remaining())
     return Publish(topic, payload, qos, bool(flags & 0x01), dup, packet_id, properties)
 
 
-def _decode_ack(kind: int, c: Cursor, version: int) -> Ack:
+def _decode_ack(kind: int, c: Cursor, version: int, budget: DecodeBudget) -> Ack:
     packet_id = c.u16()
     reason, properties = 0, Properties()
     if version == 5 and c.remaining():
         reason = c.byte()
         if c.remaining():
-            properties = read_properties(c, kind)
+            properties = read_properties(c, kind, budget)
     if c.remaining():
         raise MalformedPacket("bytes after the acknowledgement")
     return Ack(kind, packet_id, reason, properties)
@@ -242,13 +252,16 @@ def _encode_ack(p: Ack, version: int) -> bytes:
     return body
 
 
-def _decode_subscribe(c: Cursor, version: int) -> Subscribe:
+def _decode_subscribe(c: Cursor, version: int, budget: DecodeBudget) -> Subscribe:
     packet_id = c.u16()
     if packet_id == 0:
         raise MalformedPacket("packet identifier 0")
-    properties = read_properties(c, SUBSCRIBE) if version == 5 else Properties()
-    filters = []
+    properties = read_properties(c, SUBSCRIBE, budget) if version == 5 else Properties()
+    filters: list[tuple[str, int]] = []
+    most = budget.filters_per_subscribe
     while c.remaining():
+        if most is not None and len(filters) >= most:
+            raise QuotaExceeded(f"more than {most} topic filters in one SUBSCRIBE")
         topic_filter = c.text()
         options = c.byte()
         if options & (0xC0 if version == 5 else 0xFC) or options & 0x03 == 3:
@@ -261,11 +274,11 @@ def _decode_subscribe(c: Cursor, version: int) -> Subscribe:
     return Subscribe(packet_id, tuple(filters), properties)
 
 
-def _decode_unsubscribe(c: Cursor, version: int) -> Unsubscribe:
+def _decode_unsubscribe(c: Cursor, version: int, budget: DecodeBudget) -> Unsubscribe:
     packet_id = c.u16()
     if packet_id == 0:
         raise MalformedPacket("packet identifier 0")
-    properties = read_properties(c, UNSUBSCRIBE) if version == 5 else Properties()
+    properties = read_properties(c, UNSUBSCRIBE, budget) if version == 5 else Properties()
     filters = []
     while c.remaining():
         filters.append(c.text())
@@ -274,20 +287,23 @@ def _decode_unsubscribe(c: Cursor, version: int) -> Unsubscribe:
     return Unsubscribe(packet_id, tuple(filters), properties)
 
 
-def decode_packet(first_byte: int, body: bytes, version: int) -> Packet:
+def decode_packet(
+    first_byte: int, body: bytes, version: int, budget: DecodeBudget = UNLIMITED
+) -> Packet:
     """One packet from its fixed header's first byte and its body (after Remaining Length).
 
     ``version`` is the connection's protocol level (4 or 5); a CONNECT carries its own.
+    ``budget``: the receiver's limits, applied while decoding (default: none).
     """
     try:
-        return _decode(first_byte, body, version)
-    except (MalformedPacket, ProtocolError):
+        return _decode(first_byte, body, version, budget)
+    except (MalformedPacket, ProtocolError, PacketTooLarge, QuotaExceeded):
         raise
     except Exception as exc:  # defensive: any surprise in decoding is a malformed packet
         raise MalformedPacket(f"undecodable packet ({type(exc).__name__})") from None
 
 
-def _decode(first_byte: int, body: bytes, version: int) -> Packet:
+def _decode(first_byte: int, body: bytes, version: int, budget: DecodeBudget) -> Packet:
     kind, flags = first_byte >> 4, first_byte & 0x0F
     if kind == 0:
         raise MalformedPacket("reserved packet type 0")
@@ -297,15 +313,15 @@ def _decode(first_byte: int, body: bytes, version: int) -> Packet:
         raise MalformedPacket("AUTH is MQTT 5 only")
     c = Cursor(body)
     if kind == CONNECT:
-        return _decode_connect(c)
+        return _decode_connect(c, budget)
     if kind == PUBLISH:
-        return _decode_publish(flags, c, version)
+        return _decode_publish(flags, c, version, budget)
     if kind in (PUBACK, PUBREC, PUBREL, PUBCOMP):
-        return _decode_ack(kind, c, version)
+        return _decode_ack(kind, c, version, budget)
     if kind == SUBSCRIBE:
-        return _decode_subscribe(c, version)
+        return _decode_subscribe(c, version, budget)
     if kind == UNSUBSCRIBE:
-        return _decode_unsubscribe(c, version)
+        return _decode_unsubscribe(c, version, budget)
     if kind in (PINGREQ, PINGRESP):
         if body:
             raise MalformedPacket("PING with a body")
@@ -315,13 +331,13 @@ def _decode(first_byte: int, body: bytes, version: int) -> Packet:
         if session_present & 0xFE:
             raise MalformedPacket("CONNACK reserved flags")
         reason = c.byte()
-        properties = read_properties(c, CONNACK) if version == 5 else Properties()
+        properties = read_properties(c, CONNACK, budget) if version == 5 else Properties()
         if c.remaining():
             raise MalformedPacket("bytes after CONNACK")
         return Connack(reason, bool(session_present), properties)
     if kind == SUBACK:
         packet_id = c.u16()
-        properties = read_properties(c, SUBACK) if version == 5 else Properties()
+        properties = read_properties(c, SUBACK, budget) if version == 5 else Properties()
         codes = tuple(c.take(c.remaining()))
         return Suback(packet_id, codes, properties)
     if kind == UNSUBACK:
@@ -330,14 +346,14 @@ def _decode(first_byte: int, body: bytes, version: int) -> Packet:
             if c.remaining():
                 raise MalformedPacket("bytes after UNSUBACK")
             return Unsuback(packet_id)
-        properties = read_properties(c, UNSUBACK)
+        properties = read_properties(c, UNSUBACK, budget)
         return Unsuback(packet_id, tuple(c.take(c.remaining())), properties)
     # DISCONNECT and AUTH: reason code and properties may be omitted (MQTT 5.0 §3.14.2.1).
     reason, properties = 0, Properties()
     if version == 5 and c.remaining():
         reason = c.byte()
         if c.remaining():
-            properties = read_properties(c, kind)
+            properties = read_properties(c, kind, budget)
     if c.remaining():
         raise MalformedPacket("bytes after DISCONNECT")
     return Disconnect(reason, properties) if kind == DISCONNECT else Auth(reason, properties)

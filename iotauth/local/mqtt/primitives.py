@@ -4,7 +4,9 @@ Contract: :func:`encode_varint` / :func:`decode_varint` (Variable Byte Integer, 
 encoded, at most 4 bytes), :func:`encode_string` / :func:`encode_binary` (two-byte length
 prefix) and :class:`Cursor`, which reads them from one packet body and raises
 :class:`MalformedPacket` on every overrun or ill-formed string, so decoding never fails in
-another way.
+another way. Each read costs time in proportion to what it reads, never to the body's size.
+The codec's errors: :class:`MalformedPacket`, :class:`ProtocolError`, and, for a well-formed
+packet over the receiver's limits, :class:`PacketTooLarge` and :class:`QuotaExceeded`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "MalformedPacket",
     "PacketTooLarge",
     "ProtocolError",
+    "QuotaExceeded",
     "decode_varint",
     "encode_binary",
     "encode_string",
@@ -53,7 +56,13 @@ class ProtocolError(ValueError):
 
 
 class PacketTooLarge(ValueError):
-    """A packet's announced size exceeds the receiver's maximum (MQTT 5 reason 0x95)."""
+    """A packet's announced size exceeds the receiver's maximum (MQTT 5 reason 0x95); also a
+    packet whose User Properties exceed the decoder's budget (see :mod:`.budget`)."""
+
+
+class QuotaExceeded(ValueError):
+    """A well-formed packet over a count the receiver allows, e.g. topic filters per
+    SUBSCRIBE (MQTT 5 reason 0x97)."""
 
 
 def encode_varint(value: int) -> bytes:
@@ -68,11 +77,18 @@ def encode_varint(value: int) -> bytes:
             return bytes(out)
 
 
-def decode_varint(data: bytes | bytearray | memoryview, offset: int = 0) -> tuple[int, int]:
-    """(value, offset after it); :class:`MalformedPacket` when truncated or over 4 bytes."""
+def decode_varint(
+    data: bytes | bytearray | memoryview, offset: int = 0, end: int | None = None
+) -> tuple[int, int]:
+    """(value, offset after it); :class:`MalformedPacket` when truncated or over 4 bytes.
+
+    ``end``: where the data ends for this read (default: its length), so that a reader
+    bounded inside a larger buffer needs no copy of it.
+    """
+    limit = len(data) if end is None else min(end, len(data))
     value = shift = 0
     for index in range(4):
-        if offset + index >= len(data):
+        if offset + index >= limit:
             raise MalformedPacket("truncated variable byte integer")
         byte = data[offset + index]
         value |= (byte & 0x7F) << shift
@@ -130,12 +146,21 @@ class Cursor:
         return value
 
     def varint(self) -> int:
-        value, after = decode_varint(self.data[: self.end], self.pos)
+        value, after = decode_varint(self.data, self.pos, self.end)  # no copy of the body
         self.pos = after
         return value
 
     def binary(self) -> bytes:
-        return self.take(self.u16())
+        # take(u16()) inlined: strings are most of what a hostile packet is made of.
+        pos, data = self.pos, self.data
+        start = pos + 2
+        if start > self.end:
+            raise MalformedPacket("packet shorter than its fields")
+        stop = start + ((data[pos] << 8) | data[pos + 1])
+        if stop > self.end:
+            raise MalformedPacket("packet shorter than its fields")
+        self.pos = stop
+        return data[start:stop]
 
     def text(self) -> str:
         raw = self.binary()

@@ -3,7 +3,9 @@
 Contract: :meth:`Properties.encode` writes the property length and each property in order;
 :func:`read_properties` reads them back and raises :class:`MalformedPacket` for an unknown
 property and :class:`ProtocolError` for one not allowed in its packet or repeated (only User
-Property and Subscription Identifier may repeat [MQTT-2.2.2-1]).
+Property and Subscription Identifier may repeat [MQTT-2.2.2-1]); given a budget of User
+Property bytes (:mod:`.budget`), it raises :class:`PacketTooLarge` at the first pair past it,
+without reading the rest of the section.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from iotauth.local.mqtt.budget import UNLIMITED, DecodeBudget, user_property_wire_size
 from iotauth.local.mqtt.primitives import (
     AUTH,
     CONNACK,
@@ -28,6 +31,7 @@ from iotauth.local.mqtt.primitives import (
     UNSUBSCRIBE,
     Cursor,
     MalformedPacket,
+    PacketTooLarge,
     ProtocolError,
     encode_binary,
     encode_string,
@@ -127,6 +131,11 @@ class Properties:
         """Bytes of all User Properties' names and values (UTF-8)."""
         return sum(len(k.encode()) + len(v.encode()) for k, v in self.all("user_property"))
 
+    def user_properties_wire_size(self) -> int:
+        """Bytes all User Properties take on the wire: content, identifiers, length prefixes
+        (an empty pair is 5 bytes), the measure :mod:`.budget` and IoT's limit use."""
+        return sum(user_property_wire_size(k, v) for k, v in self.all("user_property"))
+
     def encode(self) -> bytes:
         body = bytearray()
         for pid, value in self.items:
@@ -152,7 +161,11 @@ class Properties:
 NO_PROPERTIES = Properties()  # the default of every packet's properties
 
 
-def read_properties(cursor: Cursor, packet_type: int) -> Properties:
+def read_properties(
+    cursor: Cursor, packet_type: int, budget: DecodeBudget = UNLIMITED
+) -> Properties:
+    """The property section at ``cursor``, within ``budget``: User Property wire bytes are
+    checked after each pair, Subscription Identifiers counted as they come."""
     length = cursor.varint()
     if length > cursor.remaining():
         raise MalformedPacket("property length beyond the packet")
@@ -160,7 +173,11 @@ def read_properties(cursor: Cursor, packet_type: int) -> Properties:
     cursor.pos += length
     items: list[tuple[int, Any]] = []
     seen: set[int] = set()
+    spent = identifiers = 0
+    user_bytes = budget.user_properties_bytes
+    most_identifiers = budget.subscription_identifiers
     while inner.remaining():
+        start = inner.pos
         pid = inner.varint()
         spec = _PROPERTIES.get(pid)
         if spec is None:
@@ -179,6 +196,9 @@ def read_properties(cursor: Cursor, packet_type: int) -> Properties:
         elif kind == _U32:
             value = inner.u32()
         elif kind == _VARINT:
+            identifiers += 1
+            if most_identifiers is not None and identifiers > most_identifiers:
+                raise ProtocolError("too many subscription identifiers")
             value = inner.varint()
             if value == 0:
                 raise ProtocolError("subscription identifier 0")
@@ -188,5 +208,8 @@ def read_properties(cursor: Cursor, packet_type: int) -> Properties:
             value = inner.binary()
         else:
             value = (inner.text(), inner.text())
+            spent += inner.pos - start
+            if user_bytes is not None and spent > user_bytes:
+                raise PacketTooLarge(f"user properties over {user_bytes} bytes")
         items.append((pid, value))
     return Properties(tuple(items))

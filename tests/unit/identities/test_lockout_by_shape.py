@@ -1,7 +1,9 @@
-"""The lockout is decided by the presented credential's shape, never by the record's kind:
-a device with a generated secret cannot be locked out by anyone, and what a guesser
-observes (answers, store traffic, verification work, lock behaviour) is the same for every
-name, whatever its kind and whether it exists."""
+"""The lockout exempts one presentation only: a generated-shaped password presented to a
+secret iotauth issued (``devices add``/``rotate``). So a device with an issued secret cannot
+be locked out by anyone, while every other name — a chosen password, a restored or imported
+secret, none at all — is counted and locked alike, and a guesser observes (answers, store
+traffic, verification work, lock behaviour) the same for all of those; only an issued
+secret's name answers generated-shaped guesses differently (docs/design/lockout.md)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from tests.authorizer_support import (
     NOW,
     add_aliyun_identity,
     add_password_identity,
+    add_restored_secret_identity,
     add_secret_identity,
     connect_event,
     decide,
@@ -66,6 +69,7 @@ def _store_with_every_kind() -> tuple[CountingStore, str]:
     secret = add_secret_identity(store, "with-secret")
     add_password_identity(store, "with-password", "the real chosen password")
     add_aliyun_identity(store, "dev1", "pk1", "an aliyun device secret")
+    add_restored_secret_identity(store, "with-restored")
     return store, secret
 
 
@@ -82,14 +86,19 @@ def test_generated_secret_is_never_refused_because_of_others_failures() -> None:
     assert store.lockouts["with-secret"].locked_until is not None
 
 
-def test_generated_shaped_guesses_are_not_counted() -> None:
+def test_generated_shaped_guesses_are_counted_except_at_an_issued_secret() -> None:
     store, _ = _store_with_every_kind()
-    for name in ("with-secret", "with-password", "nobody"):
-        for _ in range(10):
-            decision = decide(store, connect_event(name, GUESSED_SECRET, name))
-            assert decision.reason in ("bad-password", "unknown-identity")
-    assert store.lockouts == {}
-    assert "write" not in store.log
+    for _ in range(10):
+        decision = decide(store, connect_event("with-secret", GUESSED_SECRET, "with-secret"))
+        assert decision.reason == "bad-password"
+    assert "with-secret" not in store.lockouts and "write" not in store.log
+    for name in ("with-password", "with-restored", "nobody"):
+        reasons = [
+            decide(store, connect_event(name, GUESSED_SECRET, name), now=NOW + i).reason
+            for i in range(7)
+        ]
+        assert reasons[5:] == ["locked", "locked"], (name, reasons)
+        assert store.lockouts[name].locked_until is not None
 
 
 def _observe(store: CountingStore, name: str, attempts: list[str], runs: list[int]) -> list[Any]:
@@ -104,7 +113,7 @@ def _observe(store: CountingStore, name: str, attempts: list[str], runs: list[in
 
 
 @pytest.mark.parametrize("shape", ["chosen", "generated"])
-def test_a_guesser_observes_the_same_for_every_name_and_kind(
+def test_a_guesser_observes_the_same_for_every_name_but_an_issued_secret(
     shape: str, scrypt_runs: list[int]
 ) -> None:
     if shape == "chosen":
@@ -112,17 +121,18 @@ def test_a_guesser_observes_the_same_for_every_name_and_kind(
     else:
         attempts = [GUESSED_SECRET] * 7
     observed = {}
-    for name in ("with-secret", "with-password", "nobody"):
+    for name in ("with-secret", "with-password", "with-restored", "nobody"):
         store, _ = _store_with_every_kind()
         observed[name] = _observe(store, name, attempts, scrypt_runs)
-    assert observed["with-secret"] == observed["with-password"] == observed["nobody"]
+    assert observed["with-password"] == observed["with-restored"] == observed["nobody"]
+    # five are checked (one scrypt each), then the lock: a read, no work, a denial
+    assert [bool(runs) for _, _, runs in observed["nobody"]] == [True] * 5 + [False] * 2
     locked_after = [response for response, log, runs in observed["nobody"] if not runs]
+    assert locked_after == [{"isAuthenticated": False}] * 2
     if shape == "chosen":
-        # five are checked (one scrypt each), then the lock: a read, no work, a denial
-        assert [bool(runs) for _, _, runs in observed["nobody"]] == [True] * 5 + [False] * 2
-        assert locked_after == [{"isAuthenticated": False}] * 2
-    else:
-        assert all(log == ("read",) and runs == () for _, log, runs in observed["nobody"])
+        assert observed["with-secret"] == observed["nobody"]
+    else:  # the one exemption: one HMAC and a read each, never a write, never a lock
+        assert all(log == ("read",) and runs == () for _, log, runs in observed["with-secret"])
 
 
 def test_chosen_passwords_keep_their_lockout() -> None:
