@@ -108,19 +108,19 @@ def _watch(store: Any, name: str, written: threading.Event, stop: threading.Even
 def _one_try(
     stack: Any, store: Any, env: dict[str, str], settle: float | None, n: int
 ) -> dict[str, Any]:
-    from iotauth.identities.credentials import generate_secret, hash_generated_secret
+    from iotauth.identities.credentials import issue_secret
     from iotauth.identities.records import IdentityRecord
 
     info = stack.info
     name = f"bench-revoke-{n}-{time.monotonic_ns() % 100000}"
     ids = [f"{name}-c{i}" for i in range(CLIENT_IDS)]
-    secret = generate_secret()
+    secret, verifier = issue_secret()
     now = int(time.time())
     store.add_identity(
         IdentityRecord(
             username=name,
             kind="secret",
-            verifier=hash_generated_secret(secret),
+            verifier=verifier,
             client_ids=tuple(ids),
             created_at=now,
             updated_at=now,

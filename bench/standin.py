@@ -216,7 +216,7 @@ async def _messages_per_second(
 def traffic(connects: int = 200, messages: int = 5000) -> None:
     import boto3
 
-    from iotauth.identities.credentials import generate_secret, hash_generated_secret
+    from iotauth.identities.credentials import issue_secret
     from iotauth.identities.records import IdentityRecord
     from iotauth.identities.store import DynamoDBStore
     from iotauth.local.engine import MosquittoEngine
@@ -246,12 +246,12 @@ def traffic(connects: int = 200, messages: int = 5000) -> None:
         auth = f"?x-amz-customauthorizer-name={info.authorizer_name}"
 
         def device(name: str, subscribe: tuple[str, ...] = ()) -> _Identity:
-            secret, now = generate_secret(), int(time.time())
+            (secret, verifier), now = issue_secret(), int(time.time())
             store.add_identity(
                 IdentityRecord(
                     username=name,
                     kind="secret",
-                    verifier=hash_generated_secret(secret),
+                    verifier=verifier,
                     subscribe=subscribe,
                     created_at=now,
                     updated_at=now,

@@ -197,7 +197,7 @@ def username_for(info: StackInfo, name: str) -> str:
 @pytest.fixture(scope="module")
 def add_device(stack: StackInfo) -> Callable[..., str]:
     """``add_device(name, publish=(), subscribe=())`` → its generated secret."""
-    from iotauth.identities.credentials import generate_secret, hash_generated_secret
+    from iotauth.identities.credentials import issue_secret
     from iotauth.identities.records import IdentityRecord
 
     store = stack_store(stack)
@@ -209,13 +209,13 @@ def add_device(stack: StackInfo) -> Callable[..., str]:
         *,
         allow_broad: bool = False,
     ) -> str:
-        secret = generate_secret()
+        secret, verifier = issue_secret()
         now = int(time.time())
         store.add_identity(
             IdentityRecord(
                 username=name,
                 kind="secret",
-                verifier=hash_generated_secret(secret),
+                verifier=verifier,
                 publish=publish,
                 subscribe=subscribe,
                 allow_broad=allow_broad,

@@ -134,20 +134,20 @@ class Device:
 
 
 def make_device_factory(info: StackInfo) -> Callable[[], Device]:
-    from iotauth.identities.credentials import generate_secret, hash_generated_secret
+    from iotauth.identities.credentials import issue_secret
     from iotauth.identities.records import IdentityRecord
 
     store = stack_store(info)
 
     def add() -> Device:
         name = unique("dev")
-        secret = generate_secret()
+        secret, verifier = issue_secret()
         now = int(time.time())
         store.add_identity(
             IdentityRecord(
                 username=name,
                 kind="secret",
-                verifier=hash_generated_secret(secret),
+                verifier=verifier,
                 created_at=now,
                 updated_at=now,
             )
