@@ -137,6 +137,7 @@ def test_show_says_everything_but_the_secret(run: Run, table: DynamoDBStore) -> 
     fields = {k: v.strip() for k, v in fields.items()}
     assert fields["status"] == "active" and fields["lock"] == "none"
     assert fields["kind"] == "secret"
+    assert fields["secret"].startswith("issued by iotauth")
     assert fields["client ids"] == "sensor-1 (registered), sensor-1-b (registered)"
     assert fields["subscribe"] == "broadcast/news" and fields["rooms"] == "chat/lobby"
     assert fields["publish"] == "-"
@@ -151,6 +152,7 @@ def test_show_says_everything_but_the_secret(run: Run, table: DynamoDBStore) -> 
     assert view["clientIdRegistry"] == {"sensor-1": "sensor-1", "sensor-1-b": "sensor-1"}
     assert view["effectiveDisconnectAfterInSeconds"] == 3600
     assert view["effectiveRefreshAfterInSeconds"] == 86400
+    assert view["secretOrigin"] == "issued"
     assert "verifier" not in out and secret.strip() not in out
 
 
@@ -520,3 +522,16 @@ def test_list_streams_a_page_at_a_time(
     monkeypatch.setattr("sys.stdout", ClosedAfterFirstPage())
     assert main(["devices", "list"]) == 0
     assert scans == [40]  # 240 items: six pages, and only the first was read
+
+
+def test_show_tells_a_restored_secret_from_an_issued_one(run: Run) -> None:
+    """A secret handed in with --secret-stdin is not marked issued: show says the lockout
+    applies to it and how to get an exempt one."""
+    restored = "iotsk_" + "Q" * 43
+    assert run("devices", "add", "restored-1", "--secret-stdin", stdin=restored.encode())[0] == 0
+    code, out, _ = run("devices", "show", "restored-1")
+    assert code == 0 and restored not in out
+    line = next(x for x in out.splitlines() if x.startswith("secret:"))
+    assert "lockout applies" in line and "devices rotate" in line
+    code, out, _ = run("devices", "show", "restored-1", "--json")
+    assert json.loads(out)["secretOrigin"] == "restored"

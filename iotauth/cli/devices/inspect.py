@@ -22,6 +22,7 @@ from typing import Any
 from iotauth.cli import CommandError
 from iotauth.cli.devices.common import open_store, run_checked
 from iotauth.cli.output import add_json_flag, emit
+from iotauth.identities.credentials import is_issued_verifier
 from iotauth.identities.dynamodb_store import DynamoDBStore
 from iotauth.identities.lockout import LockoutState, is_locked
 from iotauth.identities.paging import registry_owners
@@ -91,6 +92,13 @@ def _lock_text(lock: dict[str, Any]) -> str:
     return "none"
 
 
+_ORIGIN_TEXT = {
+    "issued": "issued by iotauth (never counted toward a lockout)",
+    "restored": "restored, imported or from before issued marks (lockout applies; "
+    "`devices rotate` issues an exempt one)",
+}
+
+
 def _session_times(record: IdentityRecord) -> dict[str, Any]:
     disconnect_default, refresh_default = deployment_seconds()
     times: dict[str, Any] = {
@@ -119,6 +127,8 @@ def _shown(
     else:
         view["state"] = "locked" if lock["state"] == "locked" else "active"
     view["lock"] = lock
+    if record.kind == "secret":
+        view["secretOrigin"] = "issued" if is_issued_verifier(record.verifier) else "restored"
     view["clientIdRegistry"] = registry_owners(store, record.allowed_client_ids())
     view["createdAt"] = utc(record.created_at)
     view["updatedAt"] = utc(record.updated_at)
@@ -148,6 +158,10 @@ def _print_human(record: IdentityRecord, view: dict[str, Any]) -> None:
         ("kind", record.kind),
         ("status", record.status),
         ("lock", _lock_text(view["lock"])),
+    ]
+    if record.kind == "secret":
+        lines.append(("secret", _ORIGIN_TEXT[view["secretOrigin"]]))
+    lines += [
         ("client ids", _registry_text(record.username, view["clientIdRegistry"])),
         ("publish", ", ".join(record.publish) or "-"),
         ("subscribe", ", ".join(record.subscribe) or "-"),
