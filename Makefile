@@ -121,8 +121,14 @@ node-deps:
 		"or NodeSource): make bench then measures this version" >&2
 
 # Client libraries for tests/interop beyond .venv's pins: mqtt.js is web/'s (node runs
-# tests/interop/node/client.mjs against it); linkkit in its own venv (it needs paho-mqtt<2).
-interop-deps: web-deps $(LINKKIT_VENV)/.installed
+# tests/interop/node/client.mjs against it); linkkit in its own venv (it needs paho-mqtt<2);
+# the AWS IoT Device SDK v2 for JavaScript (aws-crt ships its native addon prebuilt) in
+# tests/interop/node-sdkv2, for its client.mjs.
+interop-deps: web-deps $(LINKKIT_VENV)/.installed tests/interop/node-sdkv2/node_modules/.package-lock.json
+
+tests/interop/node-sdkv2/node_modules/.package-lock.json: tests/interop/node-sdkv2/package-lock.json | node-deps
+	cd tests/interop/node-sdkv2 && npm ci --no-audit --no-fund
+	@touch $@
 
 $(LINKKIT_VENV)/.installed: tests/interop/linkkit-requirements.txt
 	@test -x $(LINKKIT_VENV)/bin/python || $(PYTHON) -m venv $(LINKKIT_VENV)
