@@ -3,9 +3,11 @@ holding ``IOTAUTH_BENCH_FLEET`` identities (default 100,000; two items each).
 
 Prints: the stand-in's RSS before and after seeding (and after the rest), the seeding rate
 (``BatchWriteItem`` of the items ``devices add`` writes), ``iotauth devices list --limit 100``
-time, the DynamoDB requests one ``devices add`` makes at that size (counted by a proxy
-between the CLI and the stand-in), and ``devices import`` rates, dry run and ``--apply``,
-for ``IOTAUTH_BENCH_IMPORT`` (default 2,000) generated Mosquitto ``$7$`` lines.
+time (on the CLI's standard-library client, then through botocore for comparison), the
+CLI's start-up, the DynamoDB requests one ``devices add`` and an import's ``--apply`` make
+per identity at that size (counted by a proxy between the CLI and the stand-in), and
+``devices import`` rates, dry run and ``--apply``, for ``IOTAUTH_BENCH_IMPORT`` (default
+2,000) generated Mosquitto ``$7$`` lines.
 A row whose flag the CLI refuses prints "n/a (not implemented)".
 
 A test harness, not a product: figures only, no goal, never assertions.
@@ -181,8 +183,17 @@ def main() -> None:
                 row = f"{took:.2f} s (exit {code})"
                 row = "n/a (not implemented)" if _refused(code, err) else row
                 print(f"  devices list --limit 100 ({label}) {row}")
+            # The same listing through botocore (as for a user whose AWS config file names
+            # the endpoint: only botocore reads it), for comparison in the same run.
+            config = root / "aws-config"
+            config.write_text(f"[default]\nendpoint_url = {cli_env['AWS_ENDPOINT_URL']}\n")
+            boto_env = {**cli_env, "AWS_CONFIG_FILE": str(config)}
+            code, took, err = _cli(boto_env, "devices", "list", "--limit", "100", "--json")
+            print(f"  devices list --limit 100 (botocore) {took:.2f} s (exit {code})")
             code, took, err = _cli(cli_env, "--version")
             print(f"  the CLI's own start-up       {took:.2f} s (iotauth --version)")
+            code, took, err = _cli(cli_env, "devices", "list", "--help")
+            print(f"  the CLI's devices list --help {took:.2f} s")
 
             proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Counting)
             _Counting.target_port = int(state["aws_port"])
@@ -192,6 +203,17 @@ def main() -> None:
             code, took, err = _cli(counted, "devices", "add", "fleet-extra")
             ops = dict(sorted(_Counting.counts.items()))
             print(f"  devices add at this size    {took:.2f} s (exit {code}), requests {ops}")
+            # What an import's --apply sends per identity (a smaller export, through the
+            # counting proxy: the rates below are measured without it).
+            counted_export = root / "passwd-counted"
+            counted_export.write_text(_mosquitto_lines(500, "counted"), encoding="utf-8")
+            _Counting.counts.clear()
+            argv = ["devices", "import", "--format", "mosquitto", "--apply", str(counted_export)]
+            code, took, err = _cli(counted, *argv)
+            ops = dict(sorted(_Counting.counts.items()))
+            per = sum(ops.values()) / 500
+            print(f"  import --apply requests     {per:.3f} per identity (500 lines, exit {code}): "
+                  f"{ops}")  # fmt: skip
             proxy.shutdown()
             proxy.server_close()
 

@@ -1,6 +1,9 @@
-"""`iotauth devices import` rates: identities/s of a dry run and of `--apply` (16 writes in
-flight) for n generated Mosquitto ``$6$`` lines, against a moto server on 127.0.0.1 with
-the stand-in's fleet-size moto changes (:mod:`iotauth.local.moto_fleet`).
+"""`iotauth devices import` rates: identities/s of a dry run and of `--apply` (16
+transactions in flight, up to 25 identities each) for n generated Mosquitto ``$6$`` lines,
+against a moto server on 127.0.0.1 with the stand-in's fleet-size moto changes
+(:mod:`iotauth.local.moto_fleet`), and the DynamoDB requests each made per identity; then
+``BENCH_IMPORT_SINGLY`` lines (default min(n, 1000)) applied one identity per transaction,
+as before the grouping, for comparison in the same run.
 
 Goal (issue 14): ≥ 1,000 identities/s dry run, ≥ 200/s applied, against the local store.
 moto's transactions are not safe under concurrent requests (500s, lost rollbacks), while
@@ -21,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,9 +70,33 @@ def _run_cli(argv: list[str]) -> tuple[int, float, str]:
     return code, time.perf_counter() - start, err.getvalue()
 
 
-def bench_import(endpoint: str | None, n: int, *, table: str = "bench-import") -> dict[str, float]:
+@contextlib.contextmanager
+def counted_requests() -> Iterator[Counter[str]]:
+    """DynamoDB requests this process's moto server answers meanwhile, by operation."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    counts: Counter[str] = Counter()
+    current = DynamoHandler.call_action
+
+    def counting(self: Any) -> Any:
+        counts[self._get_action()] += 1
+        return current(self)
+
+    DynamoHandler.call_action = counting  # type: ignore[method-assign]
+    try:
+        yield counts
+    finally:
+        DynamoHandler.call_action = current  # type: ignore[method-assign]
+
+
+def bench_import(
+    endpoint: str | None, n: int, *, table: str = "bench-import", singly: int = 0
+) -> dict[str, float]:
     """Time a dry run and an ``--apply`` of ``n`` generated lines into an empty ``table`` at
-    ``endpoint`` (a moto server URL; None: start one here). Prints and returns the rates."""
+    ``endpoint`` (a moto server URL; None: start one here, and count its requests). Prints
+    and returns the rates; with ``singly``, also an ``--apply`` of that many lines written
+    one identity per transaction (as before issue 14's grouping), into a second table."""
+    from iotauth.identities import bulk
     from iotauth.local.moto_fleet import installed
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -98,13 +126,32 @@ def bench_import(endpoint: str | None, n: int, *, table: str = "bench-import") -
             _run_cli(["devices", "create-table"])
             base = ["devices", "import", str(path), "--format", "mosquitto"]
             for label, extra in (("dry run", []), ("apply", ["--apply"])):
-                code, seconds, err = _run_cli([*base, *extra])
+                with counted_requests() as counts:
+                    code, seconds, err = _run_cli([*base, *extra])
                 if code != 0:
                     print(f"  {label}: failed ({code}): {err.strip().splitlines()[-1:]}")
                     continue
                 rates[label] = n / seconds
                 print(f"  import {label:<8} {n:>6} identities in {seconds:6.2f} s: "
                       f"{n / seconds:8.0f} identities/s")  # fmt: skip
+                if server is not None:
+                    ops = dict(sorted(counts.items()))
+                    print(f"    requests per identity: {sum(ops.values()) / n:.3f} {ops}")
+            if singly:
+                path.write_text(mosquitto_lines(singly, prefix="one"))
+                os.environ["IOTAUTH_TABLE"] = f"{table}-singly"
+                _run_cli(["devices", "create-table"])
+                saved_group, bulk.GROUP_IDENTITIES = bulk.GROUP_IDENTITIES, 1
+                try:
+                    with counted_requests() as counts:
+                        code, seconds, err = _run_cli([*base, "--apply"])
+                finally:
+                    bulk.GROUP_IDENTITIES = saved_group
+                if code == 0:
+                    rates["apply singly"] = singly / seconds
+                    print(f"  import apply, one identity per transaction (before issue 14): "
+                          f"{singly} in {seconds:.2f} s: {singly / seconds:.0f} identities/s, "
+                          f"{sum(counts.values()) / singly:.3f} requests per identity")  # fmt: skip
     finally:
         for key, value in saved.items():
             if value is None:
@@ -118,8 +165,9 @@ def bench_import(endpoint: str | None, n: int, *, table: str = "bench-import") -
 
 def main() -> None:
     n = int(os.environ.get("BENCH_IMPORT_N", "5000"))
+    singly = int(os.environ.get("BENCH_IMPORT_SINGLY", str(min(n, 1000))))
     print("devices import against moto on 127.0.0.1 (goal: dry run >= 1000/s, apply >= 200/s)")
-    bench_import(None, n)
+    bench_import(None, n, singly=singly)
 
 
 if __name__ == "__main__":

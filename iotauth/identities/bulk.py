@@ -20,10 +20,11 @@ import contextlib
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Literal
 
+from iotauth.identities.dynamodb_admin import MAX_TRANSACT_ITEMS, GroupContended, GroupRefused
 from iotauth.identities.dynamodb_store import DynamoDBStore
 from iotauth.identities.records import IdentityRecord, client_id_key, identity_key
 from iotauth.identities.store import (
@@ -37,14 +38,21 @@ from iotauth.identities.store import (
 __all__ = [
     "BATCH_GET_LIMIT",
     "DEFAULT_WORKERS",
+    "GROUP_IDENTITIES",
+    "MAX_GROUP_ACTIONS",
     "MAX_WORKERS",
     "Ledger",
     "batch_get",
+    "groups_of",
     "remove_if_ours",
+    "touched_keys",
+    "write_grouped",
     "write_parallel",
 ]
 
 BATCH_GET_LIMIT = 100  # keys per BatchGetItem call (DynamoDB's limit)
+GROUP_IDENTITIES = 25  # identities per transaction in write_grouped (bench/import_rate.py)
+MAX_GROUP_ACTIONS = MAX_TRANSACT_ITEMS
 DEFAULT_WORKERS = 16
 MAX_WORKERS = 64
 _ATTEMPTS = 8  # per call, for throttling and unprocessed keys
@@ -82,26 +90,24 @@ def _code(exc: Exception) -> str:
 # -- reads ---------------------------------------------------------------------------------
 
 
-def _get_chunk(client: Any, table: str, keys: list[str], sleep: Sleep) -> list[dict[str, Any]]:
-    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
-
+def _get_chunk(store: DynamoDBStore, keys: list[str], sleep: Sleep) -> list[dict[str, Any]]:
+    table = store.table
     request: dict[str, Any] = {
         table: {"Keys": [{"pk": {"S": k}} for k in keys], "ConsistentRead": True}
     }
     found: list[dict[str, Any]] = []
     for attempt in range(_ATTEMPTS):
         try:
-            response = client.batch_get_item(RequestItems=request)
-        except ClientError as exc:
-            code = _code(exc)
-            if code == "ResourceNotFoundException":
-                raise TableMissing(f"table {table!r} does not exist") from None
-            if any(code == c for c in _THROTTLED) and attempt + 1 < _ATTEMPTS:
+            # The store's call: its client (botocore, or the standard-library one of
+            # paging.wire_store) and its errors (TableMissing; "… failed: <code>").
+            response = store._call("batch_get_item", RequestItems=request)
+        except TableMissing:
+            raise
+        except StoreError as exc:
+            if _throttled(exc) and attempt + 1 < _ATTEMPTS:
                 _backoff(attempt, sleep)
                 continue
-            raise StoreError(f"DynamoDB batch_get_item failed: {code}") from None
-        except BotoCoreError as exc:
-            raise StoreError(f"DynamoDB batch_get_item failed: {type(exc).__name__}") from None
+            raise
         found.extend(response.get("Responses", {}).get(table, []))
         request = response.get("UnprocessedKeys") or {}
         if not request:
@@ -125,9 +131,8 @@ def batch_get(
     items: dict[str, dict[str, Any]] = {}
     if not chunks:
         return items
-    client = store.client
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(chunks)))) as pool:
-        futures = {pool.submit(_get_chunk, client, store.table, c, sleep): c for c in chunks}
+        futures = {pool.submit(_get_chunk, store, c, sleep): c for c in chunks}
         try:
             for future in _as_done(futures):
                 for item in future.result():
@@ -182,6 +187,11 @@ class Ledger:
             else:
                 self.failed.append((record, error))
 
+    def unsent(self, record: IdentityRecord) -> None:
+        """A write of ``record`` that was started is known to have written nothing."""
+        with self._lock:
+            self.uncertain.pop(record.username, None)
+
     def touched(self) -> list[IdentityRecord]:
         """Every record this run wrote or may have written."""
         with self._lock:
@@ -229,29 +239,164 @@ def write_parallel(
     """``write(record)`` for every record, ``workers`` at a time; stops at the first failure
     (see ``ledger.failed``) or interruption (re-raised), in both cases only after every
     write in flight has answered, so ``ledger`` is exact when this returns or raises."""
+
+    def one(group: list[IdentityRecord], stop: threading.Event) -> None:
+        _write_one(write, group[0], ledger, stop, sleep)
+
+    _run(([r] for r in records), one, workers=workers, on_progress=on_progress)
+
+
+def touched_keys(record: IdentityRecord) -> tuple[list[str], list[str]]:
+    """The table items adding ``record`` touches (one action each), as (its own: identity,
+    client-id registry items and, when it has a wildcard one, its reach buckets; the exact
+    reach buckets it joins, which identities in one group share: one action adds them up,
+    :meth:`~iotauth.identities.dynamodb_admin.DynamoDBAdmin.add_identities`)."""
+    from iotauth.identities.reach import is_exact, reach_key, record_buckets  # noqa: PLC0415
+
+    own = [identity_key(record.username)]
+    own += [client_id_key(c) for c in record.allowed_client_ids()]
+    buckets = record_buckets(record)
+    if all(is_exact(b) for b in buckets):
+        return own, [reach_key(b) for b in buckets]
+    return own + [reach_key(b) for b in buckets], []
+
+
+def groups_of(
+    records: Sequence[IdentityRecord],
+    size: int = GROUP_IDENTITIES,
+    *,
+    max_actions: int = MAX_GROUP_ACTIONS,
+) -> list[list[IdentityRecord]]:
+    """``records`` in order, cut into groups for one transaction each: at most ``size``
+    records and ``max_actions`` actions, and no item twice but the exact reach buckets they
+    join (:func:`touched_keys`; DynamoDB refuses a transaction naming an item twice)."""
+    groups: list[list[IdentityRecord]] = []
+    current: list[IdentityRecord] = []
+    owned: set[str] = set()
+    shared: set[str] = set()
+    for record in records:
+        own, joined = touched_keys(record)
+        new_shared = [k for k in joined if k not in shared]
+        if current and (
+            len(current) >= size
+            or len(owned) + len(shared) + len(own) + len(new_shared) > max_actions
+            or not owned.isdisjoint(own)
+            or not shared.isdisjoint(own)
+            or not owned.isdisjoint(joined)
+        ):
+            groups.append(current)
+            current, owned, shared = [], set(), set()
+        current.append(record)
+        owned.update(own)
+        shared.update(joined)
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _write_group(  # noqa: PLR0917 - private, as _write_one
+    write_group: Callable[[Sequence[IdentityRecord]], None],
+    write_one: Callable[[IdentityRecord], None],
+    group: list[IdentityRecord],
+    ledger: Ledger,
+    stop: threading.Event,
+    sleep: Sleep,
+) -> None:
+    """One transaction for ``group``; if the table refuses it or gives no clear answer,
+    each record again on its own (``write_one``, which must accept a record the group did
+    write, its answer lost), in order, so every record gets its own answer."""
+    if len(group) == 1:
+        _write_one(write_one, group[0], ledger, stop, sleep)
+        return
+    if stop.is_set():
+        return  # never sent
+    for record in group:
+        ledger.start(record)
+    maybe_written = False
+    for attempt in range(_ATTEMPTS):
+        try:
+            write_group(group)
+        except GroupRefused:
+            break  # nothing written
+        except StoreError as exc:
+            contended = isinstance(exc, GroupContended) or _throttled(exc)
+            if contended and attempt + 1 < _ATTEMPTS and not stop.is_set():
+                _backoff(attempt, sleep)
+                continue
+            # No clear answer (or throttled throughout, as one write would be): the group
+            # may have been written; its records stay uncertain until one at a time says.
+            maybe_written = not contended
+            break
+        except BaseException:
+            stop.set()
+            raise
+        for record in group:
+            ledger.finish(record, None, maybe_written=False)
+        return
+    if not maybe_written:
+        for record in group:
+            ledger.unsent(record)
+    for record in group:
+        _write_one(write_one, record, ledger, stop, sleep)
+
+
+def write_grouped(
+    records: Sequence[IdentityRecord],
+    write_group: Callable[[Sequence[IdentityRecord]], None],
+    write_one: Callable[[IdentityRecord], None],
+    ledger: Ledger,
+    *,
+    workers: int = DEFAULT_WORKERS,
+    group_size: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    sleep: Sleep = time.sleep,
+) -> int:
+    """As :func:`write_parallel`, but several records per transaction (:func:`groups_of`,
+    ``group_size`` records at most: :data:`GROUP_IDENTITIES` when None), ``workers``
+    transactions at a time. A group the table refuses (a condition failed: a name or client
+    id taken meanwhile) or does not clearly answer is written again one record at a time with
+    ``write_one``, which finds the failing record and its reason exactly as
+    :func:`write_parallel` would; throttling and contention are retried with backoff.
+    ``ledger`` is exact when this returns or raises. Returns the number of groups."""
+    groups = groups_of(records, GROUP_IDENTITIES if group_size is None else group_size)
+
+    def run(group: list[IdentityRecord], stop: threading.Event) -> None:
+        _write_group(write_group, write_one, group, ledger, stop, sleep)
+
+    _run(iter(groups), run, workers=workers, on_progress=on_progress)
+    return len(groups)
+
+
+def _run(
+    groups: Iterator[list[IdentityRecord]],
+    run: Callable[[list[IdentityRecord], threading.Event], None],
+    *,
+    workers: int,
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    """``run(group, stop)`` for every group on a pool of ``workers``; stops submitting once
+    ``stop`` is set, and always waits for what is in flight."""
     stop = threading.Event()
-    pool = ThreadPoolExecutor(max_workers=max(1, min(workers, MAX_WORKERS)))
-    futures: list[Future[None]] = []
+    size = max(1, min(workers, MAX_WORKERS))
+    pool = ThreadPoolExecutor(max_workers=size)
     try:
         # Submit in windows: a stop leaves nothing queued behind it.
-        window = max(1, min(workers, MAX_WORKERS)) * 4
-        todo = iter(records)
-        pending: set[Future[None]] = set()
+        window = size * 4
+        pending: dict[Future[None], int] = {}
         while True:
             while len(pending) < window and not stop.is_set():
-                record = next(todo, None)
-                if record is None:
+                group = next(groups, None)
+                if group is None:
                     break
-                future = pool.submit(_write_one, write, record, ledger, stop, sleep)
-                futures.append(future)
-                pending.add(future)
+                pending[pool.submit(run, group, stop)] = len(group)
             if not pending:
                 break
-            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             for future in done:
+                count = pending.pop(future)
                 future.result()  # an unexpected error in a worker surfaces here
                 if on_progress is not None:
-                    on_progress(1)
+                    on_progress(count)
     except BaseException:
         stop.set()
         raise

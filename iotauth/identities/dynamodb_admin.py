@@ -15,8 +15,9 @@ Design: docs/design/identity-store.md
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from iotauth.identities.records import (
     IDENTITY_PREFIX,
@@ -30,6 +31,7 @@ from iotauth.identities.store import (
     IdentityExists,
     IdentityNotFound,
     StoreError,
+    TableMissing,
     changed_since_read,
     topics_changed,
 )
@@ -37,16 +39,35 @@ from iotauth.identities.store import (
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+    from iotauth.identities.dynamodb_store import DynamoDBStore
     from iotauth.identities.reach import Candidates
 
-__all__ = ["MAX_TRANSACT_ITEMS", "Conflict", "DynamoDBAdmin"]
+__all__ = ["MAX_TRANSACT_ITEMS", "Conflict", "DynamoDBAdmin", "GroupContended", "GroupRefused"]
 
 _TRANSACT_ATTEMPTS = 3
 MAX_TRANSACT_ITEMS = 100  # DynamoDB: items per TransactWriteItems (one action per item)
+_MAX_TRANSACT_BYTES = 3_500_000  # DynamoDB: 4 MB per transaction (JSON size as an estimate)
+# Cancellation reasons that say nothing about the items: the same group may pass later.
+_CONTENTION = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
+_THROTTLING = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+)
+# Answers after which a transaction may or may not have been applied (DynamoDB's docs).
+_AMBIGUOUS = frozenset({"InternalServerError", "ServiceUnavailable", "RequestTimeout"})
 
 
 class Conflict(Exception):
     """A conditional write lost (internal to the DynamoDB store)."""
+
+
+class GroupRefused(StoreError):
+    """A group of identities was not written (not sent, or refused as a whole): nothing of
+    it is in the table; written one at a time, each gets its own answer."""
+
+
+class GroupContended(StoreError):
+    """A group was cancelled only by contention or throttling: nothing was written, and the
+    same group may pass when sent again."""
 
 
 # Over 200 lines: one DynamoDBStore mixin; every write shares its client, _call and transactions.
@@ -119,6 +140,11 @@ class DynamoDBAdmin:
         return IdentityRecord.from_item(item) if item else None
 
     def add_identity(self, record: IdentityRecord) -> None:
+        self._transact(record, self._adding(record), new=True)
+
+    def _adding(self, record: IdentityRecord, *, reach: bool = True) -> list[dict[str, Any]]:
+        """The actions that add ``record``: its item (if absent), its client-id claims and
+        (``reach``) its reach entries; validated first."""
         record.validate()
         identity = {
             "Put": {
@@ -128,8 +154,104 @@ class DynamoDBAdmin:
             }
         }
         claims = [self._claim(record.username, c) for c in record.allowed_client_ids()]
-        reach = self.reach_updates(record.username, None, record)
-        self._transact(record, [identity, *claims, *reach], new=True)
+        entries = self.reach_updates(record.username, None, record) if reach else []
+        return [identity, *claims, *entries]
+
+    def _joining(self, joining: dict[str, list[str]]) -> list[dict[str, Any]]:
+        """One action per exact reach bucket that new identities join (bucket → their names,
+        in order): what :meth:`reach_updates` gives each, added up — ``n`` grows by how many
+        join, and ``owners`` names them while it names fewer than its cap (the item read
+        once, as each of them would read it)."""
+        if not joining:
+            return []
+        from iotauth.identities.bulk import batch_get  # noqa: PLC0415
+        from iotauth.identities.reach import SAMPLE_CAP, reach_key  # noqa: PLC0415
+
+        store = cast("DynamoDBStore", self)  # the mixin's only class
+        current = batch_get(store, [reach_key(b) for b in joining], workers=1)
+        actions: list[dict[str, Any]] = []
+        for bucket in sorted(joining):
+            key = reach_key(bucket)
+            joiners = joining[bucket]
+            sample = current.get(key, {}).get("owners", {}).get("SS", [])
+            named = joiners[: max(0, SAMPLE_CAP - len(sample))]
+            update: dict[str, Any] = {"Key": {"pk": {"S": key}}}
+            count = {":d": {"N": str(len(joiners))}}
+            if named:
+                update["UpdateExpression"] = "ADD #n :d, #s :me"
+                update["ExpressionAttributeNames"] = {"#n": "n", "#s": "owners"}
+                update["ExpressionAttributeValues"] = {**count, ":me": {"SS": named}}
+            else:
+                update["UpdateExpression"] = "ADD #n :d"
+                update["ExpressionAttributeNames"] = {"#n": "n"}
+                update["ExpressionAttributeValues"] = count
+            update["TableName"] = self.table
+            actions.append({"Update": update})
+        return actions
+
+    def add_identities(self, records: Sequence[IdentityRecord]) -> None:
+        """Add several new identities in one ``TransactWriteItems``: all of them or none.
+
+        Each is what :meth:`add_identity` writes (the same conditions), so the table holds
+        the same items either way; identities joining one exact reach bucket share one
+        action on it (DynamoDB refuses a transaction naming an item twice), and the caller
+        groups records that share no other item (:func:`iotauth.identities.bulk.groups_of`)
+        within :data:`MAX_TRANSACT_ITEMS` actions.
+        Raises :class:`GroupRefused` when the group could not be sent or the table refused
+        it (nothing was written: write them one at a time to learn which and why),
+        :class:`GroupContended` when only contention or throttling cancelled it (nothing
+        was written: send it again later), TableMissing, or StoreError when there was no
+        clear answer (it may have been written)."""
+        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+        from iotauth.identities.reach import is_exact, record_buckets  # noqa: PLC0415
+
+        items: list[dict[str, Any]] = []
+        joining: dict[str, list[str]] = {}  # exact reach bucket → who joins it, in order
+        try:
+            for record in records:
+                buckets = record_buckets(record)
+                if all(is_exact(b) for b in buckets):
+                    record.validate()
+                    items += self._adding(record, reach=False)
+                    for bucket in buckets:
+                        joining.setdefault(bucket, []).append(record.username)
+                else:  # a wildcard bucket lists each owner's grants: as add_identity does
+                    items += self._adding(record)
+            items += self._joining(joining)
+        except (InvalidRecord, StoreError) as exc:  # one at a time says whose and why
+            raise GroupRefused(f"not sent as a group: {type(exc).__name__}") from None
+        keys = [_item_key(i) for i in items]
+        if len(items) > MAX_TRANSACT_ITEMS or len(set(keys)) < len(keys):
+            raise GroupRefused("not sent as a group: too many items, or one item twice")
+        if len(json.dumps(items)) > _MAX_TRANSACT_BYTES:
+            raise GroupRefused("not sent as a group: too large")
+        try:
+            self.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", "")) or "error"
+            if code == "ResourceNotFoundException":
+                raise TableMissing(f"table {self.table!r} does not exist") from None
+            if code == "TransactionCanceledException":
+                reasons: list[Any] = list(exc.response.get("CancellationReasons", []))
+                codes = {str(r.get("Code")) for r in reasons} - {"None"}
+                if codes and codes <= _CONTENTION:
+                    raise GroupContended(
+                        f"DynamoDB transact_write_items: {sorted(codes)}"
+                    ) from None
+                raise GroupRefused(
+                    f"DynamoDB transact_write_items cancelled: {sorted(codes)}"
+                ) from None
+            if code in _THROTTLING:
+                raise GroupContended(f"DynamoDB transact_write_items failed: {code}") from None
+            if code in _AMBIGUOUS:
+                raise StoreError(f"DynamoDB transact_write_items failed: {code}") from None
+            # Any other answer of the table (a validation error …) wrote nothing.
+            raise GroupRefused(f"DynamoDB transact_write_items failed: {code}") from None
+        except BotoCoreError as exc:  # no answer: it may have been written
+            raise StoreError(
+                f"DynamoDB transact_write_items failed: {type(exc).__name__}"
+            ) from None
 
     def replace_identity(
         self, record: IdentityRecord, *, expected: IdentityRecord | None = None
@@ -320,6 +442,13 @@ def _unchanged(old: IdentityRecord) -> dict[str, Any]:
             ":u": {"N": str(old.updated_at)},
         },
     }
+
+
+def _item_key(action: dict[str, Any]) -> str:
+    """The ``pk`` one transaction action names."""
+    ((kind, body),) = action.items()
+    key = body["Item"] if kind == "Put" else body["Key"]
+    return str(key["pk"]["S"])
 
 
 def _within_limit(items: list[dict[str, Any]], username: str) -> list[dict[str, Any]]:

@@ -7,11 +7,14 @@ username prefix and stored status; :func:`count_identities` counts them (``Selec
 (``BatchGetItem``, 100 keys a call): :func:`lockout_states`, :func:`identities_by_name`,
 :func:`registry_owners` (``clientid#`` items). :func:`encode_token`/:func:`decode_token`
 turn a position (a ``LastEvaluatedKey``, or the key of the last item shown) into an opaque
-token and back, refusing anything that is not one.
+token and back, refusing anything that is not one. :func:`wire_store` is a store for these
+reads on the project's standard-library client (:mod:`iotauth.wire.aws_json`) when the
+environment alone configures AWS, or None (then botocore's, for profiles, SSO and the rest).
 
 The one reason that matters: at 100,000 identities a full Scan held in memory is minutes
 and megabytes before the first line; a page answers at once and memory stays one page.
-Administration only (the store's botocore ``client``); the authorizer never imports this.
+A read through :func:`wire_store` imports no boto3 (~0.4 s of a ``devices list``).
+Administration only; the authorizer never imports this.
 """
 
 from __future__ import annotations
@@ -19,12 +22,19 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import re
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from iotauth.identities.bulk import batch_get
-from iotauth.identities.dynamodb_store import DynamoDBStore, _lockout_from_item
+from iotauth.identities.dynamodb_store import (
+    ADMIN_CONNECT_TIMEOUT,
+    ADMIN_MAX_ATTEMPTS,
+    ADMIN_READ_TIMEOUT,
+    DynamoDBStore,
+    _lockout_from_item,
+)
 from iotauth.identities.lockout import LockoutState
 from iotauth.identities.records import (
     CLIENT_ID_PREFIX,
@@ -34,6 +44,9 @@ from iotauth.identities.records import (
     identity_key,
     lockout_key,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 __all__ = [
     "DEFAULT_PAGE",
@@ -50,6 +63,7 @@ __all__ = [
     "lockout_states",
     "position_after",
     "registry_owners",
+    "wire_store",
 ]
 
 DEFAULT_PAGE = 1000  # items evaluated per Scan call (DynamoDB also stops at 1 MB)
@@ -288,3 +302,135 @@ def registry_owners(store: DynamoDBStore, client_ids: Iterable[str]) -> dict[str
         owner = item.get("owner", {}).get("S")
         owners[client_id] = owner if isinstance(owner, str) else "?"  # unreadable
     return owners
+
+
+# -- the standard-library client for reads -------------------------------------------------
+
+# Environment settings that only botocore honours: with any of them set, botocore reads;
+# a CA bundle and proxies only for an endpoint where they would apply (TLS; not loopback).
+_BOTOCORE_ONLY = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_USE_DUALSTACK_ENDPOINT")
+_TLS_ONLY = ("AWS_CA_BUNDLE",)
+_PROXIES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+# A failed exchange of the standard-library client → the botocore exception it would be.
+_NETWORK_ERRORS = {
+    "ConnectionRefused": "EndpointConnectionError",
+    "ConnectionError": "EndpointConnectionError",
+    "ProtocolError": "EndpointConnectionError",
+    "Timeout": "ReadTimeoutError",
+    "TLSError": "SSLError",
+}
+
+
+class _WireClient:
+    """The few botocore ``DynamoDB`` client methods the store's reads call
+    (``client.scan(**params)``, ``batch_get_item`` …), on the standard-library client, raising
+    what botocore raises (``ClientError`` with the error code, ``EndpointConnectionError``
+    …), so that :meth:`DynamoDBStore._call` and every caller read them as before."""
+
+    def __init__(self, api: Any) -> None:
+        self._api = api
+
+    def __getattr__(self, operation: str) -> Callable[..., dict[str, Any]]:
+        if operation.startswith("_"):
+            raise AttributeError(operation)
+        wire = "".join(part.title() for part in operation.split("_"))  # batch_get_item → …
+
+        def call(**params: Any) -> dict[str, Any]:
+            from iotauth.wire.aws_json import AwsError  # noqa: PLC0415
+
+            try:
+                result: dict[str, Any] = self._api.call(wire, params)
+            except AwsError as exc:
+                raise _botocore_error(exc, wire, self._api) from None
+            return result
+
+        return call
+
+
+def _botocore_error(exc: Any, operation: str, api: Any) -> Exception:
+    import botocore.exceptions as errors  # noqa: PLC0415 - ~7 ms: its exceptions only
+
+    network = _NETWORK_ERRORS.get(exc.code) if exc.status is None else None
+    if network is None:
+        error = {"Error": {"Code": exc.code, "Message": ""}}
+        if exc.status is not None:
+            error["ResponseMetadata"] = {"HTTPStatusCode": exc.status}
+        return errors.ClientError(error, operation)  # type: ignore[arg-type]
+    endpoint = api.transport.endpoint
+    url = f"{endpoint.scheme}://{endpoint.signed_host}{endpoint.base_path}"
+    if network == "SSLError":
+        return errors.SSLError(endpoint_url=url, error=exc.code)
+    if network == "ReadTimeoutError":
+        return errors.ReadTimeoutError(endpoint_url=url, error=exc.code)
+    return errors.EndpointConnectionError(endpoint_url=url, error=exc.code)
+
+
+class _WireStore(DynamoDBStore):
+    """A :class:`DynamoDBStore` whose ``client`` is a :class:`_WireClient`: the same calls
+    and errors as through botocore, without importing it (its exceptions aside)."""
+
+    @property
+    def client(self) -> DynamoDBClient:
+        return cast("DynamoDBClient", _WireClient(self.api))
+
+
+def wire_store(
+    table: str,
+    *,
+    region: str | None = None,
+    profile: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> DynamoDBStore | None:
+    """A store for reads on the standard-library client, or None when the environment does
+    not configure AWS by itself and botocore must read (the caller then uses botocore).
+
+    Only for credentials in the environment (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``
+    and maybe a session token: botocore's first source too), a region from ``region`` or
+    ``AWS_REGION``/``AWS_DEFAULT_REGION``, and an endpoint from ``AWS_ENDPOINT_URL[_DYNAMODB]``
+    or the region's own; None with a profile (``profile``, ``AWS_PROFILE``: SSO, assumed
+    roles, credential processes), a CA bundle for a TLS endpoint, a proxy for one that is
+    not loopback, or an AWS config file that may name an endpoint, none of which that
+    client reads."""
+    source = os.environ if env is None else env
+    if profile or any(source.get(name) for name in _BOTOCORE_ONLY):
+        return None
+    if not (source.get("AWS_ACCESS_KEY_ID") and source.get("AWS_SECRET_ACCESS_KEY")):
+        return None
+    if _config_names_endpoint(source):
+        return None
+    from iotauth.wire.aws_json import DYNAMODB, AwsJsonClient, ConfigError  # noqa: PLC0415
+
+    settings = dict(source)
+    if region:
+        settings["AWS_REGION"] = region
+    try:
+        api = AwsJsonClient.from_env(
+            DYNAMODB,
+            settings,
+            connect_timeout=ADMIN_CONNECT_TIMEOUT,
+            read_timeout=ADMIN_READ_TIMEOUT,
+            max_attempts=ADMIN_MAX_ATTEMPTS,
+        )
+    except ConfigError:  # no region, or an endpoint it cannot use: botocore says why
+        return None
+    endpoint = api.transport.endpoint
+    if endpoint.scheme == "https" and any(source.get(name) for name in _TLS_ONLY):
+        return None
+    if endpoint.host not in _LOOPBACK and any(source.get(name) for name in _PROXIES):
+        return None
+    return _WireStore(table, api=api)
+
+
+def _config_names_endpoint(env: Mapping[str, str]) -> bool:
+    """Whether the AWS config file (``AWS_CONFIG_FILE`` or ``~/.aws/config``) may set an
+    endpoint or a CA bundle, which only botocore reads (unreadable: assume it does)."""
+    path = env.get("AWS_CONFIG_FILE") or os.path.join(os.path.expanduser("~"), ".aws", "config")
+    try:
+        with open(path, encoding="utf-8", errors="replace") as config:
+            text = config.read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return any(word in text for word in ("endpoint_url", "ca_bundle", "services"))

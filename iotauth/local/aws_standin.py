@@ -1,6 +1,6 @@
 """The AWS stand-in on ``aws_endpoint_url``: moto's server (DynamoDB, IAM, STS) plus IoT's
-data-plane ``DeleteConnection``, for SDKs only; and :class:`IssuedCredentials`, which checks a
-presigned URL against the credentials moto's STS issued, as IoT Core checks them against IAM.
+data-plane ``DeleteConnection``, for SDKs only. Which credentials moto issued, and what IAM
+lets them do (presigned URLs at the gateway), is :mod:`iotauth.local.iam_principals`'s.
 
 The one reason that matters: this endpoint holds every verifier and device secret of the
 stack, so it refuses what only a browser sends (an ``Origin`` header) and other host names.
@@ -12,13 +12,11 @@ table cannot afford.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import logging
 import threading
-import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -27,7 +25,6 @@ __all__ = [
     "FAKE_CREDENTIALS",
     "REGION",
     "DeleteConnection",
-    "IssuedCredentials",
     "MotoServer",
     "data_plane",
 ]
@@ -149,67 +146,3 @@ class MotoServer:
         self._server.server_close()
         self._thread.join(timeout=5)
         self._patch.close()
-
-
-class IssuedCredentials:
-    """Looks up the STS credentials moto issued: what IoT Core knows from AWS IAM."""
-
-    def __init__(self, role_arn: str, region: str) -> None:
-        self._role_arn = role_arn
-        self._region = region
-
-    def _assumed_role(self, access_key: str) -> Any:
-        from moto.sts.models import sts_backends  # noqa: PLC0415
-
-        role = sts_backends[ACCOUNT]["aws"].get_assumed_role_from_access_key(access_key)
-        if role is None or role.role_arn != self._role_arn:
-            return None
-        expiration = role.expiration
-        now = dt.datetime.now(dt.UTC)
-        if expiration.tzinfo is None:
-            now = now.replace(tzinfo=None)
-        return role if now < expiration else None
-
-    def verify(
-        self, target: str, headers: Sequence[tuple[str, str]], secure: bool
-    ) -> list[list[str]] | None:
-        """The session policy of the credentials that signed this upgrade, if valid."""
-        from iotauth.local.handshake import verify_handshake  # noqa: PLC0415
-
-        found: dict[str, Any] = {}
-
-        def secret(access_key: str) -> str | None:
-            role = self._assumed_role(access_key)
-            if role is None:
-                return None
-            found["role"] = role
-            return str(role.secret_access_key)
-
-        def token(access_key: str) -> str | None:
-            role = self._assumed_role(access_key)
-            return None if role is None else str(role.session_token)
-
-        access_key = verify_handshake(
-            target, headers, self._region, secret, token, time.time(), secure
-        )
-        role = found.get("role")
-        if access_key is None or role is None or role.access_key_id != access_key:
-            return None
-        # Effective permissions: the session policy ∩ the role's own policies. A URL whose
-        # credentials carry no session policy is refused: the signer always scopes them.
-        if not isinstance(role.policy, str) or not role.policy:
-            return None
-        role_documents = self._role_policies()
-        if not role_documents:
-            return None
-        return [[role.policy], role_documents]
-
-    def _role_policies(self) -> list[str]:
-        from moto.iam.models import iam_backends  # noqa: PLC0415
-
-        iam = iam_backends[ACCOUNT]["aws"]
-        role = iam.get_role_by_arn(self._role_arn)
-        documents = [str(p) for p in role.policies.values()]
-        for managed in role.managed_policies.values():
-            documents += [str(v.document) for v in managed.versions if v.is_default]
-        return documents

@@ -1,11 +1,13 @@
 """``devices import``, writing: the identities in parallel, rolled back exactly on failure.
 
-Contract: :func:`write_all` writes an import's identities several at a time (one
-conditional transaction each: :func:`iotauth.identities.bulk.write_parallel`); if a write
-fails or the command is interrupted (Ctrl-C; SIGTERM under :func:`sigterm_as_exit`) it
-waits for the writes in flight, then removes exactly what this run wrote, each only if it
-is still the version it wrote, and raises CommandError saying what may remain and how to
-finish. During the rollback Ctrl-C and SIGTERM only say to wait.
+Contract: :func:`write_all` writes an import's identities in conditional transactions of up
+to 25 identities that share no table item, several transactions at a time
+(:func:`iotauth.identities.bulk.write_grouped`); a group the table refuses is written again
+one identity per transaction, so the failing identity and its reason are reported exactly
+as before. If a write fails or the command is interrupted (Ctrl-C; SIGTERM under
+:func:`sigterm_as_exit`) it waits for the writes in flight, then removes exactly what this
+run wrote, each only if it is still the version it wrote, and raises CommandError saying
+what may remain and how to finish. During the rollback Ctrl-C and SIGTERM only say to wait.
 
 The one reason: an import is rolled back, never left half done (docs/migrating.md).
 Design: docs/design/import.md
@@ -102,15 +104,20 @@ def write_all(store: DynamoDBStore, todo: list[Imported], workers: int) -> int:
     """Write ``todo``, ``workers`` at a time, and return how many were written; on a failed
     write or an interruption, roll back what this run wrote (:func:`_roll_back` raises
     CommandError with the outcome; an interruption is raised again after it)."""
-    from iotauth.identities.bulk import Ledger, write_parallel  # noqa: PLC0415
+    from iotauth.identities.bulk import Ledger, write_grouped  # noqa: PLC0415
 
     where = {item.record.username: item.where for item in todo}
     ledger = Ledger()
     records = [item.record for item in todo]
     try:
         with progress(len(records), "importing", every=progress_every(len(records))) as bar:
-            write_parallel(
-                records, _add_once(store), ledger, workers=workers, on_progress=bar.advance
+            write_grouped(
+                records,
+                store.add_identities,
+                _add_once(store),
+                ledger,
+                workers=workers,
+                on_progress=bar.advance,
             )
     except BaseException:  # Ctrl-C, SIGTERM (sigterm_as_exit) …: undo, then stop as asked
         note(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -39,10 +40,11 @@ from iotauth.identities.paging import (
     lockout_pages,
     lockout_states,
     position_after,
+    wire_store,
 )
 from iotauth.identities.records import IdentityRecord
 
-__all__ = ["register"]
+__all__ = ["read_store", "register"]
 
 STATES = ("active", "disabled", "locked")
 
@@ -209,7 +211,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.count and (args.limit is not None or args.next is not None):
         raise CommandError("--count counts every match; it takes no --limit or --next")
     start = _start(args)
-    store = open_store(args)
+    store = read_store(args)
     if args.count:
         return _count(args, store)
     sizes = _PageSizes(args.limit)
@@ -219,6 +221,16 @@ def cmd_list(args: argparse.Namespace) -> int:
         pages = _identity_rows(store, args, start, sizes)
     run_checked(lambda: _stream(args, pages, sizes))
     return 0
+
+
+def read_store(args: argparse.Namespace) -> DynamoDBStore:
+    """The table for a command that only reads: through the standard-library client when
+    the environment alone configures AWS (:func:`~iotauth.identities.paging.wire_store`:
+    no boto3 import, ~0.4 s), else :func:`~iotauth.cli.devices.common.open_store`
+    (botocore: profiles, SSO, config files), which also says what is missing."""
+    table = args.table or os.environ.get("IOTAUTH_TABLE", "")
+    store = wire_store(table, region=args.region, profile=args.profile) if table else None
+    return store if store is not None else open_store(args)
 
 
 def _positive(text: str) -> int:
