@@ -16,7 +16,9 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 IOTAUTH = [sys.executable, "-c", "import sys; from iotauth.cli import main; sys.exit(main())"]
-ALL_FREE = [f"--{name}-port=0" for name in ("iot", "web", "signer", "aws", "mqtt", "mqtts", "ws")]
+ALL_FREE = [
+    f"--{name}-port=0" for name in ("iot", "web", "signer", "aws", "mqtt", "mqtts", "ws", "issuer")
+]
 ROOT = Path(__file__).resolve().parents[2]
 
 
