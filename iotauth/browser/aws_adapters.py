@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 from iotauth.browser.rate_limit import RateStoreUnavailable
 from iotauth.browser.web_signing import SignerUnavailable, TemporaryCredentials
-from iotauth.identities.web_users import webuser_key
+from iotauth.identities.web_users import disabled_in, status_read
 from iotauth.wire.aws_json import (
     DYNAMODB,
     IOT,
@@ -236,23 +236,11 @@ class DynamoDBDisabledUsers:
 
     def is_disabled(self, username: str) -> bool:
         try:
-            params = {
-                "TableName": self.table,
-                "Key": {"pk": {"S": webuser_key(username)}},
-                "ConsistentRead": True,
-                "ProjectionExpression": "#s",
-                "ExpressionAttributeNames": {"#s": "status"},
-            }
             if self._api is None:
                 self._api = DynamoDBRateCounter._new_api(None, CHECK_CALL_TIMEOUT)
-            answer = self._api.call("GetItem", params)
+            answer = self._api.call("GetItem", status_read(self.table, username))
         except AwsError as exc:
             raise SignerUnavailable(f"dynamodb:GetItem failed ({exc.code})") from None
         except ValueError:  # ConfigError, or a name that cannot be a key
             raise SignerUnavailable("dynamodb:GetItem not possible") from None
-        item = answer.get("Item") if isinstance(answer, dict) else None
-        if not item:
-            return False
-        status = item.get("status", {})
-        # Anything but a readable "active" is taken as disabled: an operator wrote it.
-        return not (isinstance(status, dict) and status.get("S") == "active")
+        return disabled_in(answer)

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from iotauth.identities.store import StoreError
-from iotauth.identities.web_users import webuser_key
+from iotauth.identities.web_users import disabled_in, status_read
 from iotauth.wire.aws_json import AwsError, AwsJsonClient
 
 __all__ = ["DynamoDBWebUserStatus", "MemoryWebUserStatus", "WebUserStatus"]
@@ -41,23 +41,12 @@ class DynamoDBWebUserStatus:
 
     def is_disabled(self, username: str) -> bool:
         try:
-            params = {
-                "TableName": self.table,
-                "Key": {"pk": {"S": webuser_key(username)}},
-                "ConsistentRead": True,
-                "ProjectionExpression": "#s",
-                "ExpressionAttributeNames": {"#s": "status"},
-            }
-            answer: Any = self._api.call("GetItem", params)
+            answer: Any = self._api.call("GetItem", status_read(self.table, username))
         except AwsError as exc:
             raise StoreError(f"DynamoDB GetItem failed ({exc.code})") from None
         except ValueError:  # ConfigError, or a name that cannot be a key
             raise StoreError("DynamoDB GetItem not possible") from None
-        item = answer.get("Item") if isinstance(answer, dict) else None
-        if not item:
-            return False
-        status = item.get("status", {})
-        return not (isinstance(status, dict) and status.get("S") == "active")
+        return disabled_in(answer)
 
 
 class MemoryWebUserStatus:

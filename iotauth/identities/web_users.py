@@ -36,6 +36,8 @@ __all__ = [
     "DisabledUser",
     "capacity",
     "deny_policy",
+    "disabled_in",
+    "status_read",
     "webuser_key",
 ]
 
@@ -66,6 +68,28 @@ def webuser_key(username: str) -> str:
     if not username.startswith(WEB_PREFIX) or not is_safe_client_id(username):
         raise InvalidName(f"not a web username: {username!r}")
     return WEBUSER_PREFIX + username
+
+
+def status_read(table: str, username: str) -> dict[str, Any]:
+    """The ``GetItem`` of a web user's status, as the signer and the token path both make it:
+    strongly consistent (a disable applies to the next request), ``status`` only (1 RRU)."""
+    return {
+        "TableName": table,
+        "Key": {"pk": {"S": webuser_key(username)}},
+        "ConsistentRead": True,
+        "ProjectionExpression": "#s",
+        "ExpressionAttributeNames": {"#s": "status"},
+    }
+
+
+def disabled_in(answer: object) -> bool:
+    """Whether a :func:`status_read` answer says disabled: anything but a readable
+    ``active`` on an existing item is (an operator wrote it); no item is not."""
+    item = answer.get("Item") if isinstance(answer, dict) else None
+    if not item:
+        return False
+    status = item.get("status", {})
+    return not (isinstance(status, dict) and status.get("S") == "active")
 
 
 def _s(item: Mapping[str, Any], name: str, default: str = "") -> str:
