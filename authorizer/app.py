@@ -37,15 +37,16 @@ from iotauth.connect.authenticate import Decision, Settings, authenticate
 from iotauth.connect.decision_metrics import decision_metrics
 from iotauth.connect.event import parse_connect_event
 from iotauth.connect.negative_cache import NegativeCache
-from iotauth.connect.token_check import TokenAuth, TokenSettings
 from iotauth.identities.dynamodb_store import DynamoDBStore
 from iotauth.identities.store import CredentialStore
-from iotauth.identities.web_user_status import DynamoDBWebUserStatus
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
+    from iotauth.connect.token_check import TokenAuth
+
 SERVICE = "iotauth-authorizer"
+ISSUER_SETTING = "IOTAUTH_TOKEN_ISSUER"  # set: token auth on (iotauth.connect.token_check)
 logger = Logger(service=SERVICE)
 # An SDK's debug logs hold request bodies, i.e. usernames that may be mistyped passwords:
 # whatever level the function is given, they stay off (should boto3 ever be loaded).
@@ -59,17 +60,28 @@ _clock = time.time  # replaced by tests that need a fixed time
 _monotonic = time.monotonic  # the store deadline's clock; replaced by tests
 
 
+def _token_auth(settings: Settings, store: DynamoDBStore) -> TokenAuth | None:
+    """Token auth (:class:`iotauth.connect.token_check.TokenAuth`), imported only when the
+    issuer is set: a deployment without tokens never loads the JWS code at cold start. The
+    same client reads the ``webuser#`` items. Raises ValueError when misconfigured."""
+    if not os.environ.get(ISSUER_SETTING, "").strip():
+        return None
+    from iotauth.connect.token_check import TokenAuth, TokenSettings  # noqa: PLC0415
+    from iotauth.identities.web_user_status import DynamoDBWebUserStatus  # noqa: PLC0415
+
+    token_settings = TokenSettings.from_env(os.environ)
+    if token_settings is None:
+        return None
+    return TokenAuth.build(token_settings, DynamoDBWebUserStatus(settings.table, store.api))
+
+
 def _settings_and_store() -> tuple[Settings, CredentialStore]:
     """The container's settings and store; raises ValueError (no secret in it) when the
     function is misconfigured. Cheap: no network, so retrying it per request costs nothing."""
     if "store" not in _container:
         settings = Settings.from_env()
-        token_settings = TokenSettings.from_env(os.environ)
         store = DynamoDBStore.for_lambda(settings.table)
-        tokens = None
-        if token_settings is not None:  # token auth on: the same client reads webuser# items
-            web_users = DynamoDBWebUserStatus(settings.table, store.api)
-            tokens = TokenAuth.build(token_settings, web_users)
+        tokens = _token_auth(settings, store)
         _container.update(settings=settings, store=store, tokens=tokens)
     return _container["settings"], _container["store"]
 

@@ -19,6 +19,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from iotauth.access.names import InvalidName, principal_id_for, validate_username
 from iotauth.access.scoping import (
@@ -29,7 +30,7 @@ from iotauth.access.scoping import (
     shared_roots_from_env,
     validate_shared_root,
 )
-from iotauth.connect import aliyun_check, token_check
+from iotauth.connect import aliyun_check
 from iotauth.connect.client_ids import client_id_allowed, default_aliyun_client_id
 from iotauth.connect.event import ConnectRequest
 from iotauth.connect.lockout_count import count_first, undo_count
@@ -46,6 +47,9 @@ from iotauth.identities.records import (
 from iotauth.identities.store import CredentialStore, StoreError
 from iotauth.wire import aliyun
 from iotauth.wire.frozen import Frozen
+
+if TYPE_CHECKING:  # the token path is imported only where token auth is on (_decide_token)
+    from iotauth.connect.token_check import TokenAuth
 
 __all__ = ["Decision", "Settings", "authenticate"]
 
@@ -241,7 +245,7 @@ def authenticate(
     arn: ArnContext,
     monotonic: Callable[[], float] = time.monotonic,
     negative_cache: NegativeCache | None = None,
-    tokens: token_check.TokenAuth | None = None,
+    tokens: TokenAuth | None = None,
 ) -> Decision:
     """Decide one connection attempt. Raises only on programming errors; store errors deny.
 
@@ -255,8 +259,12 @@ def authenticate(
     deadline = monotonic() + settings.store_deadline_seconds
     if request.problem is not None:
         return _deny("malformed")
-    if tokens is not None and token_check.wants_token(request, tokens):
-        return _decide_token(request, tokens, now, settings, arn, lambda: deadline - monotonic())
+    if tokens is not None:
+        from iotauth.connect import token_check  # noqa: PLC0415 — token auth on: loaded
+
+        if token_check.wants_token(request, tokens):
+            time_left = lambda: deadline - monotonic()  # noqa: E731
+            return _decide_token(request, tokens, now, settings, arn, time_left)
     username, password, client_id = request.username, request.password, request.client_id
     if not username or password is None:
         return _deny("missing-credentials")
@@ -390,7 +398,7 @@ def _decide(  # noqa: PLR0917 — private; called once, positionally
 
 def _decide_token(  # noqa: PLR0917 — private; called once, positionally
     request: ConnectRequest,
-    tokens: token_check.TokenAuth,
+    tokens: TokenAuth,
     now: float,
     settings: Settings,
     arn: ArnContext,
@@ -398,6 +406,8 @@ def _decide_token(  # noqa: PLR0917 — private; called once, positionally
 ) -> Decision:
     """The token path (docs/design/tokens.md): no lockout (nothing to guess: a signature),
     no negative cache (a disable or a key rotation must apply to the next attempt)."""
+    from iotauth.connect import token_check  # noqa: PLC0415 — imported by the caller already
+
     outcome = token_check.check_token(
         request,
         tokens,

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from iotauth.wire.frozen import Frozen
-from iotauth.wire.jws import MAX_TOKEN_CHARS
+from iotauth.wire.token_size import MAX_TOKEN_CHARS
 
 __all__ = [
     "JWT_USERNAME",
@@ -46,7 +46,9 @@ __all__ = [
 #: Longest password accepted (decoded). MQTT allows 65,535 bytes; nothing legitimate here
 #: comes close, and scrypt over megabytes would be a cheap denial of service.
 MAX_PASSWORD_BYTES = 1024
-#: The username whose password is a JWT (iotauth.connect.token_check): up to MAX_TOKEN_CHARS.
+#: The MQTT username (before any ``?…``) whose password is a JWT, up to MAX_TOKEN_CHARS
+#: (iotauth.connect.token_check). ``$`` cannot start an identity name
+#: (:func:`iotauth.access.names.validate_username`), so no device collides.
 JWT_USERNAME = "$jwt"
 _MAX_USERNAME_CHARS = 1024  # with its query suffix, not counting a token in it (below)
 # A JWT as one of the username's query parameters (the authorizer's token key name).

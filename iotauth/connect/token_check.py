@@ -30,7 +30,7 @@ from typing import Any
 from iotauth.access.claims import GroupGrants, WebScopeRules, scope_for_claims
 from iotauth.access.names import InvalidName, web_username
 from iotauth.access.scoping import Scope, shared_roots_from_env
-from iotauth.connect.event import ConnectRequest
+from iotauth.connect.event import JWT_USERNAME, ConnectRequest
 from iotauth.connect.jwks import Fetch, JwksCache, JwksUnavailable
 from iotauth.identities.records import MAX_DURATION, MIN_DURATION
 from iotauth.identities.store import StoreError
@@ -50,9 +50,6 @@ __all__ = [
     "wants_token",
 ]
 
-#: The MQTT username (before any ``?…``) whose password is a JWT. ``$`` cannot start an
-#: identity name (:func:`iotauth.access.names.validate_username`), so no device collides.
-JWT_USERNAME = "$jwt"
 #: The token's key name (the IoT authorizer's ``TokenKeyName``) by default.
 DEFAULT_KEY_NAME = "iotauth-token"
 #: Names IoT Core gives meaning to: never a token key name.

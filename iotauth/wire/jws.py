@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from iotauth.wire.frozen import Frozen
+from iotauth.wire.token_size import MAX_TOKEN_CHARS
 
 __all__ = [
     "ALGORITHMS",
@@ -48,9 +49,6 @@ __all__ = [
     "verify",
 ]
 
-#: The longest token looked at; longer ones are refused before any decoding. Real ID and
-#: access tokens are 0.8-4 KB; IoT forwards at most 8 KB of HTTP data.
-MAX_TOKEN_CHARS = 8192
 _MAX_HEADER_CHARS = 1024  # the encoded protected header
 _MAX_SIGNATURE_CHARS = 700  # 4096-bit RSA: 512 bytes, 683 characters
 _MAX_KID_CHARS = 256

@@ -4,7 +4,8 @@ The closure is static (:mod:`modulefinder` follows imports inside functions too)
 module imported only on a rare path is counted. The artifact must hold every module of the
 closure and nothing of iotauth beyond it (no ``cli``, no ``local``, no unused rule), and
 every module the handler really loads (a cold import of the artifact, checked in a child)
-must be one it ships.
+must be one it ships. The token path (JWS, JWKS, claims) ships in the authorizer but is
+loaded only when token auth is configured.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def _closure(handler: Path) -> set[str]:
     }
 
 
-def _loaded(artifact: Path) -> set[str]:
+def _loaded(artifact: Path, **extra_env: str) -> set[str]:
     """The iotauth modules a cold ``import app`` of the artifact loads, in a clean child."""
     code = (
         "import json, sys\n"
@@ -56,6 +57,7 @@ def _loaded(artifact: Path) -> set[str]:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "TABLE_NAME": "iotauth-artifact-check",
         "POWERTOOLS_METRICS_NAMESPACE": "iotauth",
+        **extra_env,
     }
     out = subprocess.run(
         [sys.executable, "-I", "-c", code],
@@ -96,3 +98,27 @@ def test_artifact_holds_the_handlers_import_closure_and_nothing_more(
     loaded = _loaded(BUILD / function)
     assert "iotauth" in loaded
     assert loaded <= shipped, sorted(loaded - shipped)
+
+
+_TOKEN_MODULES = {
+    "iotauth.connect.token_check",
+    "iotauth.connect.jwks",
+    "iotauth.wire.jws",
+    "iotauth.access.claims",
+    "iotauth.identities.web_user_status",
+}
+
+
+def test_the_authorizer_loads_the_token_path_only_when_token_auth_is_on() -> None:
+    artifact = BUILD / "AuthorizerFunction"
+    assert _shipped(artifact) >= _TOKEN_MODULES
+    assert not _TOKEN_MODULES & _loaded(artifact), "token auth is off: nothing of it is loaded"
+    # On: an issuer whose JWKS nobody serves (a refused loopback port): init still finishes.
+    on = _loaded(
+        artifact,
+        IOTAUTH_TABLE="iotauth-artifact-check",
+        IOTAUTH_TOKEN_ISSUER="http://127.0.0.1:9/issuer",
+        IOTAUTH_TOKEN_JWKS_URL="http://127.0.0.1:9/jwks.json",
+        IOTAUTH_TOKEN_AUDIENCE="artifact-check",
+    )
+    assert on >= _TOKEN_MODULES, sorted(_TOKEN_MODULES - on)
