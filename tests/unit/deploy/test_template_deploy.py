@@ -4,6 +4,7 @@ operators' IAM for revocation, reserved concurrency, and the session defaults.""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -279,3 +280,18 @@ def test_every_checkov_skip_is_justified_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for check, reason in skips:
         assert f"`{check}`" in readme and reason.strip() in readme, check
+
+
+def test_every_authorizer_name_the_template_derives_fits_iots_128_characters(
+    doc: dict[str, Any],
+) -> None:
+    """The longest AuthorizerName the parameter accepts, with each suffix the template adds
+    to it (``-token``, ``-token-signed``), is still a name CreateAuthorizer takes."""
+    longest = doc["Parameters"]["AuthorizerName"]["MaxLength"]
+    names = [longest]
+    for resource in _resources(doc, "AWS::IoT::Authorizer").values():
+        name = resource["Properties"]["AuthorizerName"]
+        for sub in re.findall(r"\$\{AuthorizerName\}[\w=,@-]*", json.dumps(name)):
+            names.append(longest + len(sub) - len("${AuthorizerName}"))
+    assert len(names) >= 3, names  # the parameter, -token and -token-signed
+    assert max(names) <= 128, names
