@@ -23,6 +23,13 @@ botocore as the Lambda runtime provides them; bytecode as shipped). Node rows ru
 ``awslambdaric``, Node's runtime client) is the same for every function of a language and
 is not part of any figure. Figures only: timings vary by machine and load.
 
+``iotauth authorizer, tokens on`` is the authorizer with token auth configured
+(``IOTAUTH_TOKEN_ISSUER``): its ``ready`` includes loading the token path and fetching the
+issuer's JWKS (one RSA and one EC key, from the stub); its first call is a whole token
+CONNECT through the handler (an RS256 ID token as the ``$jwt`` password: JWS parse and
+signature, claims, the disabled-user ``GetItem``). Without a token issuer none of that code
+is imported.
+
 ``IOTAUTH_BENCH_BASELINE=<git rev>`` (``make bench BASELINE=<rev>``) adds both functions as
 that revision ships them, measured in the same interleaved rounds: the current artifact's
 third-party packages with that revision's ``app.py`` and ``iotauth`` (less ``cli`` and
@@ -31,6 +38,7 @@ third-party packages with that revision's ``app.py`` and ``iotauth`` (less ``cli
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import os
@@ -107,6 +115,48 @@ _NODE_STS_CALL = (
 )
 
 
+_TOKEN_AUDIENCE = "bench-app"
+
+
+class _TokenBench:
+    """An issuer's keys (made per run, public half served by the stub) and one RS256 ID token."""
+
+    def __init__(self) -> None:
+        sys.path.insert(0, str(ROOT))
+        from tests.token_support import SigningKey  # the tests' signer (PyJWT): dev only
+
+        rsa_key, ec_key = SigningKey("RS256", "bench-r"), SigningKey("ES256", "bench-e")
+        self.jwks = json.dumps({"keys": [rsa_key.jwk, ec_key.jwk]}).encode()
+        self.issuer = ""  # the stub's URL, once it listens (``env``)
+        self._key = rsa_key
+
+    def env(self, endpoint: str) -> dict[str, str]:
+        self.issuer = f"{endpoint}/issuer"
+        return {
+            "IOTAUTH_TOKEN_ISSUER": self.issuer,
+            "IOTAUTH_TOKEN_JWKS_URL": f"{endpoint}/jwks.json",
+            "IOTAUTH_TOKEN_AUDIENCE": _TOKEN_AUDIENCE,
+            "IOTAUTH_TOKEN_ALGORITHMS": "RS256,ES256",
+        }
+
+    def connect_event(self) -> dict[str, object]:
+        now = int(time.time())
+        claims = {"iss": self.issuer, "aud": _TOKEN_AUDIENCE, "sub": "bench-user",
+                  "iat": now, "exp": now + 3600, "token_use": "id"}  # fmt: skip
+        token = self._key.sign(claims)
+        return {
+            "protocols": ["mqtt"],
+            "protocolData": {
+                "mqtt": {
+                    "username": "$jwt",
+                    "password": base64.b64encode(token.encode()).decode(),
+                    "clientId": "web-bench-user",
+                }
+            },
+            "connectionMetadata": {"id": "bench"},
+        }
+
+
 def _py(code: str) -> str:
     """``code``, then stop at once (no teardown: see the module docstring)."""
     return f"{code}\nimport os; os._exit(0)"
@@ -137,7 +187,12 @@ def baseline_artifacts(rev: str, python: str, into: Path) -> dict[str, Path]:
     return out
 
 
-def rows(python: str, node: str | None, baseline: dict[str, Path] | None = None) -> list[Row]:
+def rows(
+    python: str,
+    node: str | None,
+    baseline: dict[str, Path] | None = None,
+    tokens: tuple[_TokenBench, str] | None = None,
+) -> list[Row]:
     authorizer = str(BUILD / "AuthorizerFunction")
     signer = str(BUILD / "SignerFunction")
     ddb_call = f"import boto3; boto3.client('dynamodb').batch_get_item(RequestItems={_KEYS})"
@@ -175,6 +230,31 @@ def rows(python: str, node: str | None, baseline: dict[str, Path] | None = None)
             cwd=Path(signer),
         ),
     ]
+    if tokens is not None:
+        bench, endpoint = tokens
+        token_env = bench.env(endpoint)
+        token_ready = (  # init fetched the issuer's two keys, once
+            "import app\nj = app._container['tokens'].jwks\n"
+            "assert (j.fetches, j.key_count) == (1, 2)"
+        )
+        token_call = (
+            f"import app\n{_CONTEXT}r = app.lambda_handler({bench.connect_event()!r}, C())\n"
+            "assert r['isAuthenticated'], r"
+        )
+        out.insert(
+            4,
+            Row(
+                "iotauth authorizer, tokens on",
+                [python, "-c", _py(token_ready)],
+                [python, "-c", _py(token_call)],
+                {
+                    "PYTHONPATH": authorizer,
+                    "POWERTOOLS_SERVICE_NAME": "iotauth-authorizer",
+                    **token_env,
+                },
+                cwd=Path(authorizer),
+            ),
+        )
     for function, path in (baseline or {}).items():
         kind = "authorizer" if function == "AuthorizerFunction" else "signer"
         first = "import app; app._container['store'].lookup('bench')"
@@ -223,6 +303,15 @@ _STS_ANSWER = (
 
 class _Stub(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    jwks = b'{"keys": []}'  # the token issuer's public keys (main sets them)
+
+    def do_GET(self) -> None:
+        body = self.jwks if self.path == "/jwks.json" else b"{}"
+        self.send_response(200 if self.path == "/jwks.json" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -354,6 +443,8 @@ def report(table: list[Row], runs: int) -> None:
         print(f"{row.label:34} {cells}")
     comparisons = [
         ("iotauth authorizer (artifact)", "node + @aws-sdk/client-dynamodb", "goal <= 1.0x"),
+        ("iotauth authorizer, tokens on", "node + @aws-sdk/client-dynamodb", "goal <= 1.0x"),
+        ("iotauth authorizer, tokens on", "iotauth authorizer (artifact)", ""),
         ("iotauth authorizer (artifact)", "boto3 + DynamoDB client", ""),
         ("iotauth signer (artifact)", "boto3 + STS client", "goal <= 1.0x"),
         ("iotauth signer (artifact)", "node + @aws-sdk/client-sts", ""),
@@ -398,8 +489,10 @@ def main() -> None:
             commit = done.stdout.strip()
             print(f"baseline: the artifacts as {rev} ({commit}) ships them")
             baseline = baseline_artifacts(rev, python, Path(scratch))
-        table = rows(python, node, baseline)
+        token_bench = _TokenBench()
+        _Stub.jwks = token_bench.jwks
         with stub_endpoint() as endpoint:
+            table = rows(python, node, baseline, (token_bench, endpoint))
             measure(table, RUNS, endpoint)
     report(table, RUNS)
 
