@@ -9,8 +9,9 @@ on the curve); a key that is not for signatures (``use``, ``key_ops``), names an
 algorithm or has another ``kty`` (``oct``, ``OKP`` …) is never returned. :func:`verify` is
 True only when the token's ``alg`` matches the key's type: RS256 (RSASSA-PKCS1-v1_5 with
 SHA-256; the encoded message is rebuilt and compared in constant time) or ES256 (ECDSA P-256
-with SHA-256, the signature as JOSE's raw ``r || s``). Only these two algorithms exist here:
-no ``none``, no HMAC, so a public key can never be used as a shared secret.
+with SHA-256, the signature as JOSE's raw ``r || s``; the curve: :mod:`iotauth.wire.p256`).
+Only these two algorithms exist here: no ``none``, no HMAC, so a public key can never be
+used as a shared secret.
 
 The one reason that matters: a JOSE library (PyJWT with ``cryptography``) would add its
 import to every cold start of the authorizer, which IoT Core waits for inside its 5 s;
@@ -29,6 +30,7 @@ from base64 import urlsafe_b64decode, urlsafe_b64encode
 from collections.abc import Mapping
 from typing import Any
 
+from iotauth.wire import p256
 from iotauth.wire.frozen import Frozen
 from iotauth.wire.token_size import MAX_TOKEN_CHARS
 
@@ -76,13 +78,6 @@ def _kid_ok(kid: object) -> bool:
 # RSASSA-PKCS1-v1_5: DER of DigestInfo's AlgorithmIdentifier for SHA-256 (RFC 8017 §9.2).
 _SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
 _RSA_MIN_BITS, _RSA_MAX_BITS = 2048, 4096
-
-# NIST P-256 (FIPS 186-4 D.1.2.3; SEC 2 secp256r1): y² = x³ - 3x + b over GF(p), order n.
-_P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
-_B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
-_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-_GX = 0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296
-_GY = 0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5
 
 
 class JwsError(ValueError):
@@ -229,7 +224,7 @@ class EcKey(Frozen):
     kid: str | None
 
     def __init__(self, x: int, y: int, kid: str | None = None) -> None:
-        if not (0 <= x < _P and 0 <= y < _P) or (y * y - (x * x * x - 3 * x + _B)) % _P:
+        if not p256.on_curve(x, y):
             raise JwsError("ec-point")  # off the curve: invalid-curve attacks start here
         self._init(x=x, y=y, kid=kid)
 
@@ -329,78 +324,9 @@ def _rsa_verify(key: RsaKey, message: bytes, signature: bytes) -> bool:
     return hmac.compare_digest(encoded, expected)
 
 
-# -- P-256 in Jacobian coordinates (X, Y, Z) ~ (X/Z², Y/Z³); Z == 0 is the point at infinity.
-_Point = tuple[int, int, int]
-_INFINITY: _Point = (1, 1, 0)
-
-
-def _double(point: _Point) -> _Point:
-    x1, y1, z1 = point
-    if z1 == 0 or y1 == 0:
-        return _INFINITY
-    delta = z1 * z1 % _P
-    gamma = y1 * y1 % _P
-    beta = x1 * gamma % _P
-    alpha = 3 * (x1 - delta) * (x1 + delta) % _P  # a = -3
-    x3 = (alpha * alpha - 8 * beta) % _P
-    z3 = ((y1 + z1) * (y1 + z1) - gamma - delta) % _P
-    y3 = (alpha * (4 * beta - x3) - 8 * gamma * gamma) % _P
-    return (x3, y3, z3)
-
-
-def _add(p1: _Point, p2: _Point) -> _Point:
-    x1, y1, z1 = p1
-    x2, y2, z2 = p2
-    if z1 == 0:
-        return p2
-    if z2 == 0:
-        return p1
-    z1z1, z2z2 = z1 * z1 % _P, z2 * z2 % _P
-    u1, u2 = x1 * z2z2 % _P, x2 * z1z1 % _P
-    s1, s2 = y1 * z2 * z2z2 % _P, y2 * z1 * z1z1 % _P
-    if u1 == u2:
-        return _double(p1) if s1 == s2 else _INFINITY
-    h, r = (u2 - u1) % _P, (s2 - s1) % _P
-    hh = h * h % _P
-    hhh = h * hh % _P
-    v = u1 * hh % _P
-    x3 = (r * r - hhh - 2 * v) % _P
-    y3 = (r * (v - x3) - s1 * hhh) % _P
-    return (x3, y3, h * z1 * z2 % _P)
-
-
-def _window(point: _Point) -> list[_Point]:
-    """0·P … 15·P, for a fixed 4-bit window."""
-    table = [_INFINITY, point]
-    for _ in range(14):
-        table.append(_add(table[-1], point))
-    return table
-
-
-_G_TABLE: list[_Point] = []  # 0·G … 15·G, made by the first ES256 verification
-
-
 def _ec_verify(key: EcKey, message: bytes, signature: bytes) -> bool:
     if len(signature) != 64:  # JOSE: r and s, 32 bytes each, big-endian (RFC 7518 §3.4)
         return False
     r = int.from_bytes(signature[:32], "big")
     s = int.from_bytes(signature[32:], "big")
-    if not (0 < r < _N and 0 < s < _N):
-        return False
-    e = int.from_bytes(hashlib.sha256(message).digest(), "big")
-    w = pow(s, -1, _N)
-    u1, u2 = e * w % _N, r * w % _N
-    if not _G_TABLE:
-        _G_TABLE.extend(_window((_GX, _GY, 1)))
-    q_table = _window((key.x, key.y, 1))
-    result = _INFINITY
-    for shift in range(252, -1, -4):  # u1·G + u2·Q, both 4 bits at a time
-        for _ in range(4):
-            result = _double(result)
-        result = _add(result, _G_TABLE[(u1 >> shift) & 15])
-        result = _add(result, q_table[(u2 >> shift) & 15])
-    x, _, z = result
-    if z == 0:
-        return False
-    affine_x = x * pow(z * z % _P, -1, _P) % _P
-    return affine_x % _N == r
+    return p256.verify(key.x, key.y, hashlib.sha256(message).digest(), r, s)
