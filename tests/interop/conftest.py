@@ -258,3 +258,38 @@ def node_binary() -> str:
     if found is None or not MQTTJS.is_dir():
         pytest.fail("node and web/node_modules/mqtt are needed: run `make interop-deps`")
     return found
+
+
+# -- awscrt clients (imported when a test asks: the other clients' tests need no awscrt) ------
+
+
+@pytest.fixture
+def crt3() -> Iterator[Callable[[], Any]]:
+    """Makes :class:`tests.interop.crt3.Crt3` wrappers; disconnects each after the test."""
+    from tests.interop.crt3 import Crt3
+
+    made: list[Crt3] = []
+
+    def make() -> Crt3:
+        made.append(Crt3())
+        return made[-1]
+
+    yield make
+    for events in made:
+        events.disconnect()
+
+
+@pytest.fixture
+def crt5() -> Iterator[Callable[[], Any]]:
+    """Makes :class:`tests.interop.crt5.Crt5` wrappers; stops each after the test."""
+    from tests.interop.crt5 import Crt5
+
+    made: list[Crt5] = []
+
+    def make() -> Crt5:
+        made.append(Crt5())
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.stop()

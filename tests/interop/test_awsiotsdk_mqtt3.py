@@ -9,7 +9,7 @@ always dials 443: test_awsiotsdk_mqtt3_443.py.)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,19 +20,6 @@ from awsiot import mqtt_connection_builder
 from iotauth.local.stack import StackInfo
 from tests.interop.conftest import Device, iot_port, web_user
 from tests.interop.crt3 import Crt3, round_trip_and_refusals
-
-
-@pytest.fixture
-def crt3() -> Iterator[Callable[[], Crt3]]:
-    made: list[Crt3] = []
-
-    def make() -> Crt3:
-        made.append(Crt3())
-        return made[-1]
-
-    yield make
-    for events in made:
-        events.disconnect()
 
 
 def custom_auth_connection(info: StackInfo, device: Device, events: Crt3, password: str) -> Any:

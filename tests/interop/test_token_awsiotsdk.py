@@ -24,7 +24,7 @@ from iotauth.local.stack import LocalPorts, LocalStack, StackInfo
 from tests.e2e.token_support import SigningKey, token_for
 from tests.interop.conftest import iot_port
 from tests.interop.crt3 import Crt3, round_trip_and_refusals
-from tests.interop.test_awsiotsdk_mqtt5 import ConnectRefused, Crt5
+from tests.interop.crt5 import ConnectRefused, Crt5
 
 KEY = SigningKey()
 TOKEN_KEY_NAME = "iotauth-token"
@@ -34,32 +34,6 @@ TOKEN_KEY_NAME = "iotauth-token"
 def stack() -> Iterator[StackInfo]:
     with LocalStack(LocalPorts.any_free(), token_signing=KEY.signing(TOKEN_KEY_NAME)) as running:
         yield running.info
-
-
-@pytest.fixture
-def crt3() -> Iterator[Callable[[], Crt3]]:
-    made: list[Crt3] = []
-
-    def make() -> Crt3:
-        made.append(Crt3())
-        return made[-1]
-
-    yield make
-    for events in made:
-        events.disconnect()
-
-
-@pytest.fixture
-def crt5() -> Iterator[Callable[[], Crt5]]:
-    made: list[Crt5] = []
-
-    def make() -> Crt5:
-        made.append(Crt5())
-        return made[-1]
-
-    yield make
-    for events in made:
-        events.stop()
 
 
 def mqtt3_connection(info: StackInfo, events: Crt3, token: str, signature: str) -> Any:
