@@ -10,6 +10,8 @@ With metrics on (the default) it appends ``?SDK=Python&Version=1.6.2`` to the us
 ``?x-amz-customauthorizer-name=…`` that is a second ``?``, which IoT Core cannot read as
 the authorizer's name: such clients need the endpoint's default authorizer (REFERENCE §9,
 §11), and so do they here.
+A browser user's JWT goes as the password with the username ``$jwt`` (issue 17): the
+metrics suffix after it is harmless, the default authorizer takes it.
 (Its WebSocket mode accepts only hosts of the form ``*.iot.<region>.amazonaws.com``, so it
 cannot be pointed at a loopback stand-in unmodified: not covered.)
 """
@@ -32,6 +34,7 @@ from AWSIoTPythonSDK.exception.AWSIoTExceptions import (
 from AWSIoTPythonSDK.MQTTLib import AWSIoTMQTTClient
 
 from iotauth.local.stack import StackInfo
+from tests.e2e.token_support import JWT_USERNAME, token_for
 from tests.interop.conftest import WAIT, Device, mqtts_port, username_for
 
 
@@ -70,8 +73,8 @@ def throwaway_key_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
 
 
 class V1:
-    def __init__(self, info: StackInfo, device: Device, keys: tuple[Path, Path], port: int) -> None:
-        self.client = AWSIoTMQTTClient(device.name)
+    def __init__(self, info: StackInfo, client_id: str, keys: tuple[Path, Path], port: int) -> None:
+        self.client = AWSIoTMQTTClient(client_id)
         self.client.configureEndpoint("localhost", port)  # a host name: the SDK sends SNI
         self.client.configureCredentials(str(info.ca_cert_path), str(keys[0]), str(keys[1]))
         self.client.configureConnectDisconnectTimeout(WAIT)
@@ -101,8 +104,8 @@ class V1:
 def v1_client(throwaway_key_pair: tuple[Path, Path]) -> Iterator[Callable[..., V1]]:
     made: list[V1] = []
 
-    def make(info: StackInfo, device: Device) -> V1:
-        made.append(V1(info, device, throwaway_key_pair, mqtts_port(info)))
+    def make(info: StackInfo, client_id: str) -> V1:
+        made.append(V1(info, client_id, throwaway_key_pair, mqtts_port(info)))
         return made[-1]
 
     yield make
@@ -118,7 +121,7 @@ def test_v1_through_the_default_authorizer(
     name_the_authorizer: bool,
 ) -> None:
     device = new_device()
-    v1 = v1_client(stack, device)
+    v1 = v1_client(stack, device.name)
     username = username_for(stack, device.name) if name_the_authorizer else device.name
     assert v1.connect(username, device.secret)
 
@@ -138,14 +141,33 @@ def test_v1_wrong_password_goes_offline_at_once(
     stack: StackInfo, new_device: Callable[[], Device], v1_client: Callable[..., V1]
 ) -> None:
     device = new_device()
-    refused = v1_client(stack, device)
+    refused = v1_client(stack, device.name)
     # v1 takes any CONNACK for success (its connect() never reads the return code), so a
     # refusing CONNACK (return code 5) shows as connect() == True, then going offline at
     # once when the broker closes the connection.
     assert refused.connect(device.name, device.secret + "x")
     assert refused.offline.wait(WAIT)
     refused.connected = False
-    accepted = v1_client(stack, device)
+    accepted = v1_client(stack, device.name)
     assert accepted.connect(device.name, device.secret)
     assert accepted.client.subscribe(device.own_topic, 1, accepted.on_message)  # SUBACK
     assert not accepted.offline.is_set()
+
+
+def test_v1_with_a_jwt_as_the_password(stack: StackInfo, v1_client: Callable[..., V1]) -> None:
+    v1 = v1_client(stack, "web-alice")
+    assert v1.connect(JWT_USERNAME, token_for(stack, "alice"))  # SDK metrics appended
+    assert v1.client.subscribe("web-alice/inbox", 1, v1.on_message)
+    assert v1.client.publish("web-alice/inbox", b"hi", 1)
+    assert v1.messages.get(timeout=WAIT) == ("web-alice/inbox", b"hi")
+    with pytest.raises(subackError):  # another user's namespace
+        v1.client.subscribe("web-bob/inbox", 1, v1.on_message)
+
+
+def test_v1_with_another_users_jwt_goes_offline(
+    stack: StackInfo, v1_client: Callable[..., V1]
+) -> None:
+    v1 = v1_client(stack, "web-alice")
+    assert v1.connect(JWT_USERNAME, token_for(stack, "bob"))  # v1 ignores the return code
+    assert v1.offline.wait(WAIT)
+    v1.connected = False
